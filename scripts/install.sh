@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything berth and its tests need on a fresh Debian 12 machine (as root):
+# Debian packages, then a virtualenv in .venv with berth installed (editable) and
+# the test tools. Idempotent: safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+PKGS=(python3 python3-venv busybox-static runc skopeo umoci docker-registry
+      libseccomp2 iproute2 nftables iptables apache2-utils hyperfine procps)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's interpreter, not a pyenv shim: the venv's python must start fast.
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'

@@ -1,0 +1,1 @@
+"""`berth`: the daemonless engine CLI. One thin adapter per command."""

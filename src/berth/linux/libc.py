@@ -1,0 +1,196 @@
+"""ctypes bindings for the syscalls Python's os module lacks (Python 3.11).
+
+Kept import-light: it is on the runtime's start-up path.
+"""
+
+import ctypes
+import os
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# <linux/sched.h>
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# <linux/mount.h> (sys/mount.h)
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_POSIXACL = 1 << 16
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_KERNMOUNT = 1 << 22
+MS_I_VERSION = 1 << 23
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+MNT_FORCE = 1
+MNT_DETACH = 2
+MNT_EXPIRE = 4
+UMOUNT_NOFOLLOW = 8
+
+# <linux/prctl.h>
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# <linux/openat2.h>
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+# <asm/ioctls.h>, <asm-generic/ioctls.h>
+TIOCSCTTY = 0x540E
+TIOCGPTN = 0x80045430
+TIOCSPTLCK = 0x40045431
+TIOCGPTPEER = 0x5441
+TIOCSWINSZ = 0x5414
+
+# syscall numbers glibc 2.36 has no wrapper for, per architecture
+# (<asm/unistd_64.h> on x86_64, <asm-generic/unistd.h> on arm64)
+_SYSCALLS = {
+    "x86_64": {"pivot_root": 155, "openat2": 437, "pidfd_send_signal": 424, "close_range": 436},
+    "aarch64": {"pivot_root": 41, "openat2": 437, "pidfd_send_signal": 424, "close_range": 436},
+}
+_NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["x86_64"])
+
+_libc.mount.argtypes = (
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+)
+_libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
+_libc.unshare.argtypes = (ctypes.c_int,)
+_libc.setns.argtypes = (ctypes.c_int, ctypes.c_int)
+_libc.sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
+_libc.setdomainname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
+_libc.prctl.argtypes = (
+    ctypes.c_int,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+)
+_libc.syscall.restype = ctypes.c_long
+
+
+def _b(s: str | bytes | None) -> bytes | None:
+    if s is None or isinstance(s, bytes):
+        return s
+    return os.fsencode(s)
+
+
+def _err(op: str, path: str | bytes | None = None) -> OSError:
+    e = ctypes.get_errno()
+    if path is None:
+        return OSError(e, f"{op}: {os.strerror(e).lower()}")
+    return OSError(e, f"{op}: {os.strerror(e).lower()}", path)
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
+    if _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)) != 0:
+        raise _err(f"mount {source or fstype or ''} on {target}", target)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    if _libc.umount2(_b(target), flags) != 0:
+        raise _err(f"umount {target}", target)
+
+
+def unshare(flags: int) -> None:
+    if _libc.unshare(flags) != 0:
+        raise _err(f"unshare {flags:#x}")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    if _libc.setns(fd, nstype) != 0:
+        raise _err(f"setns {nstype:#x}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    if _libc.syscall(_NR["pivot_root"], _b(new_root), _b(put_old)) != 0:
+        raise _err(f"pivot_root {new_root}", new_root)
+
+
+def sethostname(name: str) -> None:
+    b = name.encode()
+    if _libc.sethostname(b, len(b)) != 0:
+        raise _err(f"sethostname {name}")
+
+
+def setdomainname(name: str) -> None:
+    b = name.encode()
+    if _libc.setdomainname(b, len(b)) != 0:
+        raise _err(f"setdomainname {name}")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    r = _libc.prctl(option, arg2, arg3, arg4, arg5)
+    if r < 0:
+        raise _err(f"prctl {option}")
+    return r
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = (("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64))
+
+
+def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    how = _OpenHow(flags, mode, resolve)
+    fd = _libc.syscall(_NR["openat2"], dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how))
+    if fd < 0:
+        raise _err(f"openat2 {path}", path)
+    return fd
+
+
+def pidfd_send_signal(pidfd: int, sig: int) -> None:
+    if _libc.syscall(_NR["pidfd_send_signal"], pidfd, sig, None, 0) != 0:
+        raise _err(f"pidfd_send_signal {sig}")
+
+
+def set_name(name: str) -> None:
+    """The process title shown by ps (comm), at most 15 bytes."""
+    try:
+        prctl(
+            PR_SET_NAME,
+            ctypes.cast(ctypes.c_char_p(name.encode()[:15]), ctypes.c_void_p).value or 0,
+        )
+    except OSError:
+        pass

@@ -1,0 +1,1 @@
+"""OCI models: runtime-spec config, image-spec, distribution. No I/O here."""
