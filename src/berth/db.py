@@ -1,0 +1,93 @@
+"""The engine's SQLite database: one file (WAL), schema migrations per component.
+
+Each subsystem (images, containers, ...) owns its tables and declares its
+schema as an ordered list of SQL scripts; `migrate` applies the ones not yet
+applied, recording the version in `schema_versions`. Connections are cheap and
+per-thread (sqlite3 objects are not shared between threads)::
+
+    IMAGES_SCHEMA = ["CREATE TABLE images (...)", "ALTER TABLE images ADD ..."]
+    conn = connect(paths.database)
+    migrate(conn, "images", IMAGES_SCHEMA)
+    with transaction(conn):
+        conn.execute("INSERT ...")
+"""
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+
+from berth.errors import InternalError, UnavailableError
+
+BUSY_TIMEOUT_S = 30.0
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """Open (creating) the database at `path` in WAL mode, autocommit, rows as
+    sqlite3.Row."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    except sqlite3.Error as exc:
+        raise UnavailableError(f"open database {path}: {exc}", path=path) from exc
+    return conn
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error. Not re-entrant."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def migrate(conn: sqlite3.Connection, component: str, scripts: Sequence[str]) -> int:
+    """Apply the scripts of `component` past its recorded version, each in one
+    transaction; return the new version."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_versions"
+        " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+    )
+    with transaction(conn):
+        row = conn.execute(
+            "SELECT version FROM schema_versions WHERE component = ?", (component,)
+        ).fetchone()
+        current = row[0] if row else 0
+        if current > len(scripts):
+            raise InternalError(
+                f"migrate {component} schema: database version {current} is newer than "
+                f"this berth ({len(scripts)})"
+            )
+        for version in range(current, len(scripts)):
+            for statement in _statements(scripts[version]):
+                conn.execute(statement)
+        conn.execute(
+            "INSERT INTO schema_versions (component, version) VALUES (?, ?)"
+            " ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+            (component, len(scripts)),
+        )
+    return len(scripts)
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT our transaction; split on complete statements instead
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out

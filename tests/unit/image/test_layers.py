@@ -1,0 +1,182 @@
+import gzip
+import io
+import os
+import stat
+import tarfile
+
+import pytest
+
+from berth.image.layers import LayerError, apply_layer
+from berth.oci import digest as dg
+
+
+def make_tar(entries, compression=""):
+    """entries: list of (name, kind, extra) with kind in file/dir/sym/link/fifo."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for e in entries:
+            name, kind = e[0], e[1]
+            extra = e[2] if len(e) > 2 else {}
+            ti = tarfile.TarInfo(name)
+            ti.mtime = extra.get("mtime", 1_600_000_000)
+            ti.mode = extra.get("mode", 0o644 if kind == "file" else 0o755)
+            ti.uid = extra.get("uid", 0)
+            ti.gid = extra.get("gid", 0)
+            if "xattrs" in extra:
+                ti.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in extra["xattrs"].items()}
+            data = None
+            if kind == "file":
+                data = extra.get("data", b"")
+                ti.size = len(data)
+            elif kind == "dir":
+                ti.type = tarfile.DIRTYPE
+            elif kind == "sym":
+                ti.type = tarfile.SYMTYPE
+                ti.linkname = extra["target"]
+            elif kind == "link":
+                ti.type = tarfile.LNKTYPE
+                ti.linkname = extra["target"]
+            elif kind == "fifo":
+                ti.type = tarfile.FIFOTYPE
+            tf.addfile(ti, io.BytesIO(data) if data is not None else None)
+    raw = buf.getvalue()
+    if compression == "gzip":
+        return gzip.compress(raw), raw
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor().compress(raw), raw
+    return raw, raw
+
+
+def apply(target, entries, compression="", mode="flatten"):
+    data, raw = make_tar(entries, compression)
+    res = apply_layer(str(target), io.BytesIO(data), mode=mode)
+    assert res.diff_id == dg.from_bytes(raw)
+    return res
+
+
+@pytest.mark.parametrize("compression", ["", "gzip", "zstd"])
+def test_apply_basic_entries(tmp_path, compression):
+    root = tmp_path / "root"
+    root.mkdir()
+    res = apply(
+        root,
+        [
+            ("etc", "dir", {"mode": 0o750, "mtime": 1_000_000}),
+            ("etc/hosts", "file", {"data": b"127.0.0.1 x\n", "mode": 0o640, "mtime": 1234}),
+            ("bin/sh", "file", {"data": b"#!", "mode": 0o755}),
+            ("bin/ash", "link", {"target": "bin/sh"}),
+            ("bin/abs", "sym", {"target": "/etc/hosts"}),
+            ("run/fifo", "fifo"),
+            ("data", "file", {"data": b"x", "xattrs": {"user.test": "v1"}}),
+        ],
+        compression,
+    )
+    assert res.entries == 7
+    assert (root / "etc/hosts").read_bytes() == b"127.0.0.1 x\n"
+    st = os.stat(root / "etc/hosts")
+    assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_mtime == 1234
+    assert stat.S_IMODE(os.stat(root / "etc").st_mode) == 0o750
+    assert os.stat(root / "etc").st_mtime == 1_000_000
+    assert os.stat(root / "bin/ash").st_ino == os.stat(root / "bin/sh").st_ino
+    assert os.readlink(root / "bin/abs") == "/etc/hosts"
+    assert stat.S_ISFIFO(os.lstat(root / "run/fifo").st_mode)
+    try:
+        assert os.getxattr(root / "data", "user.test") == b"v1"
+    except OSError:
+        pytest.skip("user xattrs not supported on this filesystem")
+
+
+def test_whiteouts_flatten(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    apply(root, [("a/x", "file"), ("a/y", "file"), ("b/z", "file"), ("c", "file")])
+    apply(root, [("a/.wh..wh..opq", "file"), ("a/new", "file"), ("b/.wh.z", "file"),
+                 (".wh.c", "file")])
+    assert sorted(os.listdir(root / "a")) == ["new"]
+    assert os.listdir(root / "b") == []
+    assert not (root / "c").exists()
+
+
+def test_opaque_after_sibling_in_same_layer_keeps_sibling(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    apply(root, [("a/old", "file")])
+    apply(root, [("a/new", "file"), ("a/.wh..wh..opq", "file")])
+    assert os.listdir(root / "a") == ["new"]
+
+
+def test_whiteouts_overlay_format(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("overlay whiteouts are character devices: need root")
+    root = tmp_path / "upper"
+    root.mkdir()
+    apply(root, [("a/.wh..wh..opq", "file"), ("b/.wh.gone", "file")], mode="overlay")
+    st = os.lstat(root / "b/gone")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert os.getxattr(root / "a", "trusted.overlay.opaque") == b"y"
+
+
+def test_replace_kinds(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    apply(root, [("p/q", "file"), ("f", "file", {"data": b"old"})])
+    apply(root, [("p", "file", {"data": b"now a file"}), ("f", "dir")])
+    assert (root / "p").read_bytes() == b"now a file"
+    assert (root / "f").is_dir()
+
+
+def _outside_untouched(tmp_path):
+    return sorted(p.name for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ([("../escape", "file", {"data": b"pwned"})], "path escapes the target"),
+        ([("a/../../escape", "file", {"data": b"pwned"})], "path escapes the target"),
+        ([("/escape", "file", {"data": b"pwned"})], "absolute path refused"),
+        ([("link", "sym", {"target": ".."}), ("link/escape", "file", {"data": b"pwned"})],
+         "is a symlink"),
+        ([("link", "sym", {"target": "/"}), ("link/escape", "file", {"data": b"pwned"})],
+         "is a symlink"),
+        ([("shadow", "link", {"target": "/etc/shadow"})], "absolute path refused"),
+        ([("shadow", "link", {"target": "../../../../../../etc/shadow"})],
+         "path escapes the target"),
+        ([("ln", "sym", {"target": "/etc"}), ("shadow", "link", {"target": "ln/shadow"})],
+         "is a symlink"),
+        ([("ln", "sym", {"target": ".."}), ("ln/.wh.escape", "file")], "is a symlink"),
+    ],
+    ids=["dotdot", "nested-dotdot", "absolute", "symlink-parent-dotdot", "symlink-parent-root",
+         "hardlink-absolute", "hardlink-dotdot", "hardlink-through-symlink",
+         "whiteout-through-symlink"],
+)
+def test_hostile_layers_refused(tmp_path, entries, message):
+    target = tmp_path / "t" / "root"
+    target.mkdir(parents=True)
+    (tmp_path / "t" / "escape").write_bytes(b"original")
+    before = sorted(os.listdir(tmp_path / "t"))
+    with pytest.raises(LayerError, match=message):
+        apply(target, entries)
+    assert sorted(os.listdir(tmp_path / "t")) == before
+    assert (tmp_path / "t" / "escape").read_bytes() == b"original"
+    assert _outside_untouched(tmp_path) == ["t"]
+
+
+def test_file_replacing_symlink_does_not_write_through_it(tmp_path):
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"original")
+    root = tmp_path / "root"
+    root.mkdir()
+    apply(root, [("f", "sym", {"target": str(outside)}), ("f", "file", {"data": b"new"})])
+    assert outside.read_bytes() == b"original"
+    assert (root / "f").read_bytes() == b"new" and not (root / "f").is_symlink()
+
+
+def test_truncated_layer(tmp_path):
+    data, _ = make_tar([("big", "file", {"data": b"x" * 100_000})], "gzip")
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(LayerError):
+        apply_layer(str(root), io.BytesIO(data[: len(data) // 2]))
