@@ -295,3 +295,17 @@ def select_manifest(index: Index, want: Platform) -> Descriptor:
         f"select platform {w} from image index: no matching manifest (available: {available})",
         platform=str(w),
     )
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """Chain IDs of a layer stack (image-spec config.md): ChainID(L0) = DiffID(L0),
+    ChainID(L0|...|Ln) = sha256(ChainID(L0|...|Ln-1) + " " + DiffID(Ln))."""
+    import hashlib
+
+    out: list[str] = []
+    for d in diff_ids:
+        if not out:
+            out.append(d)
+        else:
+            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
+    return out

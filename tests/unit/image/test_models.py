@@ -46,3 +46,10 @@ def test_config_roundtrip():
     assert b'"WorkingDir":"/w"' in oi.encode(cfg)
     with pytest.raises(InvalidArgumentError, match="decode image config"):
         oi.decode_config(b'{"os":"linux"}')
+
+
+def test_chain_ids():
+    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    import hashlib
+
+    assert oi.chain_ids([a, b]) == [a, "sha256:" + hashlib.sha256(f"{a} {b}".encode()).hexdigest()]

@@ -1,0 +1,420 @@
+"""Snapshotters: filesystem trees for layers and containers, in containerd's
+vocabulary (core/snapshots/snapshotter.go).
+
+A snapshot is *active* (writable, being changed) or *committed* (immutable,
+usable as a parent); a *view* is an active snapshot that is read-only.
+Active snapshots are named by a *key*, committed ones by a *name*; both live
+in one namespace. Every snapshot but the first has a *parent*, a committed
+snapshot whose content it starts from. `mounts(key)` says how to mount an
+active snapshot; the caller mounts it where it wants.
+
+Worked example, unpacking an image of two layers and running a container::
+
+    # layer 1: an empty active snapshot, filled, committed as its chain ID
+    sn.prepare("extract-1", "")
+    apply_layer(*sn.apply_target("extract-1"), layer1)    # (dir, whiteout mode)
+    sn.commit(chain1, "extract-1")
+    # layer 2 on top of layer 1
+    sn.prepare("extract-2", chain1)
+    apply_layer(*sn.apply_target("extract-2"), layer2)
+    sn.commit(chain2, "extract-2")
+    # a container: a writable snapshot on the image's top chain ID
+    mounts = sn.prepare("container-abc", chain2)
+    mount_all(mounts, "/run/berth/abc/rootfs")
+    ...
+    unmount_all("/run/berth/abc/rootfs"); sn.remove("container-abc")
+
+`apply_target` is berth's addition: where a layer is written directly (an
+overlay upper directory, or a copied tree) without mounting anything.
+
+Implementations: `OverlaySnapshotter` (one directory per layer, shared by
+every image with that chain ID; a container gets one upper directory) and
+`CopySnapshotter` (each active snapshot is a full copy of its parent, for
+hosts without overlayfs).
+"""
+
+import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from berth import db
+from berth.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
+
+log = logging.getLogger(__name__)
+
+KIND_ACTIVE = "active"
+KIND_VIEW = "view"
+KIND_COMMITTED = "committed"
+
+SCHEMA = [
+    """
+    CREATE TABLE snapshots (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        driver TEXT NOT NULL,
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        parent TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        UNIQUE (driver, key)
+    );
+    """
+]
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One mount, as mount(8) takes it: type, source, options."""
+
+    type: str
+    source: str
+    options: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Info:
+    key: str
+    kind: str
+    parent: str
+    created: float
+    id: int
+
+
+class Snapshotter(ABC):
+    """The interface; see the module docstring for the vocabulary."""
+
+    driver: str
+
+    def __init__(self, root: str, database: str) -> None:
+        self.root = os.path.join(root, self.driver)
+        self.database = database
+        os.makedirs(self.root, exist_ok=True)
+        self._conn: sqlite3.Connection | None = None
+
+    # metadata -------------------------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = db.connect(self.database)
+            db.migrate(self._conn, "snapshots", SCHEMA)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def stat(self, key: str) -> Info:
+        row = self.conn.execute(
+            "SELECT id, key, kind, parent, created FROM snapshots WHERE driver = ? AND key = ?",
+            (self.driver, key),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"stat snapshot {key}: not found", key=key)
+        return Info(row["key"], row["kind"], row["parent"], row["created"], row["id"])
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except NotFoundError:
+            return False
+        return True
+
+    def walk(self) -> list[Info]:
+        rows = self.conn.execute(
+            "SELECT id, key, kind, parent, created FROM snapshots WHERE driver = ? ORDER BY id",
+            (self.driver,),
+        ).fetchall()
+        return [Info(r["key"], r["kind"], r["parent"], r["created"], r["id"]) for r in rows]
+
+    def dir(self, info: Info) -> str:
+        return os.path.join(self.root, str(info.id))
+
+    def fs(self, info: Info) -> str:
+        return os.path.join(self.dir(info), "fs")
+
+    def _create(self, key: str, parent: str, kind: str) -> tuple[Info, list[Info]]:
+        if not key:
+            raise InvalidArgumentError("prepare snapshot: empty key")
+        with db.transaction(self.conn):
+            chain: list[Info] = []
+            if parent:
+                p = self.stat(parent)
+                if p.kind != KIND_COMMITTED:
+                    raise InvalidArgumentError(
+                        f"prepare snapshot {key}: parent {parent} is not committed"
+                    )
+                chain = self._chain(p)
+            try:
+                cur = self.conn.execute(
+                    "INSERT INTO snapshots (driver, key, kind, parent, created)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (self.driver, key, kind, parent, time.time()),
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExistsError(f"prepare snapshot {key}: already exists",
+                                         key=key) from None
+            info = Info(key, kind, parent, time.time(), int(cur.lastrowid or 0))
+        # filled outside the transaction: a copy can take long
+        try:
+            shutil.rmtree(self.dir(info), ignore_errors=True)  # a stale directory
+            os.makedirs(self.fs(info))
+            self._setup(info, chain)
+        except BaseException:
+            shutil.rmtree(self.dir(info), ignore_errors=True)
+            self.conn.execute("DELETE FROM snapshots WHERE id = ?", (info.id,))
+            raise
+        return info, chain
+
+    def _chain(self, info: Info) -> list[Info]:
+        """`info` and its ancestors, nearest first."""
+        out = [info]
+        while out[-1].parent:
+            out.append(self.stat(out[-1].parent))
+            if len(out) > 1000:
+                raise InternalError(f"walk snapshot parents of {info.key}: cycle")
+        return out
+
+    # the interface --------------------------------------------------------------------
+
+    def prepare(self, key: str, parent: str = "") -> list[Mount]:
+        """A new writable snapshot `key` on `parent` (a committed name or '')."""
+        info, chain = self._create(key, parent, KIND_ACTIVE)
+        return self._mounts(info, chain)
+
+    def view(self, key: str, parent: str = "") -> list[Mount]:
+        """A new read-only snapshot `key` showing `parent`."""
+        info, chain = self._create(key, parent, KIND_VIEW)
+        return self._mounts(info, chain)
+
+    def mounts(self, key: str) -> list[Mount]:
+        info = self.stat(key)
+        if info.kind == KIND_COMMITTED:
+            raise InvalidArgumentError(f"mounts of snapshot {key}: it is committed; use view")
+        chain = self._chain(self.stat(info.parent)) if info.parent else []
+        return self._mounts(info, chain)
+
+    def commit(self, name: str, key: str) -> None:
+        """Make active snapshot `key` the committed snapshot `name`."""
+        with db.transaction(self.conn):
+            info = self.stat(key)
+            if info.kind != KIND_ACTIVE:
+                raise InvalidArgumentError(f"commit snapshot {key}: it is a {info.kind} snapshot")
+            try:
+                self.conn.execute(
+                    "UPDATE snapshots SET key = ?, kind = ? WHERE id = ?",
+                    (name, KIND_COMMITTED, info.id),
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExistsError(f"commit snapshot {key} as {name}: already exists",
+                                         key=name) from None
+        self._committed(Info(name, KIND_COMMITTED, info.parent, info.created, info.id))
+
+    def remove(self, key: str) -> None:
+        """Remove a snapshot that no other snapshot has as its parent."""
+        with db.transaction(self.conn):
+            info = self.stat(key)
+            child = self.conn.execute(
+                "SELECT key FROM snapshots WHERE driver = ? AND parent = ? LIMIT 1",
+                (self.driver, key),
+            ).fetchone()
+            if child is not None:
+                raise ConflictError(
+                    f"remove snapshot {key}: snapshot {child[0]} depends on it", key=key
+                )
+            self.conn.execute("DELETE FROM snapshots WHERE id = ?", (info.id,))
+        _rmtree(self.dir(info))
+
+    def apply_target(self, key: str) -> tuple[str, str]:
+        """(directory, whiteout mode) where a layer for active snapshot `key` is applied."""
+        info = self.stat(key)
+        if info.kind != KIND_ACTIVE:
+            raise InvalidArgumentError(f"apply to snapshot {key}: it is not active")
+        return self.fs(info), self.whiteout_mode
+
+    def usage(self, key: str) -> int:
+        """Bytes used by the snapshot's own directory."""
+        total = 0
+        for dirpath, _, files in os.walk(self.fs(self.stat(key))):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
+                except FileNotFoundError:
+                    continue
+        return total
+
+    def cleanup(self) -> list[str]:
+        """Remove directories that no snapshot record owns (after a crash)."""
+        ids = {str(i.id) for i in self.walk()}
+        removed = []
+        for name in os.listdir(self.root):
+            if name not in ids:
+                _rmtree(os.path.join(self.root, name))
+                removed.append(name)
+        return removed
+
+    # mechanism -------------------------------------------------------------------------
+
+    whiteout_mode = "flatten"
+
+    @abstractmethod
+    def _setup(self, info: Info, parents: list[Info]) -> None: ...
+
+    @abstractmethod
+    def _mounts(self, info: Info, parents: list[Info]) -> list[Mount]: ...
+
+    def _committed(self, info: Info) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+class OverlaySnapshotter(Snapshotter):
+    """overlayfs: committed snapshots are lower directories shared by every
+    child; an active snapshot is an upper directory over its parent chain."""
+
+    driver = "overlay"
+    whiteout_mode = "overlay"
+
+    def _setup(self, info: Info, parents: list[Info]) -> None:
+        if info.kind == KIND_ACTIVE and parents:
+            os.makedirs(os.path.join(self.dir(info), "work"))
+
+    def _mounts(self, info: Info, parents: list[Info]) -> list[Mount]:
+        ro = info.kind == KIND_VIEW
+        if not parents:
+            return [Mount("bind", self.fs(info), ["rbind", "ro" if ro else "rw"])]
+        lowers = [self.fs(p) for p in parents]
+        if ro:
+            if len(lowers) == 1:
+                return [Mount("bind", lowers[0], ["rbind", "ro"])]
+            return [Mount("overlay", "overlay", [f"lowerdir={':'.join(lowers)}"])]
+        return [
+            Mount(
+                "overlay",
+                "overlay",
+                [
+                    f"lowerdir={':'.join(lowers)}",
+                    f"upperdir={self.fs(info)}",
+                    f"workdir={os.path.join(self.dir(info), 'work')}",
+                    "index=off",
+                ],
+            )
+        ]
+
+    def _committed(self, info: Info) -> None:
+        shutil.rmtree(os.path.join(self.dir(info), "work"), ignore_errors=True)
+
+
+class CopySnapshotter(Snapshotter):
+    """Full copies: an active snapshot starts as a copy of its parent (cp -a,
+    reflinks where the filesystem has them); a view binds the parent read-only."""
+
+    driver = "copy"
+
+    def _setup(self, info: Info, parents: list[Info]) -> None:
+        if info.kind == KIND_ACTIVE and parents:
+            src = self.fs(parents[0])
+            proc = subprocess.run(
+                ["cp", "-a", "--reflink=auto", f"{src}/.", self.fs(info)],
+                capture_output=True,
+                text=True,
+            )
+            if proc.returncode != 0:
+                raise InternalError(
+                    f"prepare snapshot {info.key}: copy {src}: {proc.stderr.strip()}"
+                )
+
+    def _mounts(self, info: Info, parents: list[Info]) -> list[Mount]:
+        if info.kind == KIND_VIEW:
+            src = self.fs(parents[0]) if parents else self.fs(info)
+            return [Mount("bind", src, ["rbind", "ro"])]
+        return [Mount("bind", self.fs(info), ["rbind", "rw"])]
+
+
+def _rmtree(path: str) -> None:
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+
+
+def overlay_supported() -> bool:
+    try:
+        with open("/proc/filesystems") as f:
+            return any(line.split()[-1] == "overlay" for line in f if line.strip())
+    except OSError:
+        return False
+
+
+def snapshotter(name: str, root: str, database: str) -> Snapshotter:
+    """The snapshotter called `name` ('overlay', 'copy' or 'auto')."""
+    if name == "auto":
+        name = "overlay" if overlay_supported() else "copy"
+    if name == "overlay":
+        if not overlay_supported():
+            raise UnavailableError("snapshotter overlay: overlayfs is not available here")
+        return OverlaySnapshotter(root, database)
+    if name == "copy":
+        return CopySnapshotter(root, database)
+    raise InvalidArgumentError(f"snapshotter {name!r}: unknown (overlay, copy)")
+
+
+# mounting (root only) ----------------------------------------------------------------
+
+_FLAGS = {"ro": 1, "rw": 0, "nosuid": 2, "nodev": 4, "noexec": 8}
+
+
+def mount_all(mounts: list[Mount], target: str) -> None:
+    """Mount `mounts` on `target`, in order."""
+    from berth.linux import libc
+
+    for m in mounts:
+        flags = 0
+        data = []
+        for opt in m.options:
+            if opt in ("bind", "rbind"):
+                flags |= libc.MS_BIND | (libc.MS_REC if opt == "rbind" else 0)
+            elif opt in _FLAGS:
+                flags |= _FLAGS[opt]
+            else:
+                data.append(opt)
+        fstype = "none" if m.type == "bind" else m.type
+        try:
+            libc.mount(m.source, target, fstype, flags & ~libc.MS_RDONLY
+                       if flags & libc.MS_BIND else flags, ",".join(data) or None)
+            if flags & libc.MS_BIND and flags & libc.MS_RDONLY:
+                libc.mount("none", target, None,
+                           libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY, None)
+        except OSError as exc:
+            from berth.errors import from_oserror
+
+            raise from_oserror(exc, f"mount {m.type} snapshot on", target) from exc
+
+
+def unmount_all(target: str) -> None:
+    """Unmount everything mounted on `target` (stacked mounts included)."""
+    import errno
+
+    from berth.linux import libc
+
+    for _ in range(64):
+        try:
+            libc.umount2(target, libc.MNT_DETACH)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # not (or no longer) a mount point
+                return
+            from berth.errors import from_oserror
+
+            raise from_oserror(exc, "unmount snapshot", target) from exc

@@ -1,0 +1,123 @@
+"""One suite, run against every Snapshotter."""
+
+import errno
+import io
+import os
+
+import pytest
+
+from berth.errors import AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError
+from berth.image.layers import apply_layer
+from berth.image.snapshots import (
+    CopySnapshotter,
+    OverlaySnapshotter,
+    mount_all,
+    overlay_supported,
+    unmount_all,
+)
+from tests.unit.image.test_layers import make_tar
+
+
+@pytest.fixture(params=["overlay", "copy"])
+def sn(request, workdir):
+    if request.param == "overlay" and not overlay_supported():
+        pytest.skip("no overlayfs")
+    cls = OverlaySnapshotter if request.param == "overlay" else CopySnapshotter
+    s = cls(os.path.join(workdir, "snapshots"), os.path.join(workdir, "berth.db"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def mounted(workdir):
+    targets = []
+
+    def mount(mounts, name):
+        target = os.path.join(workdir, name)
+        os.makedirs(target, exist_ok=True)
+        mount_all(mounts, target)
+        targets.append(target)
+        return target
+
+    yield mount
+    for t in reversed(targets):
+        unmount_all(t)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def layer(sn, key, parent, name, entries):
+    sn.prepare(key, parent)
+    target, mode = sn.apply_target(key)
+    data, _ = make_tar(entries)
+    apply_layer(target, io.BytesIO(data), mode=mode)
+    sn.commit(name, key)
+
+
+def build_two_layers(sn):
+    layer(sn, "x1", "", "L1", [("etc/a", "file", {"data": b"a1"}), ("etc/b", "file"),
+                               ("opq/old", "file")])
+    layer(sn, "x2", "L1", "L2", [("etc/a", "file", {"data": b"a2"}), ("etc/.wh.b", "file"),
+                                 ("opq/.wh..wh..opq", "file"), ("opq/new", "file")])
+
+
+def test_layers_container_and_view(sn, mounted):
+    build_two_layers(sn)
+    assert [i.key for i in sn.walk()] == ["L1", "L2"]
+    assert sn.stat("L2").parent == "L1" and sn.stat("L2").kind == "committed"
+
+    root = mounted(sn.prepare("c1", "L2"), "rootfs")
+    assert read(f"{root}/etc/a") == "a2"
+    assert not os.path.exists(f"{root}/etc/b")
+    assert os.listdir(f"{root}/opq") == ["new"]
+    with open(f"{root}/etc/a", "w") as f:
+        f.write("changed")
+    os.unlink(f"{root}/opq/new")
+
+    # a second container on the same image does not see the first one's changes
+    root2 = mounted(sn.prepare("c2", "L2"), "rootfs2")
+    assert read(f"{root2}/etc/a") == "a2"
+    assert os.listdir(f"{root2}/opq") == ["new"]
+
+    view = mounted(sn.view("v1", "L2"), "view")
+    assert read(f"{view}/etc/a") == "a2"
+    with pytest.raises(OSError) as exc:
+        os.open(f"{view}/etc/new", os.O_WRONLY | os.O_CREAT)
+    assert exc.value.errno == errno.EROFS
+
+    view1 = mounted(sn.view("v2", "L1"), "view1")
+    assert read(f"{view1}/etc/a") == "a1" and os.path.exists(f"{view1}/etc/b")
+
+    with pytest.raises(InvalidArgumentError):
+        sn.mounts("L1")
+    assert sn.mounts("c1")[0].type in ("overlay", "bind")
+
+
+def test_rules(sn):
+    build_two_layers(sn)
+    with pytest.raises(ConflictError, match="depends on it"):
+        sn.remove("L1")
+    with pytest.raises(AlreadyExistsError):
+        sn.prepare("L2", "L1")
+    sn.prepare("a", "L2")
+    with pytest.raises(InvalidArgumentError, match="not committed"):
+        sn.prepare("b", "a")
+    with pytest.raises(AlreadyExistsError):
+        sn.commit("L1", "a")
+    with pytest.raises(NotFoundError):
+        sn.prepare("c", "nope")
+    sn.remove("a")
+    sn.remove("L2")
+    sn.remove("L1")
+    assert sn.walk() == []
+    assert os.listdir(sn.root) == []
+
+
+def test_cleanup_orphans(sn):
+    sn.prepare("a", "")
+    os.makedirs(os.path.join(sn.root, "999", "fs"))
+    assert sn.cleanup() == ["999"]
+    assert sn.exists("a")
