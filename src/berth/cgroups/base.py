@@ -1,0 +1,212 @@
+"""The `CgroupManager` interface and what its implementations share.
+
+A manager owns one container's cgroup: one directory per hierarchy on cgroup
+v1 (``paths`` maps hierarchy key -> directory, see `hierarchy`), one directory
+on cgroup v2. It knows nothing of containers beyond that.
+
+On the runtime's start-up path: imports only os, errno, time.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from berth.errors import BerthError, ConflictError, from_oserror
+
+
+class CgroupManager:
+    """One cgroup, in every hierarchy the host uses.
+
+    ``mode`` is ``"v1"``, ``"hybrid"`` or ``"v2"``; ``paths`` maps each
+    hierarchy key to the cgroup's absolute directory.
+    """
+
+    mode = ""
+
+    def __init__(self, paths: dict[str, str]) -> None:
+        self.paths = dict(paths)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.paths!r})"
+
+    # lifecycle -------------------------------------------------------------
+    def create(self) -> None:
+        """Make the cgroup's directory in every hierarchy (idempotent)."""
+        raise NotImplementedError
+
+    def add_process(self, pid: int) -> None:
+        """Move process `pid` into the cgroup (in every hierarchy)."""
+        raise NotImplementedError
+
+    def apply(self, resources: dict) -> None:
+        """Set the OCI ``linux.resources`` `resources` on a new cgroup."""
+        raise NotImplementedError
+
+    def update(self, resources: dict) -> None:
+        """Change limits of a live cgroup; if the kernel refuses one value,
+        the values written before it are restored and the error names the
+        file and value."""
+        raise NotImplementedError
+
+    def destroy(self) -> None:
+        """Remove the cgroup (and any child cgroups) everywhere, retrying
+        briefly while the last processes exit; a missing cgroup is fine."""
+        for path in self.paths.values():
+            remove_tree(path)
+
+    def exists(self) -> bool:
+        return any(os.path.isdir(p) for p in self.paths.values())
+
+    def host_paths(self) -> dict[str, str]:
+        """hierarchy key -> absolute directory of this cgroup on the host."""
+        return dict(self.paths)
+
+    # processes -------------------------------------------------------------
+    def pids(self) -> list[int]:
+        """Every process in the cgroup and its descendants, sorted."""
+        raise NotImplementedError
+
+    def freeze(self) -> None:
+        raise NotImplementedError
+
+    def thaw(self) -> None:
+        raise NotImplementedError
+
+    def is_frozen(self) -> bool:
+        raise NotImplementedError
+
+    def kill_all(self, sig: int) -> None:
+        """Send `sig` to every process in the cgroup."""
+        raise NotImplementedError
+
+    # observation -----------------------------------------------------------
+    def stats(self) -> dict:
+        """Usage and counters, shaped like the "data" object of runc's
+        ``events --stats`` (see `berth.cgroups.stats`)."""
+        from berth.cgroups.stats import collect
+
+        return collect(self)
+
+    def watch_events(self) -> object:
+        """An `berth.cgroups.events.EventWatcher` for OOM and pids-limit events."""
+        from berth.cgroups.events import EventWatcher
+
+        return EventWatcher(self)
+
+
+def read_pids(path: str, recursive: bool = True) -> list[int]:
+    """The pids in cgroup.procs of `path` (and of its descendants)."""
+    out: list[int] = []
+    dirs = [path]
+    while dirs:
+        d = dirs.pop()
+        try:
+            with open(f"{d}/cgroup.procs") as f:
+                out.extend(int(x) for x in f.read().split())
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise from_oserror(exc, "read cgroup.procs in", d) from exc
+        if recursive:
+            try:
+                dirs.extend(e.path for e in os.scandir(d) if e.is_dir(follow_symlinks=False))
+            except FileNotFoundError:
+                continue
+    return sorted(set(out))
+
+
+def signal_pids(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def make_dirs(path: str) -> list[str]:
+    """mkdir -p; returns the directories created, top first."""
+    created: list[str] = []
+    todo = []
+    p = path
+    while not os.path.isdir(p):
+        todo.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    for d in reversed(todo):
+        try:
+            os.mkdir(d, 0o755)
+            created.append(d)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise from_oserror(exc, "create cgroup", d) from exc
+    return created
+
+
+def remove_tree(path: str, timeout: float = 2.0) -> None:
+    """rmdir `path` and its child cgroups, deepest first; EBUSY (processes
+    still exiting) is retried with growing pauses up to `timeout` seconds."""
+    if not os.path.isdir(path):
+        return
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        try:
+            _rmdir_tree(path)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY, errno.EAGAIN):
+                raise from_oserror(exc, "remove cgroup", exc.filename or path) from exc
+            if time.monotonic() >= deadline:
+                left = read_pids(path)
+                raise ConflictError(
+                    f"remove cgroup {exc.filename or path}: device or resource busy"
+                    + (f" (processes left: {' '.join(map(str, left[:10]))})" if left else ""),
+                    path=path,
+                    pids=left,
+                ) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+def _rmdir_tree(path: str) -> None:
+    try:
+        entries = [e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return
+    for child in entries:
+        _rmdir_tree(child)
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = path
+        raise
+
+
+def wait_until(predicate: object, timeout: float, what: str, path: str) -> None:
+    """Poll `predicate()` until it is true or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() >= deadline:
+            raise ConflictError(f"{what} {path}: timed out", path=path)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+
+
+__all__ = [
+    "BerthError",
+    "CgroupManager",
+    "make_dirs",
+    "read_pids",
+    "remove_tree",
+    "signal_pids",
+    "wait_until",
+]
