@@ -185,6 +185,30 @@ def pidfd_send_signal(pidfd: int, sig: int) -> None:
         raise _err(f"pidfd_send_signal {sig}")
 
 
+# <linux/magic.h>
+PROC_SUPER_MAGIC = 0x9FA0
+SYSFS_MAGIC = 0x62656572
+TMPFS_MAGIC = 0x01021994
+CGROUP2_SUPER_MAGIC = 0x63677270
+DEVPTS_SUPER_MAGIC = 0x1CD1
+
+
+class _StatFS(ctypes.Structure):
+    # struct statfs on 64-bit Linux: f_type is the first long
+    _fields_ = (("f_type", ctypes.c_long), ("_rest", ctypes.c_long * 15))
+
+
+_libc.fstatfs.argtypes = (ctypes.c_int, ctypes.c_void_p)
+
+
+def fstatfs_type(fd: int) -> int:
+    """The filesystem magic number of the file open as `fd`."""
+    buf = _StatFS()
+    if _libc.fstatfs(fd, ctypes.byref(buf)) != 0:
+        raise _err("fstatfs")
+    return buf.f_type & 0xFFFFFFFF
+
+
 def set_name(name: str) -> None:
     """The process title shown by ps (comm), at most 15 bytes."""
     try:

@@ -1,0 +1,292 @@
+"""The child and init processes of a container (see runtime/__init__.py).
+
+Both run in a fork of the runtime process and never return: they end in
+os._exit or execve. Every failure is sent to the parent as an "error" message
+naming the step, then the process exits 1.
+"""
+
+import os
+
+from berth.linux import libc
+
+NS_FLAGS = {
+    "user": libc.CLONE_NEWUSER, "mount": libc.CLONE_NEWNS, "uts": libc.CLONE_NEWUTS,
+    "ipc": libc.CLONE_NEWIPC, "network": libc.CLONE_NEWNET, "cgroup": libc.CLONE_NEWCGROUP,
+    "pid": libc.CLONE_NEWPID, "time": libc.CLONE_NEWTIME,
+}
+# joined in this order: user first (it grants the rights for the rest), mount last
+JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
+
+
+class Setup:
+    """Everything the child and init need, built by the parent before fork."""
+
+    __slots__ = ("bundle", "cgroup", "channel", "config", "console_fd", "fifo_fd", "namespaces",
+                 "no_pivot", "preserve_fds", "rootfs", "state")
+
+    def __init__(self) -> None:
+        self.config: dict = {}
+        self.bundle = ""
+        self.rootfs = ""
+        self.namespaces: dict[str, str] = {}
+        self.channel = None  # sync.Channel, the child's end
+        self.fifo_fd = -1
+        self.console_fd = -1
+        self.cgroup = None
+        self.no_pivot = False
+        self.preserve_fds = 0
+        self.state: dict = {}
+
+
+def child_main(s: "Setup") -> None:
+    ch = s.channel
+    step = "join namespaces"
+    try:
+        libc.set_name("berth:[1:CHILD]")
+        ns = s.namespaces
+        for t in JOIN_ORDER:
+            path = ns.get(t)
+            if path:
+                step = f"join {t} namespace {path}"
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    libc.setns(fd, NS_FLAGS[t])
+                finally:
+                    os.close(fd)
+        if s.cgroup is not None:
+            step = "join cgroup"
+            s.cgroup.add_process(os.getpid())
+        if "user" in ns and not ns["user"]:
+            step = "create user namespace"
+            libc.unshare(libc.CLONE_NEWUSER)
+            ch.send("userns")
+            ch.expect("mapped")
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        flags = 0
+        for t, path in ns.items():
+            if not path and t != "user":
+                flags |= NS_FLAGS[t]
+        step = "create namespaces"
+        if flags:
+            libc.unshare(flags)
+        if "time" in ns and not ns["time"]:
+            write_time_offsets((s.config.get("linux") or {}).get("timeOffsets") or {})
+        step = "fork init"
+        pid = os.fork()
+        if pid == 0:
+            init_main(s)
+        ch.send("pid", pid=pid)
+        os._exit(0)
+    except BaseException as exc:
+        ch.send_error(step, exc)
+        os._exit(1)
+
+
+def write_time_offsets(offsets: dict) -> None:
+    lines = []
+    for clock in ("monotonic", "boottime"):
+        o = offsets.get(clock)
+        if o:
+            lines.append(f"{clock} {o.get('secs', 0)} {o.get('nanosecs', 0)}\n")
+    if lines:
+        fd = os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, "".join(lines).encode())
+        finally:
+            os.close(fd)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    # the init is pid 1 of its namespace: without a handler, signals other than
+    # SIGKILL from outside would be ignored while it waits to be started
+    os._exit(128 + signum)
+
+
+def bring_up_loopback() -> None:
+    import _socket
+    import fcntl
+    import struct
+
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM, 0)
+    try:
+        ifr = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s.fileno(), 0x8913, ifr))[1]  # SIOCGIFFLAGS
+        fcntl.ioctl(s.fileno(), 0x8914, struct.pack("16sH22x", b"lo", flags | 0x1 | 0x40))  # SIOCSIFFLAGS IFF_UP|IFF_RUNNING
+    finally:
+        s.close()
+
+
+def _import_before_pivot(cfg: dict) -> None:
+    """After pivot_root the host's filesystem, berth's source included, is
+    gone: everything the rest of the init may import is imported now."""
+    import resource  # noqa: F401  (lib-dynload, used by set_rlimits)
+
+    from berth.linux import capabilities  # noqa: F401
+    from berth.runtime import process  # noqa: F401
+
+    if cfg.get("hooks"):
+        from berth.runtime import hooks  # noqa: F401
+    if (cfg.get("process") or {}).get("terminal"):
+        from berth.runtime import console  # noqa: F401
+    if (cfg.get("linux") or {}).get("seccomp"):
+        from berth.linux import seccomp  # noqa: F401
+
+
+def init_main(s: "Setup") -> None:
+    import _signal
+
+    from berth.runtime import rootfs as rfs
+
+    ch = s.channel
+    cfg = s.config
+    linux = cfg.get("linux") or {}
+    proc = cfg.get("process") or {}
+    ns = s.namespaces
+    step = "init"
+    try:
+        libc.set_name("berth:[2:INIT]")
+        step = "import"
+        _import_before_pivot(cfg)
+        for sig in (1, 2, 3, 10, 12, 15):  # HUP INT QUIT USR1 USR2 TERM
+            _signal.signal(sig, _exit_on_signal)
+        in_userns = "user" in ns
+        if "network" in ns and not ns["network"]:
+            step = "bring up loopback"
+            bring_up_loopback()
+        if "uts" in ns:
+            if cfg.get("hostname"):
+                step = "set hostname"
+                libc.sethostname(cfg["hostname"])
+            if cfg.get("domainname"):
+                step = "set domainname"
+                libc.setdomainname(cfg["domainname"])
+        if "mount" not in ns:
+            from berth.errors import InvalidArgumentError
+
+            raise InvalidArgumentError("a container needs a mount namespace (linux.namespaces)")
+        prop = linux.get("rootfsPropagation") or ""
+        step = "make / " + (prop or "rslave")
+        libc.mount(None, "/", None, rfs.PROPAGATION.get(prop, libc.MS_SLAVE | libc.MS_REC) | libc.MS_REC, None)
+        step = f"bind rootfs {s.rootfs}"
+        libc.mount(s.rootfs, s.rootfs, None, libc.MS_BIND | libc.MS_REC, None)
+        root_fd = os.open(s.rootfs, os.O_DIRECTORY | os.O_PATH | os.O_CLOEXEC)
+        cg_paths = s.cgroup.host_paths() if s.cgroup is not None else None
+        for i, m in enumerate(cfg.get("mounts") or []):
+            step = f"mount {m.get('destination')} (mounts[{i}])"
+            rfs.mount_one(root_fd, rfs.MountSpec(m), s.bundle, cg_paths, in_userns)
+        if rfs.has_dev_mount(cfg) and not rfs.is_dev_bound(cfg):
+            step = "create devices"
+            rfs.create_devices(root_fd, cfg, in_userns)
+        elif linux.get("devices"):
+            step = "create devices"
+            rfs.create_devices(root_fd, {"linux": {"devices": linux["devices"]}}, in_userns)
+        os.close(root_fd)
+        hooks = cfg.get("hooks") or {}
+        if any(hooks.get(k) for k in ("prestart", "createRuntime", "createContainer", "startContainer")):
+            step = "prestart and createRuntime hooks"
+            ch.send("hooks")
+            s.state = ch.expect("hooks-done")["state"]
+            if hooks.get("createContainer"):
+                from berth.runtime.hooks import run_hooks
+
+                step = "createContainer hooks"
+                run_hooks(cfg, "createContainer", s.state)
+        step = "pivot_root"
+        if s.no_pivot:
+            rfs.move_root(s.rootfs)
+        else:
+            rfs.pivot(s.rootfs)
+        if linux.get("sysctl"):
+            step = "sysctl"
+            rfs.write_sysctls(linux["sysctl"])
+        step = "masked paths"
+        rfs.mask_paths(linux.get("maskedPaths") or [])
+        step = "readonly paths"
+        rfs.readonly_paths(linux.get("readonlyPaths") or [])
+        if proc.get("terminal"):
+            step = "console"
+            from berth.runtime.console import setup_console
+
+            setup_console(s.console_fd, proc.get("consoleSize"))
+        if (cfg.get("root") or {}).get("readonly"):
+            step = "remount / read-only"
+            rfs.remount_root_readonly()
+        if "oomScoreAdj" in proc:
+            step = "oom_score_adj"
+            from berth.runtime.process import set_oom_score_adj
+
+            set_oom_score_adj(proc["oomScoreAdj"])
+        from berth.runtime.process import environ, find_executable
+
+        env = environ(proc)
+        step = "find executable"
+        path = find_executable(proc["args"][0], env)
+        step = "wait for start"
+        ch.send("ready")
+        # blocks until `start` (or `run`) opens the FIFO for reading
+        fd = os.open(f"/proc/self/fd/{s.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fd, b"0")
+        os.close(fd)
+        os.close(s.fifo_fd)
+        if hooks.get("startContainer"):
+            from berth.runtime.hooks import run_hooks
+
+            step = "startContainer hooks"
+            run_hooks(cfg, "startContainer", s.state)
+        exec_process(s, proc, path, env)
+    except BaseException as exc:
+        ch.send_error(step, exc)
+        os._exit(1)
+
+
+def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str]) -> None:
+    """The last steps, shared by init and exec: fds, rlimits, user and
+    capabilities, no_new_privs, seccomp, execve. Raises on failure."""
+    import _signal
+
+    from berth.runtime import process as p
+
+    step = "rlimits"
+    try:
+        p.set_rlimits(proc)
+        step = "close fds"
+        p.close_fds(3 + s.preserve_fds, -1)
+        step = "cwd"
+        p.check_cwd(proc.get("cwd") or "/")
+        user = proc.get("user") or {}
+        step = "capabilities and user"
+        from berth.linux import capabilities
+
+        caps = proc.get("capabilities")
+        if caps and caps.get("ambient"):
+            # the kernel raises an ambient capability only if it is permitted
+            # and inheritable; runc warns and skips the others (runc spec's
+            # default config asks for ambient caps with no inheritable set)
+            allowed = set(caps.get("inheritable") or ()) & set(caps.get("permitted") or ())
+            caps = {**caps, "ambient": [c for c in caps["ambient"] if c in allowed]}
+        capabilities.apply(caps, lambda: p.switch_user(user))
+        if "umask" in user:
+            os.umask(user["umask"])
+        if proc.get("noNewPrivileges"):
+            step = "no_new_privs"
+            libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
+        seccomp = (s.config.get("linux") or {}).get("seccomp")
+        if seccomp:
+            step = "seccomp"
+            from berth.linux import seccomp as sc
+
+            sc.load(seccomp)
+        step = f"exec {path}"
+        # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve
+        for sig in range(1, 32):
+            if sig not in (9, 19):
+                try:
+                    _signal.signal(sig, _signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
+        os.execve(path, proc["args"], env)
+    except BaseException as exc:
+        if isinstance(exc, OSError) and not (exc.strerror and ": " in exc.strerror):
+            raise OSError(exc.errno, f"{step}: {(exc.strerror or '').lower()}", exc.filename) from None
+        raise

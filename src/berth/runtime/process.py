@@ -1,0 +1,95 @@
+"""The container process, set up by the init as the last steps before execve:
+fds, rlimits, user, capabilities, no_new_privs, seccomp (last)."""
+
+import os
+
+from berth.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
+from berth.linux import libc
+from berth.oci.runtime import RLIMIT_TYPES
+
+
+def environ(proc: dict) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for e in proc.get("env") or []:
+        k, _, v = e.partition("=")
+        env[k] = v
+    return env
+
+
+def find_executable(name: str, env: dict[str, str]) -> str:
+    """args[0] resolved as execvp would, inside the container (after
+    pivot_root), so a missing binary fails `create` rather than `start`."""
+    if "/" in name:
+        if not os.path.exists(name):
+            raise NotFoundError(f'exec: "{name}": stat {name}: no such file or directory')
+        if os.path.isdir(name) or not os.access(name, os.X_OK):
+            raise PermissionDeniedError(f'exec: "{name}": permission denied')
+        return name
+    for d in (env.get("PATH") or "").split(":"):
+        p = f"{d or '.'}/{name}"
+        if os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    raise NotFoundError(f'exec: "{name}": executable file not found in $PATH')
+
+
+def set_rlimits(proc: dict) -> None:
+    import resource
+
+    for rl in proc.get("rlimits") or []:
+        kind = RLIMIT_TYPES[rl["type"]]
+        try:
+            resource.setrlimit(kind, (rl["soft"], rl["hard"]))
+        except (ValueError, OSError) as exc:
+            raise PermissionDeniedError(
+                f"setrlimit {rl['type']} soft={rl['soft']} hard={rl['hard']}: {exc}"
+            ) from None
+
+
+def close_fds(keep_from: int, keep: int) -> None:
+    """Every fd from 3 + preserve-fds on is closed on exec (CVE-2024-21626:
+    no runtime fd may reach the container); the preserved ones are inherited."""
+    for i in range(3, keep_from):
+        try:
+            os.set_inheritable(i, True)
+        except OSError:
+            pass
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= keep_from and fd != keep:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
+def switch_user(user: dict) -> None:
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    groups = user.get("additionalGids") or []
+    try:
+        os.setgroups(groups)
+    except PermissionError:
+        # setgroups is denied in a user namespace with setgroups=deny
+        if groups:
+            raise
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def set_oom_score_adj(value: int) -> None:
+    fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        if libc.fstatfs_type(fd) != libc.PROC_SUPER_MAGIC:
+            raise PermissionDeniedError("write oom_score_adj: not on a procfs: refused")
+        os.write(fd, str(value).encode())
+    finally:
+        os.close(fd)
+
+
+def check_cwd(cwd: str) -> None:
+    if not cwd.startswith("/"):
+        raise InvalidArgumentError(f"cwd {cwd!r} must be an absolute path")
+    os.chdir(cwd)
+    # CVE-2024-21626: a cwd reached through a leaked fd lies outside the root
+    here = os.getcwd()
+    if not here.startswith("/"):
+        raise PermissionDeniedError(f"chdir to cwd ({cwd}): outside the container's root")
