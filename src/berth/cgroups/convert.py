@@ -148,7 +148,7 @@ def check_cpuset(value: object, what: str) -> str:
 
 
 def parse_cpuset(value: str) -> list[int]:
-    """"0-2,5" -> [0, 1, 2, 5]."""
+    """ "0-2,5" -> [0, 1, 2, 5]."""
     out: list[int] = []
     for part in value.strip().split(","):
         if not part:

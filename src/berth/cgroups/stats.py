@@ -26,7 +26,7 @@ _CLK_TCK = 100
 
 
 def parse_flat(text: str) -> dict[str, int]:
-    """"key value" lines -> dict (memory.stat, cpu.stat, pids.events ...)."""
+    """ "key value" lines -> dict (memory.stat, cpu.stat, pids.events ...)."""
     out: dict[str, int] = {}
     for line in text.splitlines():
         k, _, v = line.partition(" ")
@@ -140,8 +140,14 @@ def _page_sizes(d: str | None, suffix: str) -> list[str]:
 def _empty() -> dict:
     return {
         "cpu": {
-            "usage": {"total": 0, "percpu": [], "percpu_kernel": [], "percpu_user": [],
-                      "kernel": 0, "user": 0},
+            "usage": {
+                "total": 0,
+                "percpu": [],
+                "percpu_kernel": [],
+                "percpu_user": [],
+                "kernel": 0,
+                "user": 0,
+            },
             "throttling": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
         },
         "cpuset": {"cpus": [], "mems": []},

@@ -54,9 +54,7 @@ class CgroupV1(CgroupManager):
     def update(self, resources: dict) -> None:
         w = fs.Writer(record=True)
         try:
-            apply_resources(
-                self.paths, resources, w, update=True, hugetlb_v2=self._hugetlb_v2()
-            )
+            apply_resources(self.paths, resources, w, update=True, hugetlb_v2=self._hugetlb_v2())
         except BerthError as exc:
             for err in w.rollback():
                 exc.add_note(f"rollback failed: {err}")
@@ -93,9 +91,7 @@ class CgroupV1(CgroupManager):
             raise UnavailableError("freeze cgroup: no freezer hierarchy is mounted")
         fs.write(d, "freezer.state", "FROZEN")
         try:
-            wait_until(
-                lambda: fs.read(d, "freezer.state") == "FROZEN", 5.0, "freeze cgroup", d
-            )
+            wait_until(lambda: fs.read(d, "freezer.state") == "FROZEN", 5.0, "freeze cgroup", d)
         except ConflictError:
             # a task stuck in an uninterruptible sleep keeps the cgroup FREEZING:
             # thaw rather than leave it half frozen
