@@ -265,7 +265,7 @@ class Applier:
                 parent, _, base = rel.rpartition("/")
                 try:
                     pfd = tree.dir_fd(parent, False, rel)
-                    os.utime(base, ns=(member.mtime * 10**9, member.mtime * 10**9),
+                    os.utime(base, ns=(_ns(member.mtime), _ns(member.mtime)),
                              dir_fd=pfd, follow_symlinks=False)
                 except (FileNotFoundError, LayerError):
                     continue  # removed later in the same layer
@@ -360,7 +360,7 @@ class Applier:
                 os.fchown(where, m.uid, m.gid)
             os.fchmod(where, m.mode & 0o7777)
             _set_xattrs(m, where, True)
-            os.utime(where, ns=(m.mtime * 10**9, m.mtime * 10**9))
+            os.utime(where, ns=(_ns(m.mtime), _ns(m.mtime)))
             return
         assert dfd is not None
         if self.same_owner:
@@ -373,7 +373,7 @@ class Applier:
             # /proc/self/fd/N names the directory we hold; the last component is not followed
             _set_xattrs(m, f"/proc/self/fd/{dfd}/{where}", False)
         if not m.isdir():
-            os.utime(where, ns=(m.mtime * 10**9, m.mtime * 10**9), dir_fd=dfd,
+            os.utime(where, ns=(_ns(m.mtime), _ns(m.mtime)), dir_fd=dfd,
                      follow_symlinks=False)
 
     def _whiteout(self, tree: _Tree, parent: str, base: str, name: str) -> None:
@@ -423,3 +423,7 @@ def apply_layer(target: str, stream: BinaryIO, compression: str | None = None,
         if close is not None and plain is not stream:
             close()
     return ApplyResult(reader.digest, applier.size, applier.entries)
+
+
+def _ns(mtime: float) -> int:
+    return int(round(mtime * 1_000_000_000))

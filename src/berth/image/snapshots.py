@@ -247,13 +247,16 @@ class Snapshotter(ABC):
 
     def usage(self, key: str) -> int:
         """Bytes used by the snapshot's own directory."""
-        total = 0
+        total, seen = 0, set()
         for dirpath, _, files in os.walk(self.fs(self.stat(key))):
             for f in files:
                 try:
-                    total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
+                    st = os.lstat(os.path.join(dirpath, f))
                 except FileNotFoundError:
                     continue
+                if st.st_ino not in seen:  # hardlinks once
+                    seen.add(st.st_ino)
+                    total += st.st_blocks * 512
         return total
 
     def cleanup(self) -> list[str]:

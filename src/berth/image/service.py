@@ -1,0 +1,645 @@
+"""The image service: the library behind `berth pull/push/images/rmi/...` and
+the engine's image routes. It wires the content store, the image index, the
+snapshotter and the registry client; each of those knows nothing of the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from berth.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
+from berth.image.content import ContentStore, DigestMismatchError
+from berth.image.layers import apply_layer
+from berth.image.registry import Registry, RegistryOptions
+from berth.image.snapshots import Snapshotter, snapshotter
+from berth.image.store import ImageRecord, ImageStore
+from berth.oci import digest as dg
+from berth.oci import image as oi
+from berth.oci import reference
+from berth.oci.digest import Digest
+from berth.paths import Paths
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    """What a pull or push reports, per blob (by digest)."""
+
+    def status(self, digest: str, text: str, total: int | None = None) -> None: ...
+
+    def advance(self, digest: str, n: int) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+
+class NoProgress:
+    def status(self, digest: str, text: str, total: int | None = None) -> None:
+        log.debug("%s: %s", digest[:19], text)
+
+    def advance(self, digest: str, n: int) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        log.info("%s", text)
+
+
+@dataclass(frozen=True)
+class LayerBlob:
+    """A layer as the service makes images from: blob + media type + diff ID."""
+
+    digest: Digest
+    media_type: str
+    size: int
+    diff_id: Digest
+
+
+class ImageService:
+    def __init__(self, paths: Paths, snapshotter_name: str = "auto",
+                 registry_options: RegistryOptions | None = None,
+                 in_use: Callable[[str], bool] | None = None,
+                 max_concurrent_downloads: int = 3) -> None:
+        self.paths = paths
+        self.content = ContentStore(paths)
+        self.store = ImageStore(paths.database)
+        self.snapshots: Snapshotter = snapshotter(snapshotter_name, paths.snapshots,
+                                                  paths.database)
+        self.registry_options = registry_options or RegistryOptions()
+        self.in_use = in_use or (lambda image_id: False)
+        self.max_concurrent_downloads = max(1, max_concurrent_downloads)
+
+    def close(self) -> None:
+        self.store.close()
+        self.snapshots.close()
+
+    # reading -----------------------------------------------------------------------------
+
+    def get(self, name: str) -> ImageRecord:
+        return self.store.resolve(name)
+
+    def manifest(self, image: ImageRecord) -> oi.Manifest:
+        return oi.decode_manifest(self.content.read(image.manifest))
+
+    def config_bytes(self, image: ImageRecord) -> bytes:
+        return self.content.read(image.id)
+
+    def config(self, image: ImageRecord) -> oi.ImageConfig:
+        return oi.decode_config(self.config_bytes(image))
+
+    # pull -------------------------------------------------------------------------------
+
+    def registry(self, domain: str) -> Registry:
+        return Registry(domain, self.registry_options)
+
+    def pull(self, name: str, platform: oi.Platform | None = None,
+             progress: Progress | None = None) -> ImageRecord:
+        """Pull `name` (tag or digest) for `platform` (default: the host's),
+        verify every blob, unpack its layers, and tag it."""
+        ref = reference.parse(name)
+        want = platform or oi.host_platform()
+        progress = progress or NoProgress()
+        domains = [ref.domain]
+        if ref.domain == reference.DEFAULT_DOMAIN:
+            domains = [*self.registry_options.mirrors, ref.domain]
+        last: Exception | None = None
+        for i, domain in enumerate(domains):
+            try:
+                with self.registry(domain) as reg:
+                    return self._pull(reg, ref, want, progress)
+            except (UnavailableError, NotFoundError) as exc:
+                if i == len(domains) - 1:
+                    raise
+                log.info("pull %s from mirror %s failed: %s", ref, domain, exc)
+                last = exc
+        raise UnavailableError(f"pull {ref}: {last}")
+
+    def _pull(self, reg: Registry, ref: reference.Reference, want: oi.Platform,
+              progress: Progress) -> ImageRecord:
+        what = f"pull {ref.familiar}"
+        data, media_type, top_digest = reg.get_manifest(ref.path, ref.digest or ref.tag or "latest")
+        index_digest = ""
+        if media_type in oi.INDEX_TYPES:
+            self.content.write(data, top_digest)
+            index_digest = top_digest
+            desc = oi.select_manifest(oi.decode_index(data), want)
+            data, media_type, manifest_digest = reg.get_manifest(ref.path, desc.digest)
+            if media_type in oi.INDEX_TYPES:
+                raise InvalidArgumentError(f"{what}: nested image indexes are not supported")
+        else:
+            manifest_digest = top_digest
+        if media_type not in oi.MANIFEST_TYPES:
+            raise InvalidArgumentError(f"{what}: unsupported manifest media type {media_type!r}")
+        manifest = oi.decode_manifest(data)
+        self.content.write(data, manifest_digest)
+        progress.message(f"{ref.tag or ref.digest}: pulling from {ref.familiar_name}")
+
+        config_digest = Digest(manifest.config.digest)
+        reg.fetch_blob(ref.path, manifest.config, self.content)
+        config = oi.decode_config(self.content.read(config_digest))
+        if not index_digest and not oi.platform_matches(want, config.platform):
+            log.warning("%s: image platform %s does not match the requested %s", what,
+                        config.platform, want)
+        layers = self._check_layers(what, manifest, config)
+        chain_ids = oi.chain_ids([str(lb.diff_id) for lb in layers])
+
+        def fetch(desc: oi.Descriptor) -> Digest:
+            progress.status(desc.digest, "Downloading", desc.size)
+            d = reg.fetch_blob(ref.path, desc, self.content,
+                               lambda n: progress.advance(desc.digest, n))
+            progress.status(desc.digest, "Download complete", desc.size)
+            return d
+
+        with ThreadPoolExecutor(self.max_concurrent_downloads,
+                                thread_name_prefix="pull") as pool:
+            futures: list[Future | None] = []
+            for desc, chain in zip(manifest.layers, chain_ids, strict=True):
+                if self.content.exists(desc.digest) or (
+                    self.snapshots.exists(chain) and self.content.exists(desc.digest)
+                ):
+                    progress.status(desc.digest, "Already exists", desc.size)
+                    futures.append(None)
+                else:
+                    progress.status(desc.digest, "Waiting", desc.size)
+                    futures.append(pool.submit(fetch, desc))
+            try:
+                # unpack in order while later layers still download
+                sizes = []
+                for i, fut in enumerate(futures):
+                    if fut is not None:
+                        fut.result()
+                    sizes.append(self._unpack_layer(layers[i], chain_ids, i, progress))
+            except BaseException:
+                for fut in futures:
+                    if fut is not None:
+                        fut.cancel()
+                raise
+        image = self._record(config_digest, config, manifest_digest,
+                             media_type, chain_ids, sum(sizes), index_digest)
+        if ref.tag is not None:
+            self.store.tag(image.id, ref)
+        self.store.add_repo_digest(image.id, ref.name, str(top_digest))
+        progress.message(f"Digest: {top_digest}")
+        return self.store.get(image.id)
+
+    def _check_layers(self, what: str, manifest: oi.Manifest,
+                      config: oi.ImageConfig) -> list[LayerBlob]:
+        if len(manifest.layers) != len(config.rootfs.diff_ids):
+            raise InvalidArgumentError(
+                f"{what}: manifest has {len(manifest.layers)} layers but the config "
+                f"{len(config.rootfs.diff_ids)} diff IDs"
+            )
+        out = []
+        for desc, diff_id in zip(manifest.layers, config.rootfs.diff_ids, strict=True):
+            oi.layer_compression(desc.media_type)  # refuse unknown layer types early
+            out.append(LayerBlob(Digest(desc.digest), desc.media_type, desc.size,
+                                 Digest(diff_id)))
+        return out
+
+    def _unpack_layer(self, layer: LayerBlob, chain_ids: list[str], i: int,
+                      progress: Progress) -> int:
+        chain = chain_ids[i]
+        if self.snapshots.exists(chain):
+            return self.store.layer_size(chain)
+        parent = chain_ids[i - 1] if i else ""
+        key = f"extract-{uuid.uuid4().hex[:12]}-{chain}"
+        progress.status(layer.digest, "Extracting", layer.size)
+        self.snapshots.prepare(key, parent)
+        try:
+            target, mode = self.snapshots.apply_target(key)
+            with self.content.open(layer.digest) as f:
+                res = apply_layer(target, f, oi.layer_compression(layer.media_type), mode)
+            if res.diff_id != layer.diff_id:
+                raise DigestMismatchError(
+                    f"unpack layer {layer.digest}: uncompressed digest {res.diff_id} does not "
+                    f"match the config's diff ID {layer.diff_id}", digest=layer.digest)
+            self.store.put_layer(chain, str(layer.diff_id), res.size)
+            try:
+                self.snapshots.commit(chain, key)
+            except AlreadyExistsError:
+                self.snapshots.remove(key)  # another pull unpacked it meanwhile
+        except BaseException:
+            with contextlib.suppress(NotFoundError):
+                self.snapshots.remove(key)
+            raise
+        progress.status(layer.digest, "Pull complete", layer.size)
+        return res.size
+
+    def unpack(self, image: ImageRecord) -> str:
+        """Make sure every layer of `image` is a committed snapshot; return the top chain ID."""
+        manifest = self.manifest(image)
+        layers = self._check_layers(f"unpack {image.id}", manifest, self.config(image))
+        chain_ids = oi.chain_ids([str(lb.diff_id) for lb in layers])
+        for i, lb in enumerate(layers):
+            self._unpack_layer(lb, chain_ids, i, NoProgress())
+        return chain_ids[-1] if chain_ids else ""
+
+    def _record(self, config_digest: Digest, config: oi.ImageConfig, manifest_digest: str,
+                media_type: str, chain_ids: list[str], size: int,
+                index_digest: str = "") -> ImageRecord:
+        self.store.put(str(config_digest), str(manifest_digest), media_type,
+                       config.created or "", size, chain_ids[-1] if chain_ids else "",
+                       index_digest)
+        return self.store.get(config_digest)
+
+    # making images locally (import, bootstrap, load) ------------------------------------
+
+    def create(self, config: oi.ImageConfig | bytes, layers: list[LayerBlob],
+               tags: list[str] = (), manifest_media_type: str = oi.OCI_MANIFEST,
+               repo_digests: list[str] = ()) -> ImageRecord:  # type: ignore[assignment]
+        """Record an image whose layer blobs are already in the content store:
+        write config and manifest, unpack, tag."""
+        config_bytes = config if isinstance(config, bytes) else oi.encode(config)
+        cfg = oi.decode_config(config_bytes)
+        if [str(lb.diff_id) for lb in layers] != list(cfg.rootfs.diff_ids):
+            raise InvalidArgumentError("create image: layers do not match the config's diff IDs")
+        config_digest = self.content.write(config_bytes)
+        docker = manifest_media_type == oi.DOCKER_MANIFEST
+        manifest = oi.Manifest(
+            schema_version=2,
+            media_type=manifest_media_type,
+            config=oi.Descriptor(oi.DOCKER_CONFIG if docker else oi.OCI_CONFIG,
+                                 str(config_digest), len(config_bytes)),
+            layers=[oi.Descriptor(lb.media_type, str(lb.digest), lb.size) for lb in layers],
+        )
+        manifest_bytes = oi.encode(manifest)
+        manifest_digest = self.content.write(manifest_bytes)
+        chain_ids = oi.chain_ids([str(lb.diff_id) for lb in layers])
+        sizes = [self._unpack_layer(lb, chain_ids, i, NoProgress())
+                 for i, lb in enumerate(layers)]
+        image = self._record(config_digest, cfg, manifest_digest, manifest_media_type,
+                             chain_ids, sum(sizes))
+        for t in tags:
+            self.store.tag(image.id, reference.parse(t))
+        for rd in repo_digests:
+            r = reference.parse(rd)
+            if r.digest:
+                self.store.add_repo_digest(image.id, r.name, str(r.digest))
+        return self.store.get(image.id)
+
+    def add_layer_tar(self, tar_path: str, compress: bool = True) -> LayerBlob:
+        """Store an uncompressed layer tar as a blob (gzip-compressed when
+        `compress`) and return it with its diff ID."""
+        from berth.image import compression
+
+        return compression.store_layer(self.content, tar_path, compress, self.paths.tmp)
+
+    def bootstrap_busybox(self, tag: str = "busybox:latest") -> ImageRecord:
+        """The local default busybox image: one layer from Debian's
+        busybox-static, no network."""
+        from berth.image.busybox import make_busybox_rootfs
+        from berth.image.tarball import rootfs_to_tar
+
+        os.makedirs(self.paths.tmp, exist_ok=True)
+        work = os.path.join(self.paths.tmp, f"bootstrap-{uuid.uuid4().hex[:8]}")
+        try:
+            make_busybox_rootfs(os.path.join(work, "rootfs"))
+            tar_path = os.path.join(work, "layer.tar")
+            rootfs_to_tar(os.path.join(work, "rootfs"), tar_path)
+            layer = self.add_layer_tar(tar_path)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        plat = oi.host_platform()
+        created = _rfc3339(time.time())
+        config = oi.ImageConfig(
+            architecture=plat.architecture, os=plat.os, variant=plat.variant,
+            rootfs=oi.RootFS("layers", [str(layer.diff_id)]), created=created,
+            config=oi.ContainerConfig(
+                env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                cmd=["sh"]),
+            history=[oi.History(created=created,
+                                created_by="berth image bootstrap busybox (Debian busybox-static)",
+                                comment="made locally")],
+        )
+        return self.create(config, [layer], [tag])
+
+    # push -------------------------------------------------------------------------------
+
+    def push(self, name: str, progress: Progress | None = None) -> Digest:
+        ref = reference.parse(name)
+        if ref.digest is not None:
+            raise InvalidArgumentError(f"push {name}: push a tag, not a digest")
+        image = self.store.resolve(ref.tagged)
+        progress = progress or NoProgress()
+        manifest_bytes = self.content.read(image.manifest)
+        manifest = oi.decode_manifest(manifest_bytes)
+        mount_from = None
+        for rd in image.repo_digests:
+            r = reference.parse(rd)
+            if r.domain == ref.domain and r.path != ref.path:
+                mount_from = r.path
+                break
+        progress.message(f"The push refers to repository [{ref.name}]")
+        with self.registry(ref.domain) as reg:
+            def upload(desc: oi.Descriptor) -> str:
+                if not self.content.exists(desc.digest):
+                    raise NotFoundError(f"push {name}: blob {desc.digest} is not in the store")
+                progress.status(desc.digest, "Preparing", desc.size)
+
+                def chunks() -> Iterator[bytes]:
+                    with self.content.open(desc.digest) as f:
+                        while chunk := f.read(1 << 20):
+                            progress.advance(desc.digest, len(chunk))
+                            yield chunk
+
+                result = reg.upload_blob(ref.path, desc.digest, desc.size, chunks, mount_from)
+                progress.status(desc.digest, {"exists": "Layer already exists",
+                                              "mounted": f"Mounted from {mount_from}",
+                                              "pushed": "Pushed"}[result], desc.size)
+                return result
+
+            with ThreadPoolExecutor(self.max_concurrent_downloads,
+                                    thread_name_prefix="push") as pool:
+                for fut in [pool.submit(upload, d) for d in manifest.layers]:
+                    fut.result()
+            upload(manifest.config)
+            digest = reg.put_manifest(ref.path, ref.tag or "latest", manifest_bytes,
+                                      manifest.media_type or image.manifest_media_type)
+        self.store.add_repo_digest(image.id, ref.name, str(digest))
+        progress.message(f"{ref.tag}: digest: {digest} size: {len(manifest_bytes)}")
+        return digest
+
+    # the index --------------------------------------------------------------------------
+
+    def list(self, all: bool = False, filters: dict[str, list[str]] | None = None
+             ) -> list[ImageRecord]:
+        images = self.store.list()
+        filters = filters or {}
+        for value in filters.get("dangling", []):
+            want = value.lower() in ("true", "1")
+            images = [i for i in images if i.dangling == want]
+        patterns = filters.get("reference", [])
+        if patterns:
+            def match(i: ImageRecord) -> bool:
+                for t in i.tags:
+                    r = reference.parse(t)
+                    for p in patterns:
+                        if fnmatch.fnmatchcase(r.familiar_name, p) or fnmatch.fnmatchcase(
+                            r.familiar, p) or fnmatch.fnmatchcase(str(r), p):
+                            return True
+                return False
+            images = [i for i in images if match(i)]
+        for key in ("before", "since"):
+            for value in filters.get(key, []):
+                pivot = self.store.resolve(value)
+                images = [i for i in images if (i.added < pivot.added if key == "before"
+                                                else i.added > pivot.added)]
+        return images
+
+    def tag(self, source: str, target: str) -> None:
+        image = self.store.resolve(source)
+        self.store.tag(image.id, reference.parse(target))
+
+    def remove(self, name: str, force: bool = False) -> list[dict[str, str]]:
+        """Docker's rmi: a reference untags (and deletes the image when it was
+        the last one); an ID deletes the image with all its tags."""
+        image = self.store.resolve(name)
+        out: list[dict[str, str]] = []
+        by_id = name == image.id or (
+            "/" not in name and ":" not in name and image.id.hex.startswith(name)
+        )
+        if not by_id:
+            ref = reference.parse(name)
+            if ref.digest is None:
+                self.store.untag(ref.tagged)
+                out.append({"Untagged": reference.parse(ref.tagged).familiar})
+                if not any(reference.parse(t).name == ref.name
+                           for t in self.store.get(image.id).tags):
+                    for rd in self.store.remove_repo_digests(image.id, ref.name):
+                        out.append({"Untagged": reference.parse(rd).familiar})
+            else:
+                for rd in self.store.remove_repo_digests(image.id, ref.name):
+                    out.append({"Untagged": reference.parse(rd).familiar})
+            image = self.store.get(image.id)
+            if image.tags or image.repo_digests:
+                return out
+        else:
+            repos = {reference.parse(t).name for t in image.tags}
+            if len(repos) > 1 and not force:
+                raise ConflictError(
+                    f"conflict: unable to delete {image.short_id} (must be forced) - image is "
+                    "referenced in multiple repositories", image=image.id)
+            for t in image.tags:
+                self.store.untag(t)
+                out.append({"Untagged": reference.parse(t).familiar})
+            for rd in image.repo_digests:
+                out.append({"Untagged": reference.parse(rd).familiar})
+        if self.in_use(image.id) and not force:
+            raise ConflictError(
+                f"conflict: unable to delete {image.short_id} (cannot be forced) - image is "
+                "being used by a container", image=image.id)
+        self.store.delete(image.id)
+        out.append({"Deleted": str(image.id)})
+        return out
+
+    def prune(self, all: bool = False) -> tuple[list[dict[str, str]], int]:
+        """Delete dangling images (with `all`: every image no container uses),
+        then collect garbage. Returns (deleted, bytes reclaimed)."""
+        out: list[dict[str, str]] = []
+        for image in self.store.list():
+            if self.in_use(image.id):
+                continue
+            if image.dangling or all:
+                for t in image.tags:
+                    self.store.untag(t)
+                    out.append({"Untagged": reference.parse(t).familiar})
+                self.store.delete(image.id)
+                out.append({"Deleted": str(image.id)})
+        reclaimed = self.gc()
+        return out, reclaimed
+
+    def gc(self) -> int:
+        """Remove blobs and layer snapshots no image references; return bytes freed."""
+        keep_blobs: set[str] = set()
+        keep_chains: set[str] = set()
+        for image in self.store.list():
+            keep_blobs.update({str(image.id), str(image.manifest)})
+            if image.index_digest:
+                keep_blobs.add(image.index_digest)
+            try:
+                manifest = self.manifest(image)
+                config = self.config(image)
+            except NotFoundError:
+                continue
+            keep_blobs.update(d.digest for d in manifest.layers)
+            keep_chains.update(oi.chain_ids(list(config.rootfs.diff_ids)))
+        freed = 0
+        for d in list(self.content.list()):
+            if d not in keep_blobs:
+                with contextlib.suppress(NotFoundError):
+                    freed += self.content.size(d)
+                    self.content.delete(d)
+        removed = True
+        while removed:
+            removed = False
+            infos = self.snapshots.walk()
+            parents = {i.parent for i in infos}
+            for info in infos:
+                if info.kind != "committed" or info.key in keep_chains or info.key in parents:
+                    continue
+                with contextlib.suppress(NotFoundError, ConflictError):
+                    freed += self.snapshots.usage(info.key)
+                    self.snapshots.remove(info.key)
+                    self.store.remove_layer(info.key)
+                    removed = True
+        self.snapshots.cleanup()
+        self._clean_ingests()
+        return freed
+
+    def _clean_ingests(self) -> None:
+        import fcntl
+
+        root = self.content.ingest_root
+        if not os.path.isdir(root):
+            return
+        for name in os.listdir(root):
+            d = os.path.join(root, name)
+            try:
+                fd = os.open(os.path.join(d, "lock"), os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                shutil.rmtree(d, ignore_errors=True)
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue  # being written
+            try:
+                if time.time() - os.stat(d).st_mtime > 24 * 3600:
+                    shutil.rmtree(d, ignore_errors=True)
+            finally:
+                os.close(fd)
+
+    # Docker's JSON shapes -----------------------------------------------------------------
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        image = self.store.resolve(name)
+        cfg = self.config(image)
+        raw = _json(self.config_bytes(image))
+        container_config = _docker_config(raw.get("config") or {})
+        out: dict[str, Any] = {
+            "Id": str(image.id),
+            "RepoTags": [reference.parse(t).familiar for t in image.tags],
+            "RepoDigests": [reference.parse(d).familiar for d in image.repo_digests],
+            "Parent": "",
+            "Comment": cfg.comment or "",
+            "Created": cfg.created or "",
+            "Container": raw.get("container", ""),
+            "ContainerConfig": _docker_config(raw.get("container_config") or {}),
+            "DockerVersion": cfg.docker_version or "",
+            "Author": cfg.author or "",
+            "Config": container_config,
+            "Architecture": cfg.architecture,
+            "Os": cfg.os,
+            "Size": image.size,
+            "VirtualSize": image.size,
+            "GraphDriver": {"Data": self._graph_data(image), "Name": self.snapshots.driver},
+            "RootFS": {"Type": cfg.rootfs.type, "Layers": list(cfg.rootfs.diff_ids)},
+            "Metadata": {"LastTagTime": image.last_tag_time or "0001-01-01T00:00:00Z"},
+        }
+        if cfg.variant:
+            out["Variant"] = cfg.variant
+        return out
+
+    def _graph_data(self, image: ImageRecord) -> dict[str, str]:
+        try:
+            info = self.snapshots.stat(image.chain_id)
+        except NotFoundError:
+            return {}
+        return {"Dir": self.snapshots.fs(info), "ChainID": image.chain_id}
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        image = self.store.resolve(name)
+        cfg = self.config(image)
+        chains = oi.chain_ids(list(cfg.rootfs.diff_ids))
+        history = list(cfg.history or [])
+        if not history:
+            history = [oi.History(created=cfg.created) for _ in chains]
+        out = []
+        layer = 0
+        for h in history:
+            size = 0
+            if not h.empty_layer and layer < len(chains):
+                size = self.store.layer_size(chains[layer])
+                layer += 1
+            out.append({"Id": "<missing>", "Created": _unix(h.created), "CreatedBy":
+                        h.created_by or "", "Tags": None, "Size": size,
+                        "Comment": h.comment or ""})
+        out.reverse()
+        if out:
+            out[0]["Id"] = str(image.id)
+            out[0]["Tags"] = [reference.parse(t).familiar for t in image.tags] or None
+        return out
+
+
+def _json(data: bytes) -> dict[str, Any]:
+    import msgspec
+
+    doc = msgspec.json.decode(data)
+    return doc if isinstance(doc, dict) else {}
+
+
+_DOCKER_CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout",
+                       "AttachStderr", "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env",
+                       "Cmd", "Healthcheck", "ArgsEscaped", "Image", "Volumes", "WorkingDir",
+                       "Entrypoint", "OnBuild", "Labels", "StopSignal", "Shell")
+_DEFAULTS: dict[str, Any] = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False,
+                             "AttachStdout": False, "AttachStderr": False, "Tty": False,
+                             "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
+                             "Image": "", "Volumes": None, "WorkingDir": "",
+                             "Entrypoint": None, "OnBuild": None, "Labels": None}
+
+
+def _docker_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    out = {k: cfg.get(k, _DEFAULTS.get(k)) for k in _DOCKER_CONFIG_KEYS
+           if k in cfg or k in _DEFAULTS}
+    return out
+
+
+def _rfc3339(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def _unix(created: str | None) -> int:
+    if not created:
+        return 0
+    import datetime
+
+    text = created.rstrip("Z")
+    if "." in text:
+        head, frac = text.split(".", 1)
+        frac = "".join(c for c in frac if c.isdigit())[:6]
+        text = f"{head}.{frac}"
+    tz = ""
+    for sep in ("+", "-"):
+        if sep in text[10:]:
+            idx = text.rfind(sep)
+            text, tz = text[:idx], text[idx:]
+            break
+    try:
+        dt = datetime.datetime.fromisoformat(text + (tz or "+00:00"))
+    except ValueError:
+        return 0
+    return int(dt.timestamp())
+
+
+def digest_of_file(path: str) -> Digest:
+    h = dg.hasher()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return dg.from_hash(h)
