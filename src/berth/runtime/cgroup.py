@@ -59,3 +59,4 @@ def manager_for(state: ContainerState):
     from berth.cgroups import from_host_paths
 
     return from_host_paths(rec["paths"])
+

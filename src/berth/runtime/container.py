@@ -209,6 +209,10 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
                 undo.pids.remove(child)
                 data["pid"] = init_pid
                 data["start_time"] = st.proc_start_time(init_pid)
+                # the init builds its rootfs meanwhile; it waits for "cgroup"
+                # before it makes its cgroup namespace
+                s.cgroup.add_process(init_pid)
+                parent_ch.send("cgroup")
             elif t == "hooks":
                 from berth.runtime.hooks import run_hooks
 

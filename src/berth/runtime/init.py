@@ -53,9 +53,6 @@ def child_main(s: "Setup") -> None:
                     libc.setns(fd, NS_FLAGS[t])
                 finally:
                     os.close(fd)
-        if s.cgroup is not None:
-            step = "join cgroup"
-            s.cgroup.add_process(os.getpid())
         if "user" in ns and not ns["user"]:
             step = "create user namespace"
             libc.unshare(libc.CLONE_NEWUSER)
@@ -65,7 +62,9 @@ def child_main(s: "Setup") -> None:
             os.setresuid(0, 0, 0)
         flags = 0
         for t, path in ns.items():
-            if not path and t != "user":
+            # the init makes its own cgroup namespace, once the parent has
+            # moved it into the container's cgroup
+            if not path and t not in ("user", "cgroup"):
                 flags |= NS_FLAGS[t]
         step = "create namespaces"
         if flags:
@@ -95,6 +94,21 @@ def write_time_offsets(offsets: dict) -> None:
             os.write(fd, "".join(lines).encode())
         finally:
             os.close(fd)
+
+
+def _join_cgroup(s: "Setup") -> None:
+    """Wait until the parent has moved us into the container's cgroup, then
+    make the cgroup namespace.
+
+    The parent moves us while we build the rootfs, because the move is slow
+    and mostly waiting: every write to a cgroup.procs file takes the global
+    cgroup_threadgroup_rwsem for writing, and unless the hierarchy is mounted
+    with favordynmods the first writer in a while waits in rcu_sync_enter
+    for a full RCU grace period (8-16 ms on these 2-CPU machines; runc pays
+    it too, before its init does anything)."""
+    s.channel.expect("cgroup")
+    if s.namespaces.get("cgroup") == "":
+        libc.unshare(libc.CLONE_NEWCGROUP)
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -183,7 +197,11 @@ def init_main(s: "Setup") -> None:
             rfs.create_devices(root_fd, {"linux": {"devices": linux["devices"]}}, in_userns)
         os.close(root_fd)
         hooks = cfg.get("hooks") or {}
+        joined = False
         if any(hooks.get(k) for k in ("prestart", "createRuntime", "createContainer", "startContainer")):
+            step = "join cgroup"
+            _join_cgroup(s)
+            joined = True
             step = "prestart and createRuntime hooks"
             ch.send("hooks")
             s.state = ch.expect("hooks-done")["state"]
@@ -222,6 +240,9 @@ def init_main(s: "Setup") -> None:
         env = environ(proc)
         step = "find executable"
         path = find_executable(proc["args"][0], env)
+        if not joined:
+            step = "join cgroup"
+            _join_cgroup(s)
         step = "wait for start"
         ch.send("ready")
         # blocks until `start` (or `run`) opens the FIFO for reading
