@@ -116,9 +116,11 @@ class Writer:
         self._saved: set[str] = set()
         self._undo: list[tuple[str, str, str]] = []
 
-    def write(self, dirpath: str, name: str, value: str) -> None:
+    def write(self, dirpath: str, name: str, value: str, restore: bool = True) -> None:
+        """Write `value`; `restore` False for files whose restore the caller
+        registered itself with `on_rollback` (devices.allow/deny)."""
         path = f"{dirpath}/{name}"
-        if self.record and path not in self._saved:
+        if self.record and restore and path not in self._saved:
             old = read_optional(dirpath, name)
             self._saved.add(path)
             if old is not None:

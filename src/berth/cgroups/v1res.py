@@ -299,7 +299,7 @@ def set_devices(d: str, rules: list, w: fs.Writer) -> None:
         for name, value in reversed(restore):
             w.on_rollback(d, name, value)
     for allow, line in lines:
-        w.write(d, "devices.allow" if allow else "devices.deny", line)
+        w.write(d, "devices.allow" if allow else "devices.deny", line, restore=False)
 
 
 def set_unified(d: str | None, unified: dict, w: fs.Writer, v2: bool) -> None:

@@ -104,12 +104,18 @@ def freeze_v2(path: str, frozen: bool) -> None:
         raise UnavailableError(f"{'freeze' if frozen else 'thaw'} cgroup {path}: needs Linux 5.2")
     want = "1" if frozen else "0"
     fs.write(path, "cgroup.freeze", want)
-    wait_until(
-        lambda: _events(path).get("frozen", want) == want,
-        5.0,
-        "freeze cgroup" if frozen else "thaw cgroup",
-        path,
-    )
+    try:
+        wait_until(
+            lambda: _events(path).get("frozen", want) == want,
+            5.0,
+            "freeze cgroup" if frozen else "thaw cgroup",
+            path,
+        )
+    except ConflictError:
+        if frozen:
+            # never leave a cgroup half frozen
+            fs.write(path, "cgroup.freeze", "0")
+        raise
 
 
 def enable_controllers(root: str, path: str, wanted: tuple[str, ...] | None = None) -> None:
