@@ -38,7 +38,7 @@ def test_memory_swap_to_v2(swap, memory, v2):
 
 @pytest.mark.parametrize(("swap", "memory"), [(50, 100), (200, 0), (200, -1)])
 def test_memory_swap_to_v2_refuses(swap, memory):
-    with pytest.raises(InvalidArgumentError, match="memory"):
+    with pytest.raises(InvalidArgumentError, match=r"memory"):
         convert.memory_swap_to_v2(swap, memory)
 
 
@@ -76,16 +76,16 @@ def test_cpuset_syntax():
     assert convert.parse_cpuset("0-2,5") == [0, 1, 2, 5]
     assert convert.parse_cpuset("") == []
     for bad in ("a", "1-", "3-1", "0,,x", 3):
-        with pytest.raises(InvalidArgumentError, match="cpu.cpus"):
+        with pytest.raises(InvalidArgumentError, match=r"cpu.cpus"):
             convert.check_cpuset(bad, "cpu.cpus")
 
 
 def test_hugepage_size_and_int_checks():
     assert convert.hugepage_size("2MB") == "2MB"
     for bad in ("2M", "MB", "2mb", 2, "x2MB"):
-        with pytest.raises(InvalidArgumentError, match="pageSize"):
+        with pytest.raises(InvalidArgumentError, match=r"pageSize"):
             convert.hugepage_size(bad)
-    with pytest.raises(InvalidArgumentError, match="not an integer"):
+    with pytest.raises(InvalidArgumentError, match=r"not an integer"):
         convert.check_int(True, "pids.limit")
-    with pytest.raises(InvalidArgumentError, match="out of range"):
+    with pytest.raises(InvalidArgumentError, match=r"out of range"):
         convert.check_int(101, "memory.swappiness", 0, 100)

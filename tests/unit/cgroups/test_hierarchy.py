@@ -15,7 +15,7 @@ def touch(path):
 
 def test_detect_mode(tmp_path):
     root = str(tmp_path)
-    with pytest.raises(UnavailableError, match="no cgroup hierarchy"):
+    with pytest.raises(UnavailableError, match=r"no cgroup hierarchy"):
         detect_mode(root)
     os.mkdir(f"{root}/memory")
     assert detect_mode(root) == "v1"
@@ -44,7 +44,7 @@ def test_check_cgroups_path_refuses(path):
 
 
 def test_systemd_paths_not_supported_yet():
-    with pytest.raises(NotImplementedYetError, match="systemd"):
+    with pytest.raises(NotImplementedYetError, match=r"systemd"):
         hierarchy.check_cgroups_path("system.slice:berth:abc", "abc")
 
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from berth.cgroups import CgroupV1, CgroupV2, fs, from_host_paths
+from berth.cgroups import CgroupV1, CgroupV2, from_host_paths, fs
 from berth.errors import InvalidArgumentError, UnavailableError
 from tests.unit.cgroups.fakes import read, v1_tree, v2_tree
 
@@ -105,12 +105,12 @@ def test_update_rolls_back_on_kernel_refusal(mgr, monkeypatch):
 
 def test_update_validation_error_writes_nothing(mgr):
     mgr.apply({"pids": {"limit": 42}})
-    with pytest.raises(InvalidArgumentError, match="cpu.cpus=a-b"):
+    with pytest.raises(InvalidArgumentError, match=r"cpu.cpus=a-b"):
         mgr.update({"pids": {"limit": 10}, "cpu": {"cpus": "a-b"}})
     assert get(mgr, "pids") == "42"
-    with pytest.raises(InvalidArgumentError, match="pids.limit"):
+    with pytest.raises(InvalidArgumentError, match=r"pids.limit"):
         mgr.update({"pids": {"limit": "10"}})
-    with pytest.raises(InvalidArgumentError, match="resources"):
+    with pytest.raises(InvalidArgumentError, match=r"resources"):
         mgr.update(["not", "a", "dict"])
 
 
@@ -123,7 +123,7 @@ def test_update_changes_only_what_is_given(mgr):
 
 def test_check_before_update(mgr):
     # the fake's usage is 4096000 bytes
-    with pytest.raises(InvalidArgumentError, match="below current usage 4096000"):
+    with pytest.raises(InvalidArgumentError, match=r"below current usage 4096000"):
         mgr.update({"memory": {"limit": 1 << 20, "checkBeforeUpdate": True}})
     mgr.update({"memory": {"limit": 1 << 20}})
     assert get(mgr, "memory") == str(1 << 20)
@@ -131,7 +131,7 @@ def test_check_before_update(mgr):
 
 def test_unified_map(mgr):
     if mgr.mode == "v1":
-        with pytest.raises(InvalidArgumentError, match="cgroup v1 host"):
+        with pytest.raises(InvalidArgumentError, match=r"cgroup v1 host"):
             mgr.apply({"unified": {"pids.max": "5"}})
         return
     d = mgr.paths["unified" if mgr.mode == "hybrid" else ""]
@@ -141,7 +141,7 @@ def test_unified_map(mgr):
     assert "no such cgroup file" in str(info.value)
     assert read(d, "cgroup.freeze") == "0"
     for bad in ("../x", "/etc/passwd", "noperiod"):
-        with pytest.raises(InvalidArgumentError, match="not a cgroup file name"):
+        with pytest.raises(InvalidArgumentError, match=r"not a cgroup file name"):
             mgr.apply({"unified": {bad: "1"}})
     mgr.apply({"unified": {"cgroup.freeze": "1"}})
     assert read(d, "cgroup.freeze") == "1"
@@ -191,7 +191,7 @@ def test_v2_freeze_timeout_leaves_cgroup_thawed(tmp_path, monkeypatch):
     root = str(tmp_path / "cg")
     mgr = CgroupV2(v2_tree(root), root)
     monkeypatch.setattr(base.time, "monotonic", iter(range(0, 1000, 10)).__next__)
-    with pytest.raises(ConflictError, match="freeze cgroup .*: timed out"):
+    with pytest.raises(ConflictError, match=r"freeze cgroup .*: timed out"):
         mgr.freeze()
     assert read(mgr.path, "cgroup.freeze") == "0"
 
@@ -223,5 +223,5 @@ def test_missing_controller_is_unavailable(tmp_path):
     paths = v1_tree(str(tmp_path))
     del paths["pids"]
     mgr = CgroupV1(paths)
-    with pytest.raises(UnavailableError, match="controller pids is not mounted"):
+    with pytest.raises(UnavailableError, match=r"controller pids is not mounted"):
         mgr.apply({"pids": {"limit": 5}})

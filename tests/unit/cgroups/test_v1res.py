@@ -67,7 +67,7 @@ def test_memory_without_swap_accounting(tree):
     w = fs.Writer()
     v1res.set_memory(d, {"limit": 100, "swap": -1}, w)
     assert writes(w) == [("memory.limit_in_bytes", "100")]
-    with pytest.raises(UnavailableError, match="swap accounting"):
+    with pytest.raises(UnavailableError, match=r"swap accounting"):
         v1res.set_memory(d, {"limit": 100, "swap": 200}, fs.Writer())
 
 
@@ -85,7 +85,7 @@ def test_memory_kernel_limits_skipped_where_gone(tree):
     "bad", [{"swappiness": 101}, {"limit": -2}, {"limit": "1G"}, {"reservation": 1.5}]
 )
 def test_memory_bad_values(tree, bad):
-    with pytest.raises(InvalidArgumentError, match="memory"):
+    with pytest.raises(InvalidArgumentError, match=r"memory"):
         v1res.set_memory(tree["memory"], bad, fs.Writer())
 
 
@@ -134,7 +134,7 @@ def test_cpu_shares_clamped_by_kernel_is_an_error(tree, monkeypatch):
         real(dirpath, name, "262144" if name == "cpu.shares" else value)
 
     monkeypatch.setattr(fs, "write", clamp)
-    with pytest.raises(InvalidArgumentError, match="cpu.shares=999999 .*the kernel set 262144"):
+    with pytest.raises(InvalidArgumentError, match=r"cpu.shares=999999 .*the kernel set 262144"):
         v1res.set_cpu(d, {"shares": 999999}, fs.Writer())
 
 
@@ -194,9 +194,9 @@ def test_blkio(tree):
         ("blkio.throttle.read_iops_device", "8:0 10"),
         ("blkio.throttle.write_iops_device", "8:0 20"),
     ]
-    with pytest.raises(InvalidArgumentError, match="blockIO.weight"):
+    with pytest.raises(InvalidArgumentError, match=r"blockIO.weight"):
         v1res.set_blkio(d, {"weight": 5}, fs.Writer())
-    with pytest.raises(InvalidArgumentError, match="major"):
+    with pytest.raises(InvalidArgumentError, match=r"major"):
         v1res.set_blkio(d, {"throttleReadBpsDevice": [{"minor": 0, "rate": 1}]}, fs.Writer())
 
 
@@ -256,7 +256,7 @@ def test_network(tree):
     v1res.set_net_cls(tree["net_cls"], {"classID": 0x100001}, w)
     v1res.set_net_prio(tree["net_prio"], {"priorities": [{"name": "eth0", "priority": 5}]}, w)
     assert writes(w) == [("net_cls.classid", "1048577"), ("net_prio.ifpriomap", "eth0 5")]
-    with pytest.raises(InvalidArgumentError, match="needs a name"):
+    with pytest.raises(InvalidArgumentError, match=r"needs a name"):
         v1res.set_net_prio(tree["net_prio"], {"priorities": [{"priority": 5}]}, w)
 
 

@@ -42,7 +42,7 @@ def test_memory_swap_alone_uses_current_limit(d):
     assert writes(w) == [("memory.swap.max", "500")]
     with open(f"{d}/memory.max", "w") as f:
         f.write("max\n")
-    with pytest.raises(InvalidArgumentError, match="needs a memory limit"):
+    with pytest.raises(InvalidArgumentError, match=r"needs a memory limit"):
         v2res.set_memory(d, {"swap": 1500}, fs.Writer())
 
 
@@ -59,7 +59,7 @@ def test_memory_no_swap_accounting(d):
     w = fs.Writer()
     v2res.set_memory(d, {"limit": 100, "swap": -1}, w)
     assert writes(w) == [("memory.max", "100")]
-    with pytest.raises(UnavailableError, match="swap accounting"):
+    with pytest.raises(UnavailableError, match=r"swap accounting"):
         v2res.set_memory(d, {"limit": 100, "swap": 200}, fs.Writer())
 
 
@@ -82,7 +82,7 @@ def test_cpu(d):
 
 
 def test_cpu_realtime_unavailable_on_v2(d):
-    with pytest.raises(UnavailableError, match="realtime"):
+    with pytest.raises(UnavailableError, match=r"realtime"):
         v2res.set_cpu(d, {"realtimeRuntime": 100}, fs.Writer())
 
 
@@ -166,7 +166,7 @@ def test_hugetlb_and_rdma(d):
 
 
 def test_network_is_unavailable_on_v2(d):
-    with pytest.raises(UnavailableError, match="net_cls"):
+    with pytest.raises(UnavailableError, match=r"net_cls"):
         v2res.apply_resources(d, {"network": {"classID": 1}}, fs.Writer())
 
 
@@ -179,5 +179,5 @@ def test_unified_overrides_converted_values(d):
 
 def test_devices_on_v2_not_implemented_yet(d):
     rules = [{"allow": False, "access": "rwm"}]
-    with pytest.raises(NotImplementedYetError, match="device rules on cgroup v2"):
+    with pytest.raises(NotImplementedYetError, match=r"device rules on cgroup v2"):
         v2res.apply_resources(d, {"devices": rules}, fs.Writer())
