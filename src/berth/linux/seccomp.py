@@ -227,11 +227,30 @@ def version() -> tuple[int, int, int]:
     return (v.major, v.minor, v.micro)
 
 
-def resolve_syscall(name: str) -> int | None:
-    """The native number of syscall `name` (libseccomp's pseudo-number, < 0,
-    for one the native architecture lacks but another has), or None."""
-    nr = libseccomp().seccomp_syscall_resolve_name(name.encode())
+def resolve_syscall(name: str, arch: str | None = None) -> int | None:
+    """The number of syscall `name` on `arch` (``SCMP_ARCH_X86``; None for the
+    native one), or None if libseccomp does not know it there. For the native
+    arch, a syscall only other arches have gets libseccomp's pseudo-number
+    (< 0), which rules accept."""
+    lib = libseccomp()
+    if arch is None:
+        nr = lib.seccomp_syscall_resolve_name(name.encode())
+    else:
+        token = arch_token(arch)
+        lib.seccomp_syscall_resolve_name_arch.argtypes = (ctypes.c_uint32, ctypes.c_char_p)
+        lib.seccomp_syscall_resolve_name_arch.restype = ctypes.c_int
+        nr = lib.seccomp_syscall_resolve_name_arch(token, name.encode())
     return None if nr == _NR_SCMP_ERROR else nr
+
+
+def arch_token(arch: str) -> int:
+    """libseccomp's token (the kernel's AUDIT_ARCH_ value) for ``SCMP_ARCH_*``."""
+    token = 0
+    if arch.startswith("SCMP_ARCH_"):
+        token = libseccomp().seccomp_arch_resolve_name(arch[len("SCMP_ARCH_") :].lower().encode())
+    if not token:
+        raise InvalidArgumentError(f"resolve seccomp architecture: unknown {arch!r}", arch=arch)
+    return token
 
 
 class Filter:
@@ -460,11 +479,12 @@ def _compile(
             _check(rc, f"set seccomp optimization level {optimize}")
         for i, arch in enumerate(arches):
             f = f"{base}.architectures[{i}]"
-            if not isinstance(arch, str) or not arch.startswith("SCMP_ARCH_"):
+            if not isinstance(arch, str):
                 raise _bad(f, f"unknown architecture {arch!r}")
-            token = lib.seccomp_arch_resolve_name(arch[len("SCMP_ARCH_") :].lower().encode())
-            if not token:
-                raise _bad(f, f"unknown architecture {arch!r}")
+            try:
+                token = arch_token(arch)
+            except InvalidArgumentError:
+                raise _bad(f, f"unknown architecture {arch!r}") from None
             rc = lib.seccomp_arch_add(ctx.ptr, token)
             if rc not in (0, -17):  # EEXIST: the native one is there already
                 _check(rc, f"add seccomp architecture {arch}")

@@ -1,0 +1,295 @@
+"""Compiling OCI linux.seccomp (no root: filters are exported, never loaded,
+and their verdicts computed by the BPF interpreter in bpf.py)."""
+
+import errno
+import os
+
+import pytest
+
+from berth.errors import InvalidArgumentError
+from berth.linux import seccomp
+from tests.unit.confinement import bpf
+
+X86_64 = os.uname().machine == "x86_64"
+needs_x86_64 = pytest.mark.skipif(not X86_64, reason="syscall numbers checked on x86_64")
+
+ALLOW = seccomp.SCMP_ACT_ALLOW
+KILL_THREAD = seccomp.SCMP_ACT_KILL_THREAD
+
+
+def errno_ret(e: int) -> int:
+    return seccomp.SCMP_ACT_ERRNO | e
+
+
+def verdict(flt: seccomp.Filter, name: str, *args: int, arch: str | None = None) -> int:
+    nr = seccomp.resolve_syscall(name, arch)
+    assert nr is not None, name
+    token = {
+        None: bpf.AUDIT_ARCH_X86_64,
+        "SCMP_ARCH_X86_64": bpf.AUDIT_ARCH_X86_64,
+        "SCMP_ARCH_X86": bpf.AUDIT_ARCH_I386,
+        "SCMP_ARCH_X32": bpf.AUDIT_ARCH_X86_64,
+    }[arch]
+    return bpf.run(flt.export_bpf(), bpf.seccomp_data(nr, token, args))
+
+
+def rule(names, action="SCMP_ACT_ALLOW", **kw):
+    return {"names": names, "action": action, **kw}
+
+
+pytestmark = needs_x86_64
+
+
+def test_default_action_and_rules():
+    flt = seccomp.compile(
+        {
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [
+                rule(["getpid", "read"]),
+                rule(["getppid"], "SCMP_ACT_ERRNO", errnoRet=42),
+                rule(["kill"], "SCMP_ACT_KILL_PROCESS"),
+                rule(["tkill"], "SCMP_ACT_TRAP"),
+                rule(["tgkill"], "SCMP_ACT_TRACE", errnoRet=7),
+                rule(["uname"], "SCMP_ACT_LOG"),
+                rule(["sysinfo"], "SCMP_ACT_KILL"),
+            ],
+        }
+    )
+    assert verdict(flt, "getpid") == ALLOW
+    assert verdict(flt, "read") == ALLOW
+    assert verdict(flt, "write") == errno_ret(errno.EPERM)  # errnoRet defaults to EPERM
+    assert verdict(flt, "getppid") == errno_ret(42)
+    assert verdict(flt, "kill") == seccomp.SCMP_ACT_KILL_PROCESS
+    assert verdict(flt, "tkill") == seccomp.SCMP_ACT_TRAP
+    assert verdict(flt, "tgkill") == seccomp.SCMP_ACT_TRACE | 7
+    assert verdict(flt, "uname") == seccomp.SCMP_ACT_LOG
+    assert verdict(flt, "sysinfo") == KILL_THREAD
+    assert not flt.has_notify
+    assert flt.flags == 0
+
+
+def test_default_errno_ret():
+    flt = seccomp.compile({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38})
+    assert verdict(flt, "getpid") == errno_ret(errno.ENOSYS)
+
+
+def test_architectures_and_bad_arch():
+    cfg = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+        "syscalls": [rule(["getppid"], "SCMP_ACT_ERRNO", errnoRet=5)],
+    }
+    flt = seccomp.compile(cfg)
+    assert verdict(flt, "getppid") == errno_ret(5)
+    # the i386 number of getppid is 64: translated by name, not copied
+    assert verdict(flt, "getppid", arch="SCMP_ARCH_X86") == errno_ret(5)
+    assert verdict(flt, "getpid", arch="SCMP_ARCH_X86") == ALLOW
+    # an architecture the filter does not name is killed (libseccomp's default)
+    data = bpf.seccomp_data(39, bpf.AUDIT_ARCH_AARCH64)
+    assert bpf.run(flt.export_bpf(), data) == KILL_THREAD
+    native_only = seccomp.compile({**cfg, "architectures": []})
+    assert verdict(native_only, "getppid", arch="SCMP_ARCH_X86") == KILL_THREAD
+
+
+def test_args_are_anded_across_indexes_and_ored_within_one():
+    # runc's reading: distinct indexes -> one rule (AND); a repeated index ->
+    # one rule per comparison (OR)
+    flt = seccomp.compile(
+        {
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [
+                rule(
+                    ["kill"],
+                    args=[
+                        {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+                        {"index": 1, "value": 9, "op": "SCMP_CMP_EQ"},
+                    ],
+                ),
+                rule(
+                    ["personality"],
+                    args=[
+                        {"index": 0, "value": 0, "op": "SCMP_CMP_EQ"},
+                        {"index": 0, "value": 8, "op": "SCMP_CMP_EQ"},
+                    ],
+                ),
+            ],
+        }
+    )
+    assert verdict(flt, "kill", 1, 9) == ALLOW
+    assert verdict(flt, "kill", 1, 15) == errno_ret(1)
+    assert verdict(flt, "kill", 2, 9) == errno_ret(1)
+    assert verdict(flt, "personality", 0) == ALLOW
+    assert verdict(flt, "personality", 8) == ALLOW
+    assert verdict(flt, "personality", 9) == errno_ret(1)
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "value_two", "allowed", "denied"),
+    [
+        ("SCMP_CMP_NE", 5, 0, [0, 4, 6, 2**63], [5]),
+        ("SCMP_CMP_LT", 5, 0, [0, 4], [5, 6, 2**40]),
+        ("SCMP_CMP_LE", 5, 0, [0, 5], [6, 2**40]),
+        ("SCMP_CMP_EQ", 2**40 + 3, 0, [2**40 + 3], [3, 2**40]),
+        ("SCMP_CMP_GE", 5, 0, [5, 6, 2**40], [0, 4]),
+        ("SCMP_CMP_GT", 5, 0, [6, 2**40], [0, 5]),
+        ("SCMP_CMP_MASKED_EQ", 0xF0, 0x30, [0x30, 0x3F, 0x1_0000_0031], [0x40, 0x20, 0]),
+    ],
+)
+def test_comparison_ops(op, value, value_two, allowed, denied):
+    flt = seccomp.compile(
+        {
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [
+                rule(
+                    ["lseek"], args=[{"index": 1, "value": value, "valueTwo": value_two, "op": op}]
+                )
+            ],
+        }
+    )
+    for v in allowed:
+        assert verdict(flt, "lseek", 3, v) == ALLOW, (op, v)
+    for v in denied:
+        assert verdict(flt, "lseek", 3, v) == errno_ret(1), (op, v)
+
+
+def test_notify_and_flags():
+    flt = seccomp.compile(
+        {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"],
+            "syscalls": [rule(["uname"], "SCMP_ACT_NOTIFY")],
+        }
+    )
+    assert flt.has_notify
+    assert flt.flags == seccomp.SECCOMP_FILTER_FLAG_TSYNC | seccomp.SECCOMP_FILTER_FLAG_LOG
+    assert verdict(flt, "uname") == seccomp.SCMP_ACT_NOTIFY
+
+
+def test_rule_equal_to_default_is_skipped_like_runc():
+    flt = seccomp.compile(
+        {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule(["getpid"], "SCMP_ACT_ALLOW")]}
+    )
+    assert verdict(flt, "getpid") == ALLOW
+
+
+def test_unknown_syscall_is_skipped_and_listed_like_runc():
+    cfg = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [rule(["getpid", "no_such_syscall", "getppid"])],
+    }
+    flt = seccomp.compile(cfg)
+    assert flt.unknown_syscalls == ["no_such_syscall"]
+    assert verdict(flt, "getppid") == ALLOW
+    with pytest.raises(InvalidArgumentError) as ei:
+        seccomp.compile(cfg, strict=True)
+    assert str(ei.value) == (
+        "parse linux.seccomp.syscalls[0].names: unknown syscall 'no_such_syscall'"
+    )
+
+
+def test_syscall_of_another_arch_resolves():
+    # socketcall exists on i386 only; it is not an unknown name
+    flt = seccomp.compile(
+        {
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": [rule(["socketcall"])],
+        }
+    )
+    assert flt.unknown_syscalls == []
+    assert verdict(flt, "socketcall", arch="SCMP_ARCH_X86") == ALLOW
+
+
+@pytest.mark.parametrize(
+    ("cfg", "field", "words"),
+    [
+        ({"defaultAction": "SCMP_ACT_NOPE"}, "linux.seccomp.defaultAction", "unknown seccomp action 'SCMP_ACT_NOPE'"),
+        ({}, "linux.seccomp.defaultAction", "unknown seccomp action None"),
+        ({"defaultAction": "SCMP_ACT_NOTIFY"}, "linux.seccomp.defaultAction", "cannot be the default"),
+        ({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": -1}, "linux.seccomp.defaultErrnoRet", "expected an integer"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1}, "linux.seccomp.defaultErrnoRet", "only valid with"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]}, "linux.seccomp.architectures[0]", "unknown architecture 'SCMP_ARCH_VAX'"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["x86_64"]}, "linux.seccomp.architectures[0]", "unknown architecture 'x86_64'"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_FAST"]}, "linux.seccomp.flags[0]", "unknown seccomp flag"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_DENY"}]}, "linux.seccomp.syscalls[0].action", "unknown seccomp action 'SCMP_ACT_DENY'"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]}, "linux.seccomp.syscalls[0].names", "non-empty list"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_KILL", "errnoRet": 1}]}, "linux.seccomp.syscalls[0].errnoRet", "only valid with"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}, "linux.seccomp.syscalls[0].args[0].index", "from 0 to 5"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_LIKE"}]}]}, "linux.seccomp.syscalls[0].args[0].op", "unknown comparison 'SCMP_CMP_LIKE'"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": -1, "op": "SCMP_CMP_EQ"}]}]}, "linux.seccomp.syscalls[0].args[0].value", "expected an integer"),
+    ],
+)  # fmt: skip
+def test_bad_configs_name_the_field(cfg, field, words):
+    with pytest.raises(InvalidArgumentError) as ei:
+        seccomp.compile(cfg)
+    msg = str(ei.value)
+    assert msg.startswith(f"parse {field}: "), msg
+    assert words in msg
+    assert ei.value.field == field
+
+
+def test_first_of_two_unconditional_rules_wins_like_runc():
+    # libseccomp keeps the first action given to a syscall; runc passes such
+    # configs through, and so does berth
+    for first, second in ((1, 2), (2, 1)):
+        cfg = {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                rule(["getppid"], "SCMP_ACT_ERRNO", errnoRet=first),
+                rule(["getppid"], "SCMP_ACT_ERRNO", errnoRet=second),
+            ],
+        }
+        assert verdict(seccomp.compile(cfg), "getppid") == errno_ret(first)
+
+
+def test_optimize_levels_agree(tmp_path):
+    from berth.runtime.confinement import DEFAULT_CAPABILITIES, default_seccomp_profile
+
+    prof = default_seccomp_profile(DEFAULT_CAPABILITIES, "x86_64", kernel="6.1.0")
+    tree = seccomp.compile(prof)
+    linear = seccomp.compile(prof, optimize=1, hot=())
+    assert tree.bpf != linear.bpf
+    for name in ("getpid", "read", "openat", "keyctl", "mount", "clone3", "bpf", "kexec_load"):
+        assert verdict(tree, name) == verdict(linear, name), name
+    for arch in ("SCMP_ARCH_X86", "SCMP_ARCH_X32"):
+        for name in ("getpid", "read", "keyctl", "mount"):
+            assert verdict(tree, name, arch=arch) == verdict(linear, name, arch=arch)
+
+
+def test_cache_round_trip_and_torn_entry(tmp_path):
+    cfg = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [rule(["getpid", "nope_nope"])]}
+    first = seccomp.compile(cfg, cache_dir=str(tmp_path))
+    (entry,) = os.listdir(tmp_path)
+    again = seccomp.compile(cfg, cache_dir=str(tmp_path))
+    assert (again.bpf, again.flags, again.has_notify, again.nr_seccomp, again.unknown_syscalls) == (
+        first.bpf, first.flags, first.has_notify, first.nr_seccomp, first.unknown_syscalls,
+    )  # fmt: skip
+    # a torn or tampered entry is detected by its digest and rebuilt
+    path = tmp_path / entry
+    data = path.read_bytes()
+    path.write_bytes(data[:-8] + b"\x06\x00\x00\x00\xff\xff\xff\x7f")
+    rebuilt = seccomp.compile(cfg, cache_dir=str(tmp_path))
+    assert rebuilt.bpf == first.bpf
+    assert path.read_bytes() == data
+    # a different config gets its own entry
+    seccomp.compile({**cfg, "defaultErrnoRet": 2}, cache_dir=str(tmp_path))
+    assert len(os.listdir(tmp_path)) == 2
+
+
+def test_module_imports_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import berth.linux.seccomp, berth.linux.capabilities; "
+        "bad = {'re', 'json', 'enum', 'dataclasses', 'logging', 'typing'} & set(sys.modules); "
+        "print(sorted(bad))"
+    )
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {os.path.join(os.path.dirname(seccomp.__file__), '..', '..')!r}); {code}"], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert out.strip() == "[]"
+    # and libseccomp is not opened until a filter is compiled
+    code2 = "import berth.linux.seccomp as s; print(s._lib is None)"
+    out = subprocess.run(
+        [sys.executable, "-c", code2], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "True"
