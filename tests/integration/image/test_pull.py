@@ -1,0 +1,99 @@
+import os
+
+import pytest
+
+from berth.errors import NotFoundError, PermissionDeniedError
+from berth.image.auth import Credentials
+from berth.image.registry import RegistryOptions
+from berth.image.service import ImageService
+from berth.oci import image as oi
+from berth.paths import Paths
+from tests.integration.image.conftest import PASSWORD, USER
+
+
+def service(workdir, name="berth", **opts):
+    return ImageService(Paths(os.path.join(workdir, name, "root"),
+                              os.path.join(workdir, name, "state")),
+                        registry_options=RegistryOptions(
+                            credentials_path=os.path.join(workdir, "docker-config.json"),
+                            backoff=0.01, **opts))
+
+
+def rootfs_file(svc, image, path):
+    info = svc.snapshots.stat(image.chain_id)
+    # the top layer's own directory holds files that layer changed
+    return os.path.join(svc.snapshots.fs(info), path)
+
+
+def test_pull_umoci_image_from_plain_registry(workdir, oci_layout, registry):
+    registry.push_layout(oci_layout, "v1", "test/busybox", "v1")
+    svc = service(workdir)
+    image = svc.pull(f"{registry.host}/test/busybox:v1")
+    assert image.tags == (f"{registry.host}/test/busybox:v1",)
+    assert len(image.repo_digests) == 1
+    cfg = svc.config(image)
+    assert cfg.config.cmd == ["sh"] and len(cfg.rootfs.diff_ids) == 2
+    with open(rootfs_file(svc, image, "etc/marker"), "rb") as f:
+        assert f.read() == b"second layer\n"
+    assert svc.get(f"{registry.host}/test/busybox:v1").id == image.id
+    # pulled again: nothing downloaded, same image
+    assert svc.pull(f"{registry.host}/test/busybox:v1").id == image.id
+    # by digest
+    digest = image.repo_digests[0].split("@")[1]
+    assert svc.pull(f"{registry.host}/test/busybox@{digest}").id == image.id
+    svc.close()
+
+
+def test_multi_arch_index_selects_platform(workdir, oci_layout, registry):
+    registry.push_layout(oci_layout, "multi", "multi/bb", "latest", all=True)
+    for plat in ("linux/amd64", "linux/arm64"):
+        svc = service(workdir, plat.replace("/", "-"))
+        image = svc.pull(f"{registry.host}/multi/bb", platform=oi.parse_platform(plat))
+        assert svc.config(image).architecture == plat.split("/")[1]
+        with open(rootfs_file(svc, image, "arch")) as f:
+            assert f.read() == plat.split("/")[1] + "\n"
+        assert image.index_digest
+        svc.close()
+    svc = service(workdir, "s390x")
+    with pytest.raises(NotFoundError, match="no matching manifest"):
+        svc.pull(f"{registry.host}/multi/bb", platform=oi.parse_platform("linux/s390x"))
+    svc.close()
+
+
+def test_pull_with_basic_auth(workdir, oci_layout, registry_factory):
+    registry = registry_factory("htpasswd")
+    registry.push_layout(oci_layout, "v1", "private/bb", "v1")
+    anon = service(workdir, "anon")
+    with pytest.raises(PermissionDeniedError):
+        anon.pull(f"{registry.host}/private/bb:v1")
+    anon.close()
+    # credentials from a docker config.json
+    from berth.image import credentials
+
+    credentials.store(registry.host, Credentials(USER, PASSWORD),
+                      os.path.join(workdir, "docker-config.json"))
+    svc = service(workdir)
+    assert svc.pull(f"{registry.host}/private/bb:v1").tags
+    svc.close()
+
+
+def test_pull_and_push_with_bearer_token(workdir, oci_layout, registry_factory):
+    registry = registry_factory("token")
+    registry.push_layout(oci_layout, "v1", "tok/bb", "v1")
+    creds = {registry.host: Credentials(USER, PASSWORD)}
+    svc = service(workdir, credentials=creds)
+    image = svc.pull(f"{registry.host}/tok/bb:v1")
+    scopes = [s for r in registry.token.requests for s in r["scopes"]]
+    assert "repository:tok/bb:pull" in scopes
+    assert all(r["user"] == USER and r["service"] == "berth-registry"
+               for r in registry.token.requests)
+    # push under another name: cross-repository mount of the layers
+    svc.tag(image.id, f"{registry.host}/tok/copy:v2")
+    svc.push(f"{registry.host}/tok/copy:v2")
+    assert any("repository:tok/copy:pull,push" in r["scopes"] for r in registry.token.requests)
+    svc.close()
+    # anonymous: the token server gives no access, so the registry refuses
+    anon = service(workdir, "anon")
+    with pytest.raises(PermissionDeniedError):
+        anon.pull(f"{registry.host}/tok/bb:v1")
+    anon.close()
