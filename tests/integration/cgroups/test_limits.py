@@ -3,6 +3,7 @@ mode calls for (v1 controllers on this hybrid host)."""
 
 import errno
 import os
+
 import pytest
 
 from berth.cgroups import from_host_paths
@@ -145,7 +146,8 @@ def test_freeze_stops_progress_and_thaw_resumes(cg):
         child.line()
         cg.freeze()
         assert cg.is_frozen()
-        state = open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{child.pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
         assert state in ("D", "S", "T"), state  # not running
         assert cpu_used(cg, 0.5) < 0.01
         cg.thaw()
@@ -219,7 +221,9 @@ def test_unknown_unified_key_refused(cg, mode):
         with pytest.raises(InvalidArgumentError, match="cgroup v1 host"):
             cg.update({"unified": {"memory.bogus": "1"}})
         return
-    with pytest.raises(InvalidArgumentError, match=r"write memory.bogus=1 in .*no such cgroup file"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"write memory.bogus=1 in .*no such cgroup file"
+    ):
         cg.update({"unified": {"memory.bogus": "1"}})
 
 
@@ -249,7 +253,8 @@ for dev in ("/dev/null", "/dev/zero"):
         assert child.line() == f"/dev/zero {errno.EPERM}"
     finally:
         child.kill()
-    assert open(f"{cg.paths['devices']}/devices.list").read().split("\n")[0] == "c 1:3 rw"
+    with open(f"{cg.paths['devices']}/devices.list") as f:
+        assert f.read().split("\n")[0] == "c 1:3 rw"
 
 
 FORK_FIVE = """
