@@ -426,4 +426,4 @@ def apply_layer(target: str, stream: BinaryIO, compression: str | None = None,
 
 
 def _ns(mtime: float) -> int:
-    return int(round(mtime * 1_000_000_000))
+    return round(mtime * 1_000_000_000)

@@ -281,7 +281,7 @@ class Registry:
                         if progress:
                             progress(-w.offset)
                         w.truncate()  # the server ignored Range: start again
-                    for chunk in r.iter_bytes(1 << 20):
+                    for chunk in r.iter_bytes():
                         if w.offset + len(chunk) > desc.size:
                             raise DigestMismatchError(
                                 f"{what}: more data than the expected {desc.size} bytes",
