@@ -271,6 +271,45 @@ class Filter:
     def export_bpf(self) -> bytes:
         return self.bpf
 
+    def dumps(self) -> bytes:
+        """The filter as bytes (a JSON line, then the program), for a cache
+        file or a pipe to a freshly exec'd init; see `Filter.loads`."""
+        import _sha256
+
+        from berth import jsonio
+
+        meta = {
+            "sha256": _sha256.sha256(self.bpf).hexdigest(),
+            "flags": self.flags,
+            "notify": self.has_notify,
+            "nr": self.nr_seccomp,
+            "unknown": self.unknown_syscalls,
+        }
+        return jsonio.dumps(meta).encode() + b"\n" + self.bpf
+
+    @classmethod
+    def loads(cls, data: bytes) -> "Filter":
+        """The inverse of `dumps`; InvalidArgumentError if `data` is torn or
+        altered (its digest is checked)."""
+        import _sha256
+
+        from berth import jsonio
+
+        head, _, bpf = bytes(data).partition(b"\n")
+        try:
+            meta = jsonio.loads(head)
+            ok = (
+                isinstance(meta, dict)
+                and meta["sha256"] == _sha256.sha256(bpf).hexdigest()
+                and len(bpf) % 8 == 0
+                and bpf
+            )
+            if ok:
+                return cls(bpf, meta["flags"], meta["notify"], meta["nr"], meta["unknown"])
+        except (ValueError, KeyError, TypeError):
+            pass
+        raise InvalidArgumentError("read seccomp filter: damaged or not a filter")
+
     def __len__(self) -> int:
         """Number of BPF instructions."""
         return len(self.bpf) // 8
@@ -412,7 +451,10 @@ def compile(
     `cache_dir`: keep compiled programs there, keyed by the config, these
     options, libseccomp's version and API level and the machine. Compiling
     Docker's profile for x86_64+x86+x32 takes libseccomp ~18 ms, most of a
-    container start; a cached one is read in well under a millisecond."""
+    container start; a cached one is read in well under a millisecond. The
+    digest in an entry only catches torn writes: the directory must be
+    writable by the runtime's user alone (it lives under the runtime's root),
+    since whoever can write an entry decides the container's filter."""
     if cache_dir is not None:
         return _cached(seccomp_config, strict, optimize, tuple(hot), cache_dir)
     return _compile(seccomp_config, strict, optimize, hot)
@@ -540,30 +582,15 @@ def _cached(
     path = os.path.join(cache_dir, f"{key}.bpf")
     try:
         with open(path, "rb") as f:
-            data = f.read()
-        head, _, bpf = data.partition(b"\n")
-        meta = jsonio.loads(head)
-        if (
-            isinstance(meta, dict)
-            and meta.get("sha256") == _sha256.sha256(bpf).hexdigest()
-            and len(bpf) % 8 == 0
-        ):
-            return Filter(bpf, meta["flags"], meta["notify"], meta["nr"], meta["unknown"])
-    except (OSError, ValueError, KeyError):
+            return Filter.loads(f.read())
+    except (OSError, InvalidArgumentError):
         pass  # absent or torn: compile again and replace it
     flt = _compile(seccomp_config, strict, optimize, hot)
-    meta = {
-        "sha256": _sha256.sha256(flt.bpf).hexdigest(),
-        "flags": flt.flags,
-        "notify": flt.has_notify,
-        "nr": flt.nr_seccomp,
-        "unknown": flt.unknown_syscalls,
-    }
     try:
         os.makedirs(cache_dir, exist_ok=True)
         tmp = f"{path}.tmp{os.getpid()}"
         with open(tmp, "wb") as f:
-            f.write(jsonio.dumps(meta).encode() + b"\n" + flt.bpf)
+            f.write(flt.dumps())
         # no fsync: a cache entry torn by a crash fails its digest and is rebuilt
         os.rename(tmp, path)
     except OSError:

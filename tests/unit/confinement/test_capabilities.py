@@ -122,3 +122,15 @@ def test_bad_config_changes_nothing():
     with pytest.raises(InvalidArgumentError):
         caps.apply({"bounding": ["CAP_NOT_A_CAP"]}, switch_user=lambda: pytest.fail("called"))
     assert (caps.capget(), caps.bounding()) == before
+
+
+def test_last_cap_without_proc(monkeypatch):
+    # early in a container's init /proc may not be mounted: probe the bounding set
+    def no_proc(*a, **kw):
+        raise FileNotFoundError(2, "no such file", a[0])
+
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        want = int(f.read())
+    monkeypatch.setattr(caps, "_last_cap", None)
+    monkeypatch.setattr(caps, "open", no_proc, raising=False)
+    assert caps.last_cap() == want

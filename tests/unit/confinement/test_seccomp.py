@@ -293,3 +293,21 @@ def test_module_imports_light():
         [sys.executable, "-c", code2], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "True"
+
+
+def test_dumps_loads_round_trip():
+    flt = seccomp.compile(
+        {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+            "syscalls": [rule(["uname"], "SCMP_ACT_NOTIFY"), rule(["nope_nope"], "SCMP_ACT_KILL")],
+        }
+    )
+    data = flt.dumps()
+    back = seccomp.Filter.loads(data)
+    assert (back.bpf, back.flags, back.has_notify, back.nr_seccomp, back.unknown_syscalls) == (
+        flt.bpf, flt.flags, True, flt.nr_seccomp, ["nope_nope"],
+    )  # fmt: skip
+    for bad in (data[:-1], data[:-8], b"", b"{}\n", data.replace(b'"flags":2', b'"flags":3')[:-8]):
+        with pytest.raises(InvalidArgumentError, match="damaged or not a filter"):
+            seccomp.Filter.loads(bad)
