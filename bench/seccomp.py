@@ -144,7 +144,7 @@ def main() -> None:
                 raw[name].append(run_child(exe, args.n, variants[name], args.cpu))
 
     print(
-        f"default profile: {len(tree)} BPF instructions; compile {1e3 * (t1 - t0):.1f} ms "
+        f"default profile: {tree.instructions} BPF instructions; compile {1e3 * (t1 - t0):.1f} ms "
         f"(first, opening libseccomp), {1e3 * (t2 - t1):.1f} ms (again); "
         f"load {1e6 * statistics.median(load_times):.0f} us"
     )

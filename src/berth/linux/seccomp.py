@@ -150,16 +150,6 @@ class _ArgCmp(ctypes.Structure):
     )
 
 
-class _SockFilter(ctypes.Structure):
-    # struct sock_filter, <linux/filter.h>
-    _fields_ = (
-        ("code", ctypes.c_uint16),
-        ("jt", ctypes.c_uint8),
-        ("jf", ctypes.c_uint8),
-        ("k", ctypes.c_uint32),
-    )
-
-
 class _SockFprog(ctypes.Structure):
     # struct sock_fprog, <linux/filter.h>
     _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
@@ -195,14 +185,10 @@ def libseccomp() -> ctypes.CDLL:
     lib.seccomp_release.restype = None
     lib.seccomp_arch_resolve_name.argtypes = (ctypes.c_char_p,)
     lib.seccomp_arch_resolve_name.restype = u32
-    lib.seccomp_arch_native.argtypes = ()
-    lib.seccomp_arch_native.restype = u32
     lib.seccomp_arch_add.argtypes = (vp, u32)
     lib.seccomp_arch_add.restype = cint
     lib.seccomp_attr_set.argtypes = (vp, cint, u32)
     lib.seccomp_attr_set.restype = cint
-    lib.seccomp_attr_get.argtypes = (vp, cint, ctypes.POINTER(u32))
-    lib.seccomp_attr_get.restype = cint
     lib.seccomp_syscall_resolve_name.argtypes = (ctypes.c_char_p,)
     lib.seccomp_syscall_resolve_name.restype = cint
     lib.seccomp_syscall_priority.argtypes = (vp, cint, ctypes.c_uint8)
@@ -310,8 +296,9 @@ class Filter:
             pass
         raise InvalidArgumentError("read seccomp filter: damaged or not a filter")
 
-    def __len__(self) -> int:
-        """Number of BPF instructions."""
+    @property
+    def instructions(self) -> int:
+        """The program's length in BPF instructions (the kernel takes 4096)."""
         return len(self.bpf) // 8
 
     def load(self) -> int | None:
@@ -487,10 +474,14 @@ def _compile(
     if not isinstance(syscalls, list):
         raise _bad(f"{base}.syscalls", "expected a list")
 
-    # parse everything before touching libseccomp: a bad config fails the
-    # same way whether or not libseccomp is installed
+    if default == SCMP_ACT_NOTIFY:
+        raise _bad(f"{base}.defaultAction", "SCMP_ACT_NOTIFY cannot be the default action")
+
+    # parse the rules before touching libseccomp: a bad config fails the same
+    # way whether or not libseccomp is installed (architecture names are the
+    # exception: libseccomp knows them)
     rules = []
-    has_notify = default == SCMP_ACT_NOTIFY
+    has_notify = False
     for i, sc in enumerate(syscalls):
         f = f"{base}.syscalls[{i}]"
         if not isinstance(sc, dict):
@@ -508,8 +499,6 @@ def _compile(
             continue  # redundant (libseccomp would refuse it with EACCES)
         has_notify = has_notify or act == SCMP_ACT_NOTIFY
         rules.append((f, names, act, arg_rules))
-    if default == SCMP_ACT_NOTIFY:
-        raise _bad(f"{base}.defaultAction", "SCMP_ACT_NOTIFY cannot be the default action")
 
     lib = libseccomp()
     unknown: list[str] = []
