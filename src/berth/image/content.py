@@ -170,11 +170,11 @@ class ContentStore:
         removes the directory, so a lock taken on a removed one is retaken."""
         lock = os.path.join(directory, "lock")
         while True:
-            os.makedirs(directory, exist_ok=True)
             try:
+                os.makedirs(directory, exist_ok=True)
                 fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            except FileNotFoundError:
-                continue  # removed between makedirs and open
+            except (FileNotFoundError, FileExistsError):
+                continue  # raced with the removal of a finished ingest
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 if os.stat(lock).st_ino == os.fstat(fd).st_ino:
