@@ -133,7 +133,8 @@ def set_io(d: str, bio: dict, w: fs.Writer) -> None:
 
 def apply_resources(d: str, res: dict, w: fs.Writer, *, update: bool = False) -> None:
     """Write every field of OCI `res` into the cgroup v2 directory `d`; the
-    `unified` map last, so it can override a converted value as in runc."""
+    `unified` map after the converted fields, so it can override them as in
+    runc; the device filter last."""
     if not isinstance(res, dict):
         raise InvalidArgumentError("resources: not an object", value=res)
     mem = _get(res, "memory", "memory")
@@ -160,9 +161,11 @@ def apply_resources(d: str, res: dict, w: fs.Writer, *, update: bool = False) ->
     rdma = _get(res, "rdma", "rdma")
     if rdma:
         set_rdma(d, rdma, w)
+    set_unified(d, _get(res, "unified", "unified"), w, v2=True)
     devices = _list(res, "devices", "devices")
     if devices:
+        # last: replacing the eBPF filter is all-or-nothing, and nothing after
+        # it can fail and ask for a rollback
         from berth.cgroups.devices import set_devices_v2
 
         set_devices_v2(d, devices, w)
-    set_unified(d, _get(res, "unified", "unified"), w, v2=True)

@@ -193,3 +193,56 @@ def test_hybrid_hugetlb_through_unified(cg, mode, hugepage, unified_root_restore
     cg.update({"hugepageLimits": [{"pageSize": "2MB", "limit": -1}]})
     assert huge_page_allowed(cg)
     assert cg.stats()["hugetlb"]["2MB"]["failcnt"] >= 1
+
+
+OPEN_DEVICES = """
+for dev in ("/dev/null", "/dev/zero", "/dev/full"):
+    try:
+        os.close(os.open(dev, os.O_RDWR))
+        print(dev, "ok", flush=True)
+    except OSError as e:
+        print(dev, e.errno, flush=True)
+"""
+
+
+def open_results(mgr) -> list[str]:
+    child = Child(OPEN_DEVICES, mgr)
+    try:
+        child.go()
+        return [child.line() for _ in range(3)]
+    finally:
+        child.kill()
+
+
+def test_v2_device_filter_enforced_and_replaced(v2):
+    from berth.cgroups.devices import attached_programs
+
+    v2.apply(
+        {
+            "devices": [
+                {"allow": False, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "r"},
+            ]
+        }
+    )
+    assert open_results(v2) == ["/dev/null ok", "/dev/zero 1", "/dev/full 1"]
+    fd = os.open(v2.path, os.O_RDONLY)
+    try:
+        first = attached_programs(fd)
+        assert len(first) == 1
+        # update swaps the program: exactly one attached, a different one
+        v2.update(
+            {
+                "devices": [
+                    {"allow": False, "access": "rwm"},
+                    {"allow": True, "type": "c", "major": 1, "access": "rw"},
+                    {"allow": False, "type": "c", "major": 1, "minor": 5, "access": "w"},
+                ]
+            }
+        )
+        second = attached_programs(fd)
+        assert len(second) == 1 and second != first
+    finally:
+        os.close(fd)
+    assert open_results(v2) == ["/dev/null ok", "/dev/zero 1", "/dev/full ok"]

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from berth.cgroups import fs, v2res
-from berth.errors import InvalidArgumentError, NotImplementedYetError, UnavailableError
+from berth.errors import InvalidArgumentError, UnavailableError
 from tests.unit.cgroups.fakes import read, v2_tree
 
 
@@ -175,9 +175,3 @@ def test_unified_overrides_converted_values(d):
         d, {"cpu": {"shares": 1024}, "unified": {"cpu.weight": "250"}}, fs.Writer()
     )
     assert read(d, "cpu.weight") == "250"
-
-
-def test_devices_on_v2_not_implemented_yet(d):
-    rules = [{"allow": False, "access": "rwm"}]
-    with pytest.raises(NotImplementedYetError, match=r"device rules on cgroup v2"):
-        v2res.apply_resources(d, {"devices": rules}, fs.Writer())
