@@ -10,7 +10,8 @@ How the kernel tells:
   kernfs files whose changes wake poll(2) with POLLPRI; reading a file again
   re-arms it. On a hybrid host the cgroup's unified directory gives
   cgroup.events (populated) too.
-- pids limit hits on v1: the ``max`` line of pids.events, also POLLPRI-notified.
+- pids limit hits on v1: the ``max`` line of pids.events, which the kernel
+  does not notify on v1, so it is re-read every `poll_interval` seconds.
 
 `EventWatcher.wait` sleeps in epoll on all of these, then compares the
 counters with what it saw last, so a missed wake-up only delays an event
@@ -54,6 +55,8 @@ class EventWatcher:
         self._oom_fd: int | None = None
         self.closed = False
         self.oom_total = 0
+        # seconds between re-reads of counters whose file gives no wake-up
+        self.poll_interval: float | None = None
         try:
             self._setup(paths)
             self._last = self._counters()
@@ -95,6 +98,9 @@ class EventWatcher:
             self._dirs["oom_control"] = mem
         if dirs.get("pids"):
             self._open("pids", dirs["pids"], "pids.events")
+            # v1 pids.events is not poll-notified (measured on Linux 6.18):
+            # re-read it now and then
+            self.poll_interval = 0.25
         unified = paths.get("unified")
         if unified:
             self._open("cgroup", unified, "cgroup.events")
@@ -140,6 +146,8 @@ class EventWatcher:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            if self.poll_interval is not None and not 0 <= remaining <= self.poll_interval:
+                remaining = self.poll_interval
             try:
                 ready = self._ep.poll(remaining)
             except InterruptedError:
