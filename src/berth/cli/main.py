@@ -70,5 +70,14 @@ def bundle(kind: str, directory: str, command: tuple[str, ...]) -> None:
     click.echo(directory)
 
 
+def _register() -> None:
+    from berth.cli import image
+
+    image.register(cli)
+
+
+_register()
+
+
 def main() -> None:
     cli(prog_name="berth")
