@@ -63,6 +63,25 @@ class CgroupManager:
         """hierarchy key -> absolute directory of this cgroup on the host."""
         return dict(self.paths)
 
+    def container_mounts(self) -> list[tuple[str, str]]:
+        """What to bind at /sys/fs/cgroup inside a container so it sees its own
+        cgroup: (path relative to /sys/fs/cgroup, host directory). On v2 one
+        entry ("", dir); on v1/hybrid one per hierarchy, over a tmpfs:
+        ("memory", dir), ("cpu,cpuacct", dir), ("systemd", dir), ("unified", dir)."""
+        out = []
+        for key, path in self.paths.items():
+            out.append((key[5:] if key.startswith("name=") else key, path))
+        return sorted(out)
+
+    def container_symlinks(self) -> list[tuple[str, str]]:
+        """(link, target) under /sys/fs/cgroup for co-mounted v1 controllers,
+        as hosts have them: ("cpu", "cpu,cpuacct"), ("cpuacct", "cpu,cpuacct")."""
+        out = []
+        for key in self.paths:
+            if "," in key and not key.startswith("name="):
+                out.extend((c, key) for c in key.split(","))
+        return sorted(out)
+
     # processes -------------------------------------------------------------
     def pids(self) -> list[int]:
         """Every process in the cgroup and its descendants, sorted."""

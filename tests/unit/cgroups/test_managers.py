@@ -225,3 +225,17 @@ def test_missing_controller_is_unavailable(tmp_path):
     mgr = CgroupV1(paths)
     with pytest.raises(UnavailableError, match=r"controller pids is not mounted"):
         mgr.apply({"pids": {"limit": 5}})
+
+
+def test_container_mounts():
+    v1 = CgroupV1(
+        {"cpu,cpuacct": "/h/cpu,cpuacct/c", "name=systemd": "/h/systemd/c", "unified": "/h/u/c"}
+    )
+    assert v1.container_mounts() == [
+        ("cpu,cpuacct", "/h/cpu,cpuacct/c"),
+        ("systemd", "/h/systemd/c"),
+        ("unified", "/h/u/c"),
+    ]
+    assert v1.container_symlinks() == [("cpu", "cpu,cpuacct"), ("cpuacct", "cpu,cpuacct")]
+    v2 = CgroupV2("/h/c", "/h")
+    assert v2.container_mounts() == [("", "/h/c")] and v2.container_symlinks() == []
