@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
-PKGS=(python3 python3-venv busybox-static runc skopeo umoci docker-registry
+PKGS=(python3 python3-venv busybox-static runc skopeo umoci docker-registry openssl debootstrap
       libseccomp2 iproute2 nftables iptables apache2-utils hyperfine procps)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -36,6 +36,7 @@ UnavailableError. Imported on every container start: only ``os`` and
 
 import ctypes
 import os
+import sys
 
 from berth.errors import (
     InternalError,
@@ -115,9 +116,9 @@ _FLAGS = {
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
 }
 
-# The syscalls a container runs most often. With the binary-tree layout their
-# priority matters little, but libseccomp still orders equal-depth branches
-# by it; kept short on purpose.
+# The syscalls a container runs most often, checked first in the linear
+# layout (optimize=1). The binary tree (optimize=2, the default) ignores
+# priorities: its BPF is the same with or without them.
 HOT_SYSCALLS = (
     "read",
     "write",
@@ -185,6 +186,10 @@ def libseccomp() -> ctypes.CDLL:
     lib.seccomp_release.restype = None
     lib.seccomp_arch_resolve_name.argtypes = (ctypes.c_char_p,)
     lib.seccomp_arch_resolve_name.restype = u32
+    lib.seccomp_arch_native.argtypes = ()
+    lib.seccomp_arch_native.restype = u32
+    lib.seccomp_syscall_resolve_name_arch.argtypes = (u32, ctypes.c_char_p)
+    lib.seccomp_syscall_resolve_name_arch.restype = cint
     lib.seccomp_arch_add.argtypes = (vp, u32)
     lib.seccomp_arch_add.restype = cint
     lib.seccomp_attr_set.argtypes = (vp, cint, u32)
@@ -222,10 +227,7 @@ def resolve_syscall(name: str, arch: str | None = None) -> int | None:
     if arch is None:
         nr = lib.seccomp_syscall_resolve_name(name.encode())
     else:
-        token = arch_token(arch)
-        lib.seccomp_syscall_resolve_name_arch.argtypes = (ctypes.c_uint32, ctypes.c_char_p)
-        lib.seccomp_syscall_resolve_name_arch.restype = ctypes.c_int
-        nr = lib.seccomp_syscall_resolve_name_arch(token, name.encode())
+        nr = lib.seccomp_syscall_resolve_name_arch(arch_token(arch), name.encode())
     return None if nr == _NR_SCMP_ERROR else nr
 
 
@@ -426,14 +428,21 @@ def compile(
     optimize: int = 2,
     hot: "tuple[str, ...] | list[str]" = HOT_SYSCALLS,
     cache_dir: str | None = None,
+    enosys: bool = True,
 ) -> Filter:
     """Build the BPF program for OCI ``linux.seccomp`` without loading it.
 
     `optimize` is libseccomp's SCMP_FLTATR_CTL_OPTIMIZE: 1 orders syscalls by
     priority (a linear scan), 2 lays them out as a binary search tree, which
     keeps an allowed syscall's cost flat however long the allowlist is.
-    `hot` syscalls get the highest priority. With `strict`, a syscall name
+    `hot` syscalls get the highest priority (linear layout only). With `strict`, a syscall name
     libseccomp does not know is an error instead of being skipped.
+
+    `enosys` (runc's behaviour): a syscall numbered above every syscall the
+    config names, for its architecture, answers ENOSYS instead of the default
+    action, so a program built for a newer kernel than the profile (or than
+    libseccomp) falls back as it would on an older kernel, instead of taking
+    EPERM as a hard failure. Not added when the default action allows.
 
     `cache_dir`: keep compiled programs there, keyed by the config, these
     options, libseccomp's version and API level and the machine. Compiling
@@ -443,12 +452,16 @@ def compile(
     writable by the runtime's user alone (it lives under the runtime's root),
     since whoever can write an entry decides the container's filter."""
     if cache_dir is not None:
-        return _cached(seccomp_config, strict, optimize, tuple(hot), cache_dir)
-    return _compile(seccomp_config, strict, optimize, hot)
+        return _cached(seccomp_config, strict, optimize, tuple(hot), cache_dir, enosys)
+    return _compile(seccomp_config, strict, optimize, hot, enosys)
 
 
 def _compile(
-    seccomp_config: dict, strict: bool, optimize: int, hot: "tuple[str, ...] | list[str]"
+    seccomp_config: dict,
+    strict: bool,
+    optimize: int,
+    hot: "tuple[str, ...] | list[str]",
+    enosys: bool,
 ) -> Filter:
     base = "linux.seccomp"
     if not isinstance(seccomp_config, dict):
@@ -539,6 +552,11 @@ def _compile(
             if nr != _NR_SCMP_ERROR:
                 _check(lib.seccomp_syscall_priority(ctx.ptr, nr, prio), f"prioritise {name}")
         bpf = _export(lib, ctx.ptr)
+        if enosys and default not in (SCMP_ACT_ALLOW, SCMP_ACT_LOG):
+            tokens = [lib.seccomp_arch_native()]
+            tokens += [arch_token(a) for a in arches if arch_token(a) not in tokens]
+            names = {n for _, ns, _, _ in rules for n in ns}
+            bpf = _enosys_stub(lib, tokens, names) + bpf
         nr_seccomp = lib.seccomp_syscall_resolve_name(b"seccomp")
     if nr_seccomp < 0:
         raise UnavailableError(
@@ -548,7 +566,12 @@ def _compile(
 
 
 def _cached(
-    seccomp_config: dict, strict: bool, optimize: int, hot: tuple[str, ...], cache_dir: str
+    seccomp_config: dict,
+    strict: bool,
+    optimize: int,
+    hot: tuple[str, ...],
+    cache_dir: str,
+    enosys: bool,
 ) -> Filter:
     import _sha256
 
@@ -562,6 +585,7 @@ def _cached(
             strict,
             optimize,
             list(hot),
+            enosys,
             list(version()),
             lib.seccomp_api_get(),
             os.uname().machine,
@@ -574,7 +598,7 @@ def _cached(
             return Filter.loads(f.read())
     except (OSError, InvalidArgumentError):
         pass  # absent or torn: compile again and replace it
-    flt = _compile(seccomp_config, strict, optimize, hot)
+    flt = _compile(seccomp_config, strict, optimize, hot, enosys)
     try:
         os.makedirs(cache_dir, exist_ok=True)
         tmp = f"{path}.tmp{os.getpid()}"
@@ -617,6 +641,85 @@ def _rule_error(rc: int, field: str, name: str) -> Exception:
     if e in (22, 34, 95):  # EINVAL, ERANGE, EOPNOTSUPP
         return _bad(field, f"add seccomp rule for {name}: {os.strerror(e).lower()}")
     return from_oserror(OSError(e, os.strerror(e)), f"add seccomp rule for {name} ({field})")
+
+
+# <linux/audit.h>: the arch values the kernel puts in seccomp_data
+AUDIT_ARCH_X86_64 = 0xC000003E
+SCMP_ARCH_X32_TOKEN = 0x4000003E  # libseccomp's own token for x32
+X32_SYSCALL_BIT = 0x40000000
+# <linux/filter.h>, <linux/bpf_common.h>
+_LD_W_ABS = 0x20
+_JEQ_K = 0x15
+_JGT_K = 0x25
+_JGE_K = 0x35
+_JA = 0x05
+_RET_K = 0x06
+# struct seccomp_data offsets
+_DATA_NR = 0
+_DATA_ARCH = 4
+
+
+def _enosys_stub(lib: ctypes.CDLL, tokens: list[int], names: set[str]) -> bytes:
+    """BPF to put in front of libseccomp's program: for each architecture,
+    a syscall number above the highest one `names` have there returns
+    ENOSYS; anything else falls through to the program unchanged. It reads
+    only the arch and the number, so the kernel still caches verdicts."""
+
+    def highest(token: int, below: int = 1 << 31) -> int:
+        nrs = [lib.seccomp_syscall_resolve_name_arch(token, n.encode()) for n in names]
+        return max((n for n in nrs if 0 <= n < below), default=-1)
+
+    x32 = SCMP_ARCH_X32_TOKEN in tokens
+    # (code, jump-if-true label, jump-if-false label, k); labels are indexes
+    # into `prog` resolved below, "enosys" and "orig" the two exits
+    prog: list[tuple[int, object, object, int]] = [(_LD_W_ABS, 0, 0, _DATA_ARCH)]
+    for token in tokens:
+        if token == SCMP_ARCH_X32_TOKEN:
+            continue  # checked with x86_64: x32 calls carry its arch value
+        top = highest(token)
+        if top < 0:
+            continue
+        nxt = f"after{token}"
+        prog.append((_JEQ_K, 0, nxt, token))
+        prog.append((_LD_W_ABS, 0, 0, _DATA_NR))
+        if token == AUDIT_ARCH_X86_64:
+            # x32 numbers carry X32_SYSCALL_BIT; its own old ABI entries sit
+            # at 512-547 above the bit, past the shared numbering that new
+            # syscalls extend, so they are left to the program
+            x32_top = highest(SCMP_ARCH_X32_TOKEN, X32_SYSCALL_BIT + 512) if x32 else -1
+            prog.append((_JGE_K, "x32" if x32_top >= 0 else "orig", 0, X32_SYSCALL_BIT))
+            prog.append((_JGT_K, "enosys", "orig", top))
+            if x32_top >= 0:
+                prog.append(("x32", 0, 0, 0))
+                prog.append((_JGE_K, "orig", 0, X32_SYSCALL_BIT + 512))
+                prog.append((_JGT_K, "enosys", "orig", x32_top))
+        else:
+            prog.append((_JGT_K, "enosys", "orig", top))
+        prog.append((nxt, 0, 0, 0))
+    prog.append((_JA, 0, 0, "orig"))  # type: ignore[arg-type]
+    prog.append(("enosys", 0, 0, 0))
+    prog.append((_RET_K, 0, 0, SCMP_ACT_ERRNO | 38))  # ENOSYS
+    prog.append(("orig", 0, 0, 0))
+    # resolve labels: label pseudo-instructions take no room
+    where: dict[object, int] = {}
+    real = []
+    for ins in prog:
+        if isinstance(ins[0], str):
+            where[ins[0]] = len(real)
+        else:
+            real.append(ins)
+    out = bytearray()
+    for i, (code, jt, jf, k) in enumerate(real):
+        if code == _JA:
+            k = where[k] - i - 1
+            jt = jf = 0
+        else:
+            jt = where[jt] - i - 1 if isinstance(jt, str) else jt
+            jf = where[jf] - i - 1 if isinstance(jf, str) else jf
+        # struct sock_filter {u16 code; u8 jt; u8 jf; u32 k}, host byte order
+        order = sys.byteorder
+        out += code.to_bytes(2, order) + bytes((jt, jf)) + (k & 0xFFFFFFFF).to_bytes(4, order)
+    return bytes(out)
 
 
 def _export(lib: ctypes.CDLL, ctx: int) -> bytes:

@@ -311,3 +311,46 @@ def test_dumps_loads_round_trip():
     for bad in (data[:-1], data[:-8], b"", b"{}\n", data.replace(b'"flags":2', b'"flags":3')[:-8]):
         with pytest.raises(InvalidArgumentError, match="damaged or not a filter"):
             seccomp.Filter.loads(bad)
+
+
+def test_enosys_for_syscalls_newer_than_the_profile():
+    # runc's rule: numbers above the highest the config names answer ENOSYS,
+    # so programs for newer kernels fall back instead of failing on EPERM
+    cfg = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            rule(["getpid", "openat", "close"]),
+            rule(["kill"], "SCMP_ACT_ERRNO", errnoRet=3),
+        ],
+    }
+    flt = seccomp.compile(cfg)
+    x86_64, i386 = bpf.AUDIT_ARCH_X86_64, bpf.AUDIT_ARCH_I386
+    top = seccomp.resolve_syscall("openat")  # 257, the highest named on x86_64
+
+    def at(nr, arch=x86_64):
+        return bpf.run(flt.export_bpf(), bpf.seccomp_data(nr, arch))
+
+    assert at(top) == ALLOW
+    assert at(top + 1) == errno_ret(errno.ENOSYS)
+    assert at(1000) == errno_ret(errno.ENOSYS)
+    assert at(seccomp.resolve_syscall("kill")) == errno_ret(3)
+    assert at(seccomp.resolve_syscall("keyctl")) == errno_ret(errno.EPERM)  # 250 < 257
+    top_i386 = seccomp.resolve_syscall("openat", "SCMP_ARCH_X86")  # 295
+    assert at(top_i386, i386) == ALLOW
+    assert at(top_i386 + 1, i386) == errno_ret(errno.ENOSYS)
+    assert at(seccomp.resolve_syscall("keyctl", "SCMP_ARCH_X86"), i386) == errno_ret(errno.EPERM)
+    x32_top = seccomp.resolve_syscall("openat", "SCMP_ARCH_X32")
+    assert at(x32_top) == ALLOW
+    assert at(x32_top + 1) == errno_ret(errno.ENOSYS)
+    # x32's old-ABI block (512-547 above the x32 bit) is the program's business
+    assert at(bpf.X32_SYSCALL_BIT + 530) == errno_ret(errno.EPERM)
+    # an architecture the filter does not name still hits the bad-arch action
+    assert bpf.run(flt.export_bpf(), bpf.seccomp_data(1000, bpf.AUDIT_ARCH_AARCH64)) == KILL_THREAD
+
+    plain = seccomp.compile(cfg, enosys=False)
+    assert flt.bpf.endswith(plain.bpf) and flt.instructions > plain.instructions
+    assert bpf.run(plain.export_bpf(), bpf.seccomp_data(1000, x86_64)) == errno_ret(errno.EPERM)
+    # nothing to add when the default allows
+    allow = {**cfg, "defaultAction": "SCMP_ACT_ALLOW"}
+    assert seccomp.compile(allow).bpf == seccomp.compile(allow, enosys=False).bpf
