@@ -133,10 +133,13 @@ class CgroupV1(CgroupManager):
                 frozen = True
             except ConflictError:
                 frozen = False
+        # a paused container: SIGKILL must thaw it, or its frozen tasks
+        # never get to die (v1 freezer); other signals wait for resume
+        was_frozen = not frozen and sig == SIGKILL and self.is_frozen()
         try:
             signal_pids(self.pids(), sig)
         finally:
-            if frozen:
+            if frozen or was_frozen:
                 self.thaw()
 
 

@@ -71,7 +71,8 @@ class CgroupV2(CgroupManager):
 
     def kill_all(self, sig: int) -> None:
         if sig == SIGKILL and fs.exists(self.path, "cgroup.kill"):
-            # Linux 5.14: one write kills the whole subtree, forks included
+            # Linux 5.14: one write kills the whole subtree, forks included,
+            # frozen tasks too
             fs.write(self.path, "cgroup.kill", "1")
             return
         frozen = False
@@ -81,10 +82,13 @@ class CgroupV2(CgroupManager):
                 frozen = True
             except (ConflictError, UnavailableError):
                 frozen = False
+        # a paused container: SIGKILL must thaw it, or its frozen tasks
+        # never get to die (v1 freezer); other signals wait for resume
+        was_frozen = not frozen and sig == SIGKILL and self.is_frozen()
         try:
             signal_pids(self.pids(), sig)
         finally:
-            if frozen:
+            if frozen or was_frozen:
                 self.thaw()
 
 

@@ -78,14 +78,14 @@ def test_v2_freeze_thaw(v2):
     try:
         child.go()
         child.line()
-        assert cpu_used(v2, 0.3) > 0.5  # cpu.stat is there without the cpu controller
+        assert cpu_used(v2, 0.3) > 0.05  # cpu.stat is there without the cpu controller
         v2.freeze()
         assert v2.is_frozen()
         assert "frozen 1" in cat(v2.path, "cgroup.events")
         assert cpu_used(v2, 0.5) < 0.01
         v2.thaw()
         assert not v2.is_frozen()
-        assert cpu_used(v2, 0.5) > 0.5
+        assert cpu_used(v2, 0.5) > 0.05
     finally:
         child.kill()
 
