@@ -273,10 +273,12 @@ def ambient() -> int:
     return mask
 
 
-def set_ambient(mask: int) -> None:
+def set_ambient(mask: int, *, skipped: list[str] | None = None) -> None:
     """Make the ambient set exactly `mask`: clear it, then raise each bit.
     Raising needs the capability in both the permitted and the inheritable
-    set (a kernel rule); a failure names the capability."""
+    set (a kernel rule). A refused raise is a PermissionDeniedError naming
+    the capability, or, when `skipped` is given, noted there and passed over
+    (runc 1.1 does that: fewer privileges, never more)."""
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, what="clear the ambient set")
     for bit in range(last_cap() + 1):
         if not mask >> bit & 1:
@@ -286,9 +288,12 @@ def set_ambient(mask: int) -> None:
             name = CAP_NAMES.get(bit, str(bit))
             exc = from_oserror(err, f"raise ambient capability {name}")
             if isinstance(exc, PermissionDeniedError):
+                why = "it must be in the permitted and inheritable sets"
+                if skipped is not None:
+                    skipped.append(f"{name} (ambient: {why})")
+                    continue
                 exc = PermissionDeniedError(
-                    f"raise ambient capability {name}: operation not permitted "
-                    "(it must be in the permitted and inheritable sets)",
+                    f"raise ambient capability {name}: operation not permitted ({why})",
                     errno=err.errno,
                     capability=name,
                 )
@@ -343,6 +348,12 @@ def apply(
     them: CVE-2022-29162 (runc < 1.1.2 gave a non-empty inheritable set, which
     let file capabilities of programs in the image raise privileges on exec).
 
+    `ignored` collects what was passed over, for the caller to warn about:
+    names the running kernel does not know, and ambient capabilities the
+    kernel refused to raise because the config left them out of permitted or
+    inheritable (runc 1.1 skips those too). Without `ignored` (None), such an
+    ambient capability is a PermissionDeniedError instead.
+
     The whole config is parsed before anything changes, so a bad name leaves
     the process as it was.
     """
@@ -353,4 +364,4 @@ def apply(
         switch_user()
     set_keepcaps(False)
     capset(sets["effective"], sets["permitted"], sets["inheritable"])
-    set_ambient(sets["ambient"])
+    set_ambient(sets["ambient"], skipped=ignored)

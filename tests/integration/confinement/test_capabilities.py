@@ -130,7 +130,28 @@ def test_ambient_without_inheritable_is_a_clear_error():
     res = in_child(lambda: caps.apply(cfg, None))
     assert res.error is not None
     assert "PermissionDeniedError" in res.error
-    assert "raise ambient capability CAP_KILL" in res.error
+    assert (
+        "raise ambient capability CAP_KILL: operation not permitted "
+        "(it must be in the permitted and inheritable sets)"
+    ) in res.error
+
+
+def test_ambient_without_inheritable_is_skipped_like_runc_when_collecting():
+    # runc 1.1.5 runs this config and shows CapAmb 0; berth does the same when
+    # the caller collects what was passed over
+    cfg = {"bounding": ["CAP_KILL"], "permitted": ["CAP_KILL"], "ambient": ["CAP_KILL"]}
+
+    def child():
+        ignored: list[str] = []
+        caps.apply(cfg, None, ignored=ignored)
+        return {**_sets(), "ignored": ignored}
+
+    res = in_child(child).get()
+    assert res["ignored"] == [
+        "CAP_KILL (ambient: it must be in the permitted and inheritable sets)"
+    ]
+    assert res["CapAmb"] == res["CapInh"] == 0
+    assert res["CapPrm"] == 1 << caps.CAPS["CAP_KILL"]
 
 
 def test_permitted_beyond_bounding_cannot_be_regained():
