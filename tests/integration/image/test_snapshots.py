@@ -58,10 +58,25 @@ def layer(sn, key, parent, name, entries):
 
 
 def build_two_layers(sn):
-    layer(sn, "x1", "", "L1", [("etc/a", "file", {"data": b"a1"}), ("etc/b", "file"),
-                               ("opq/old", "file")])
-    layer(sn, "x2", "L1", "L2", [("etc/a", "file", {"data": b"a2"}), ("etc/.wh.b", "file"),
-                                 ("opq/.wh..wh..opq", "file"), ("opq/new", "file")])
+    layer(
+        sn,
+        "x1",
+        "",
+        "L1",
+        [("etc/a", "file", {"data": b"a1"}), ("etc/b", "file"), ("opq/old", "file")],
+    )
+    layer(
+        sn,
+        "x2",
+        "L1",
+        "L2",
+        [
+            ("etc/a", "file", {"data": b"a2"}),
+            ("etc/.wh.b", "file"),
+            ("opq/.wh..wh..opq", "file"),
+            ("opq/new", "file"),
+        ],
+    )
 
 
 def test_layers_container_and_view(sn, mounted):
@@ -121,3 +136,54 @@ def test_cleanup_orphans(sn):
     os.makedirs(os.path.join(sn.root, "999", "fs"))
     assert sn.cleanup() == ["999"]
     assert sn.exists("a")
+
+
+def tree(root):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, root)
+            if os.path.islink(p):
+                out[rel] = ("link", os.readlink(p))
+            elif os.path.isdir(p):
+                out[rel] = ("dir", st.st_mode, st.st_uid)
+            else:
+                with open(p, "rb") as f:
+                    out[rel] = ("file", st.st_mode, st.st_uid, f.read())
+    return out
+
+
+def test_diff_of_container_reapplies_to_same_tree(sn, mounted, workdir):
+    from berth.image.diff import write_diff
+
+    build_two_layers(sn)
+    layer(sn, "x3", "L2", "L3", [("gone/a", "file"), ("gone/b/c", "file"),
+                                 ("keep/x", "file")])
+    root = mounted(sn.prepare("c1", "L3"), "rootfs")
+    with open(f"{root}/etc/a", "w") as f:
+        f.write("changed in container")
+    os.unlink(f"{root}/opq/new")
+    import shutil
+
+    shutil.rmtree(f"{root}/gone")
+    os.makedirs(f"{root}/new/dir")
+    with open(f"{root}/new/dir/file", "wb") as f:
+        f.write(b"new")
+    os.link(f"{root}/new/dir/file", f"{root}/new/hard")
+    os.symlink("/etc/a", f"{root}/new/sym")
+    os.chmod(f"{root}/keep/x", 0o600)
+    os.chown(f"{root}/keep", 1000, 1000)
+    path = os.path.join(workdir, "diff.tar")
+    with open(path, "wb") as f:
+        diff_id, size = write_diff(sn, "c1", f)
+    assert size == os.path.getsize(path)
+    sn.prepare("x4", "L3")
+    target, mode = sn.apply_target("x4")
+    with open(path, "rb") as f:
+        assert apply_layer(target, f, mode=mode).diff_id == diff_id
+    sn.commit("L4", "x4")
+    view = mounted(sn.view("v4", "L4"), "view4")
+    assert tree(view) == tree(root)
+    assert "gone" not in tree(view) and tree(view)["new/sym"] == ("link", "/etc/a")
