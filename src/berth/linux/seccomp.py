@@ -22,8 +22,13 @@ Behaviour chosen to match runc 1.1 (libcontainer/seccomp/seccomp_linux.go):
 * the args of one rule are ANDed into one libseccomp rule, unless two of them
   test the same argument index: then each becomes a rule of its own (ORed),
   since libseccomp cannot test one argument twice in a rule;
-* SCMP_ACT_ERRNO and SCMP_ACT_TRACE return ``errnoRet`` (EPERM if absent);
-  ``errnoRet`` on any other action is an error;
+* SCMP_ACT_ERRNO and SCMP_ACT_TRACE return ``errnoRet`` (EPERM if absent).
+  ``errnoRet`` on any other action is an error, as the runtime-spec says it
+  must be (runc 1.1.5 silently ignores it);
+* when one syscall gets two unconditional rules, the first wins (libseccomp
+  keeps it; runc passes such configs through too);
+* a syscall numbered above every one the config names answers ENOSYS
+  (runc's stub), unless the default action allows: see `compile`;
 * no_new_privs is not set here: the runtime owns ``process.noNewPrivileges``.
   Without it, loading needs CAP_SYS_ADMIN, so runc loads the filter before
   dropping capabilities in that case; berth's runtime must do the same.
