@@ -15,6 +15,10 @@ import time
 
 from berth.errors import BerthError, ConflictError, from_oserror
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from berth.cgroups.events import EventWatcher
+
 
 class CgroupManager:
     """One cgroup, in every hierarchy the host uses.
@@ -108,7 +112,7 @@ class CgroupManager:
 
         return collect(self)
 
-    def watch_events(self) -> object:
+    def watch_events(self) -> EventWatcher:
         """An `berth.cgroups.events.EventWatcher` for OOM and pids-limit events."""
         from berth.cgroups.events import EventWatcher
 

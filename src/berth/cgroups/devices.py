@@ -1,6 +1,7 @@
 """Device access rules on cgroup v2, which has no devices files: the kernel
 asks an eBPF program of type BPF_PROG_TYPE_CGROUP_DEVICE attached to the
-cgroup (Documentation/bpf/prog_cgroup_device... and runc's devicefilter).
+cgroup (Documentation/admin-guide/cgroup-v2.rst, "Device controller"; the
+context is struct bpf_cgroup_dev_ctx; runc's devicefilter does the same).
 
 Semantics are those of the v1 devices controller fed the same rules in
 order: the last rule that covers a (device, access bit) decides; a

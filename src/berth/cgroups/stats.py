@@ -5,6 +5,7 @@ kept), plus what runc does not report:
 - ``memory.events``: ``oom``, ``oom_kill`` (and on v2 ``low``, ``high``,
   ``max``, ``oom_group_kill``) counts; on v1 ``oom_kill`` and ``under_oom``
   from memory.oom_control;
+- ``memory.rss``: anonymous memory (v1 total_rss, v2 anon);
 - ``pids.events``: ``max`` = forks refused at the limit; ``pids.peak``;
 - ``cpu.psi``, ``memory.psi``, ``blkio.psi``: pressure stall information
   (runc 1.2's names) where the kernel provides it, which on a hybrid host is
@@ -225,6 +226,7 @@ def collect_v1(paths: dict[str, str]) -> dict:
         raw = _flat(m, "memory.stat")
         mem["raw"] = raw
         mem["cache"] = raw.get("total_cache", raw.get("cache", 0))
+        mem["rss"] = raw.get("total_rss", raw.get("rss", 0))
         mem["usage"] = _entry(m, "memory")
         mem["swap"] = _entry(m, "memory.memsw")
         mem["kernel"] = _entry(m, "memory.kmem")
@@ -321,6 +323,7 @@ def collect_v2(d: str) -> dict:
         events = _flat(d, "memory.events")
         mem["raw"] = raw
         mem["cache"] = raw.get("file", 0)
+        mem["rss"] = raw.get("anon", 0)
         usage = _int(d, "memory.current")
         limit = _int(d, "memory.max", UNLIMITED)
         mem["usage"] = {

@@ -55,6 +55,9 @@ def set_memory(d: str, mem: dict, w: fs.Writer, update: bool = False) -> None:
                 path=f"{d}/memory.limit_in_bytes",
                 value=str(limit),
             )
+    if limit == -1 and swap in (None, 0) and fs.exists(d, "memory.memsw.limit_in_bytes"):
+        # unlimited memory with swap not given: unlimited swap too (runc)
+        swap = -1
     if swap not in (None, 0) and not fs.exists(d, "memory.memsw.limit_in_bytes"):
         if swap != -1:
             raise UnavailableError(
@@ -73,7 +76,14 @@ def set_memory(d: str, mem: dict, w: fs.Writer, update: bool = False) -> None:
             w.write(d, "memory.limit_in_bytes", str(limit))
             w.write(d, "memory.memsw.limit_in_bytes", str(swap))
     elif limit not in (None, 0):
-        w.write(d, "memory.limit_in_bytes", str(limit))
+        try:
+            w.write(d, "memory.limit_in_bytes", str(limit))
+        except InvalidArgumentError as exc:
+            memsw = fs.read_optional(d, "memory.memsw.limit_in_bytes")
+            if memsw is not None and limit > int(memsw):
+                exc.message += f" (memory+swap limit {memsw} is lower: set swap too)"
+                exc.args = (exc.message,)
+            raise
     elif swap not in (None, 0):
         w.write(d, "memory.memsw.limit_in_bytes", str(swap))
     reservation = mem.get("reservation")

@@ -322,3 +322,14 @@ def test_relative_cgroups_path_is_under_own_cgroup(privileged):
     finally:
         mgr.destroy()
     assert not mgr.exists()
+
+
+def test_raising_memory_above_memsw_says_to_set_swap(cg, mode):
+    if mode == "v2":
+        pytest.skip("v1 memory.memsw only")
+    cg.apply({"memory": {"limit": 64 * MiB, "swap": 64 * MiB}})
+    with pytest.raises(InvalidArgumentError, match=r"memory\+swap limit 67108864 is lower"):
+        cg.update({"memory": {"limit": 128 * MiB}})
+    assert cg.stats()["memory"]["usage"]["limit"] == 64 * MiB
+    cg.update({"memory": {"limit": 128 * MiB, "swap": 128 * MiB}})
+    assert cg.stats()["memory"]["usage"]["limit"] == 128 * MiB

@@ -57,6 +57,10 @@ def test_memory_swap_order_keeps_memsw_above_limit(tree):
     w = fs.Writer()
     v1res.set_memory(d, {"limit": -1, "swap": -1}, w)
     assert writes(w) == [("memory.memsw.limit_in_bytes", "-1"), ("memory.limit_in_bytes", "-1")]
+    # unlimited memory, swap not given: swap unlimited too, as runc does
+    w = fs.Writer()
+    v1res.set_memory(d, {"limit": -1}, w)
+    assert writes(w) == [("memory.memsw.limit_in_bytes", "-1"), ("memory.limit_in_bytes", "-1")]
 
 
 def test_memory_without_swap_accounting(tree):
