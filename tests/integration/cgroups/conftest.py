@@ -5,25 +5,37 @@ import os
 import pytest
 
 from berth.cgroups import detect_mode, open_manager
+from berth.errors import UnavailableError
 from tests.integration.conftest import unique
 
 UNIFIED = "/sys/fs/cgroup/unified"
 
 
-@pytest.fixture
-def mode(privileged):
-    return detect_mode()
+def _modes() -> list[str]:
+    """The managers this host can run for real: on a hybrid host, also the
+    pure v1 manager (the same v1 hierarchies without the unified one)."""
+    try:
+        host = detect_mode()
+    except UnavailableError:
+        return ["v1"]
+    return ["hybrid", "v1"] if host == "hybrid" else [host]
 
 
-@pytest.fixture
-def cg(privileged):
-    """A created cgroup in every hierarchy of the host (v1/hybrid/v2)."""
-    mgr = open_manager("/" + unique("berthit-"), "x")
+@pytest.fixture(params=_modes())
+def cg(request, privileged):
+    """A created cgroup in every hierarchy the manager uses."""
+    mgr = open_manager("/" + unique("berthit-"), "x", mode=request.param)
+    assert mgr.mode == request.param
     mgr.create()
     yield mgr
     if mgr.exists():
         mgr.kill_all(9)
         mgr.destroy()
+
+
+@pytest.fixture
+def mode(cg):
+    return cg.mode
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Limits proven by their effect on real processes, with the manager the host's
-mode calls for (v1 controllers on this hybrid host)."""
+"""Limits proven by their effect on real processes, with every manager the
+host can run: on this hybrid host CgroupV1 both as "hybrid" (v1 controllers
+plus the unified hierarchy) and as pure "v1" (the `cg` fixture's params)."""
 
 import errno
 import os
