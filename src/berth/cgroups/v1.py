@@ -39,10 +39,21 @@ class CgroupV1(CgroupManager):
 
     # lifecycle -------------------------------------------------------------
     def create(self) -> None:
-        for key, path in self.paths.items():
-            created = make_dirs(path)
-            if key.split(",").count("cpuset") and created:
-                _inherit_cpuset(created)
+        done: list[str] = []
+        try:
+            for key, path in self.paths.items():
+                created = make_dirs(path)
+                done.extend(created)
+                if "cpuset" in key.split(",") and created:
+                    _inherit_cpuset(created)
+        except BerthError as exc:
+            # no half-made cgroup: remove what this call made, deepest first
+            for d in reversed(done):
+                try:
+                    os.rmdir(d)
+                except OSError as err:
+                    exc.add_note(f"and could not remove {d}: {err.strerror}")
+            raise
 
     def add_process(self, pid: int) -> None:
         for path in self.paths.values():

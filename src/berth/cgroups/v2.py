@@ -33,8 +33,16 @@ class CgroupV2(CgroupManager):
         self.root = root
 
     def create(self) -> None:
-        make_dirs(self.path)
-        enable_controllers(self.root, self.path)
+        created = make_dirs(self.path)
+        try:
+            enable_controllers(self.root, self.path)
+        except BerthError as exc:
+            for d in reversed(created):
+                try:
+                    os.rmdir(d)
+                except OSError as err:
+                    exc.add_note(f"and could not remove {d}: {err.strerror}")
+            raise
 
     def add_process(self, pid: int) -> None:
         fs.write(self.path, "cgroup.procs", str(pid))

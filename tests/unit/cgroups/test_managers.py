@@ -239,3 +239,15 @@ def test_container_mounts():
     assert v1.container_symlinks() == [("cpu", "cpu,cpuacct"), ("cpuacct", "cpu,cpuacct")]
     v2 = CgroupV2("/h/c", "/h")
     assert v2.container_mounts() == [("", "/h/c")] and v2.container_symlinks() == []
+
+
+def test_v1_create_failing_half_way_removes_what_it_made(tmp_path):
+    from berth.errors import BerthError
+
+    root = tmp_path
+    (root / "memory").mkdir()
+    (root / "pids").write_text("not a directory")  # mkdir under it fails
+    mgr = CgroupV1({"memory": str(root / "memory/a/b"), "pids": str(root / "pids/a/b")})
+    with pytest.raises(BerthError, match=r"create cgroup"):
+        mgr.create()
+    assert os.listdir(root / "memory") == []
