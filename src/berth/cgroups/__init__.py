@@ -19,6 +19,17 @@ A later process (``berth-runtime delete``) reopens the cgroup from the saved
 `host_paths()` with `from_host_paths`, since a relative cgroups path depends
 on the caller's own cgroup.
 
+Also: `berth.cgroups.flags.resources_from_update_flags` turns ``runc update``
+flags into the resources dict for `update`; `container_mounts()` and
+`container_symlinks()` say what to bind at /sys/fs/cgroup inside the
+container; `berth.cgroups.stats` documents the stats shape and
+`berth.cgroups.events.EventWatcher` the events.
+
+Errors (berth.errors): a value the kernel refuses is an InvalidArgumentError
+``write <file>=<value> in <dir>: <reason>`` (data: path, value, errno); a
+controller or file the host lacks is an UnavailableError; a cgroup that
+cannot be removed or frozen in time is a ConflictError.
+
 Imported on the runtime's start-up path: os, errno and berth's light modules
 only; stats, events and the eBPF device filter load on first use.
 """

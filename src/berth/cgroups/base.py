@@ -56,9 +56,20 @@ class CgroupManager:
 
     def destroy(self) -> None:
         """Remove the cgroup (and any child cgroups) everywhere, retrying
-        briefly while the last processes exit; a missing cgroup is fine."""
+        briefly (2 s in all) while the last processes exit; a missing cgroup
+        is fine. Every hierarchy is tried; the first failure is raised."""
+        deadline = time.monotonic() + 2.0
+        first: BerthError | None = None
         for path in self.paths.values():
-            remove_tree(path)
+            try:
+                remove_tree(path, timeout=max(0.05, deadline - time.monotonic()))
+            except BerthError as exc:
+                if first is None:
+                    first = exc
+                else:
+                    first.add_note(str(exc))
+        if first is not None:
+            raise first
 
     def exists(self) -> bool:
         return any(os.path.isdir(p) for p in self.paths.values())
