@@ -74,7 +74,11 @@ class EventWatcher:
         self._files[key] = fd
         self._dirs[key] = d
         os.read(fd, 4096)  # arm
-        self._ep.register(fd, select.EPOLLPRI | select.EPOLLERR)
+        try:
+            self._ep.register(fd, select.EPOLLPRI | select.EPOLLERR)
+        except PermissionError:
+            # not a kernfs file (epoll refuses regular files): re-read it
+            self.poll_interval = 0.25
 
     def _setup(self, paths: dict[str, str]) -> None:
         if set(paths) == {""}:
