@@ -182,17 +182,25 @@ def test_v2_hugetlb_limit_update_and_rollback(v2, hugepage):
     assert v2.stats()["hugetlb"]["2MB"]["failcnt"] >= 1
 
 
-def test_hybrid_hugetlb_through_unified(cg, mode, hugepage, unified_root_restored):
+def test_hybrid_hugetlb_through_unified(privileged, hugepage, unified_root_restored):
     """On a hybrid host without a v1 hugetlb hierarchy, hugepage limits go to
     the cgroup's unified directory."""
-    if mode != "hybrid" or "hugetlb" in cg.dirs:
-        pytest.skip("needs a hybrid host with hugetlb on the v2 side")
-    cg.apply({"hugepageLimits": [{"pageSize": "2MB", "limit": 0}]})
-    assert cat(cg.paths["unified"], "hugetlb.2MB.max") == "0"
-    assert not huge_page_allowed(cg)
-    cg.update({"hugepageLimits": [{"pageSize": "2MB", "limit": -1}]})
-    assert huge_page_allowed(cg)
-    assert cg.stats()["hugetlb"]["2MB"]["failcnt"] >= 1
+    if detect_mode() != "hybrid":
+        pytest.skip("needs a hybrid host")
+    cg = open_manager("/" + unique("berthit-"), "x")
+    if "hugetlb" in cg.dirs:
+        pytest.skip("hugetlb is a v1 hierarchy here")
+    cg.create()
+    try:
+        cg.apply({"hugepageLimits": [{"pageSize": "2MB", "limit": 0}]})
+        assert cat(cg.paths["unified"], "hugetlb.2MB.max") == "0"
+        assert not huge_page_allowed(cg)
+        cg.update({"hugepageLimits": [{"pageSize": "2MB", "limit": -1}]})
+        assert huge_page_allowed(cg)
+        assert cg.stats()["hugetlb"]["2MB"]["failcnt"] >= 1
+    finally:
+        cg.kill_all(9)
+        cg.destroy()
 
 
 OPEN_DEVICES = """
