@@ -52,18 +52,26 @@ print(time.perf_counter() - t0)
 """
 
 
-def once(pid_source) -> float:
+PHASES = ("open", "create", "apply", "add", "kill+destroy")
+
+
+def once(pid_source) -> dict[str, float]:
+    """One cgroup's life, timed per phase (seconds)."""
     p = pid_source()
-    t0 = time.perf_counter()
+    t = [time.perf_counter()]
     m = open_manager("/berthbench-" + uuid.uuid4().hex[:8], "x")
+    t.append(time.perf_counter())
     m.create()
+    t.append(time.perf_counter())
     m.apply(RESOURCES)
+    t.append(time.perf_counter())
     m.add_process(p.pid)
+    t.append(time.perf_counter())
     m.kill_all(9)
-    m.destroy()
-    dt = time.perf_counter() - t0
+    m.destroy()  # includes waiting for the killed process to leave
+    t.append(time.perf_counter())
     p.wait()
-    return dt
+    return {name: t[i + 1] - t[i] for i, name in enumerate(PHASES)}
 
 
 def sleeper() -> subprocess.Popen:
@@ -142,10 +150,18 @@ def main() -> None:
         sys.exit("bench/cgroups.py needs root")
     mode = detect_mode()
     once(sleeper)  # warm up
-    warm = statistics.median(once(sleeper) for _ in range(args.n))
+    runs = [once(sleeper) for _ in range(args.n)]
+    warm = statistics.median(sum(r.values()) for r in runs)
     inner, cold_total = cold(max(5, args.n // 2))
-    print(f"host cgroup mode: {mode}; resources: memory, cpu (shares, quota), pids")
+    print(f"host cgroup mode: {mode}; load average {os.getloadavg()[0]:.2f}")
+    print("resources: memory (limit, swap), cpu (shares, quota, period), pids")
     print(f"berth in-process create+apply+add+kill+destroy: median {warm * 1e3:.2f} ms")
+    print(
+        "  per phase (medians): "
+        + ", ".join(
+            f"{name} {statistics.median(r[name] for r in runs) * 1e3:.2f} ms" for name in PHASES
+        )
+    )
     print(f"berth cold process (import + same calls):       median {inner * 1e3:.2f} ms")
     print(f"berth cold process, whole, minus bare python:   median {cold_total * 1e3:.2f} ms")
     if args.runc:

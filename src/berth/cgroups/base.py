@@ -187,7 +187,7 @@ def remove_tree(path: str, timeout: float = 2.0) -> None:
     if not os.path.isdir(path):
         return
     deadline = time.monotonic() + timeout
-    delay = 0.002
+    delay = 0.0005
     while True:
         try:
             _rmdir_tree(path)

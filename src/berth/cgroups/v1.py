@@ -134,7 +134,13 @@ class CgroupV1(CgroupManager):
     def kill_all(self, sig: int) -> None:
         unified = self.paths.get("unified")
         if sig == SIGKILL and unified and fs.exists(unified, "cgroup.kill"):
+            # the kernel kills the whole unified subtree, forks included; a
+            # plain sweep catches anything put only into the v1 hierarchies
             fs.write(unified, "cgroup.kill", "1")
+            signal_pids(self.pids(), sig)
+            if self.is_frozen():
+                self.thaw()  # frozen v1 tasks die only once thawed
+            return
         # freeze so nothing forks between listing and signalling (what runc does)
         d = self.dirs.get("freezer")
         frozen = False
