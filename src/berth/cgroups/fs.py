@@ -121,7 +121,10 @@ class Writer:
         registered itself with `on_rollback` (devices.allow/deny)."""
         path = f"{dirpath}/{name}"
         if self.record and restore and path not in self._saved:
-            old = read_optional(dirpath, name)
+            try:
+                old = read_optional(dirpath, name)
+            except BerthError:
+                old = None  # write-only (cgroup.kill): nothing to restore
             self._saved.add(path)
             if old is not None:
                 self._undo.append((dirpath, name, _restorable(name, old)))
