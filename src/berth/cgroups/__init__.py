@@ -38,8 +38,24 @@ from __future__ import annotations
 
 from berth.cgroups.base import CgroupManager
 from berth.cgroups.hierarchy import DEFAULT_ROOT, detect_mode, resolve_paths
-from berth.cgroups.v1 import CgroupV1
-from berth.cgroups.v2 import CgroupV2
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from berth.cgroups.v1 import CgroupV1
+    from berth.cgroups.v2 import CgroupV2
+
+
+def __getattr__(name: str) -> object:
+    # CgroupV1 / CgroupV2 load on first use: a host needs only one of them
+    if name == "CgroupV1":
+        from berth.cgroups.v1 import CgroupV1
+
+        return CgroupV1
+    if name == "CgroupV2":
+        from berth.cgroups.v2 import CgroupV2
+
+        return CgroupV2
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_manager(
@@ -55,14 +71,22 @@ def open_manager(
     created until `create()`."""
     mode, paths = resolve_paths(cgroups_path, container_id, root, mode)
     if mode == "v2":
+        from berth.cgroups.v2 import CgroupV2
+
         return CgroupV2(paths[""], root)
+    from berth.cgroups.v1 import CgroupV1
+
     return CgroupV1(paths, unified_root=f"{root}/unified" if mode == "hybrid" else None)
 
 
 def from_host_paths(paths: dict[str, str], *, root: str = DEFAULT_ROOT) -> CgroupManager:
     """The manager of a cgroup from a saved `CgroupManager.host_paths()`."""
     if set(paths) == {""}:
+        from berth.cgroups.v2 import CgroupV2
+
         return CgroupV2(paths[""], root)
+    from berth.cgroups.v1 import CgroupV1
+
     return CgroupV1(paths, unified_root=f"{root}/unified" if "unified" in paths else None)
 
 

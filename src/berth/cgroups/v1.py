@@ -19,7 +19,6 @@ from berth.cgroups.base import (
     wait_until,
 )
 from berth.cgroups.v1res import apply_resources, controller_dirs
-from berth.cgroups.v2 import enable_controllers, freeze_v2
 from berth.errors import BerthError, ConflictError, UnavailableError
 from berth.linux.signals import SIGNALS
 
@@ -77,6 +76,8 @@ class CgroupV1(CgroupManager):
             return None
 
         def enable() -> str:
+            from berth.cgroups.v2 import enable_controllers
+
             enable_controllers(self.unified_root or "", unified, ("hugetlb",))
             return unified
 
@@ -97,6 +98,8 @@ class CgroupV1(CgroupManager):
         if d is None:
             unified = self.paths.get("unified")
             if unified and fs.exists(unified, "cgroup.freeze"):
+                from berth.cgroups.v2 import freeze_v2
+
                 freeze_v2(unified, True)
                 return
             raise UnavailableError("freeze cgroup: no freezer hierarchy is mounted")
@@ -114,6 +117,8 @@ class CgroupV1(CgroupManager):
         if d is None:
             unified = self.paths.get("unified")
             if unified and fs.exists(unified, "cgroup.freeze"):
+                from berth.cgroups.v2 import freeze_v2
+
                 freeze_v2(unified, False)
                 return
             raise UnavailableError("thaw cgroup: no freezer hierarchy is mounted")
