@@ -158,6 +158,7 @@ class _Tree:
     def __init__(self, root: str) -> None:
         self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.cache: dict[str, int] = {}
+        self.made: set[str] = set()  # directories made implicitly, as parents
 
     def close(self) -> None:
         self.forget()
@@ -187,6 +188,7 @@ class _Tree:
                     f"apply layer entry {entry!r}: {rel} does not exist", path=entry
                 ) from None
             os.mkdir(base, 0o755, dir_fd=pfd)
+            self.made.add(rel)
             fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                          dir_fd=pfd)
         except OSError as exc:
@@ -251,9 +253,16 @@ class Applier:
         self.dirs: list[tuple[str, tarfile.TarInfo]] = []
         self.size = 0
         self.entries = 0
+        self.fresh = False
+        self.parent = ""
+        self.setgid_dirs: set[str] = set()
+        self.umask = _umask()
 
     def apply(self, tar_stream: BinaryIO) -> None:
         tree = _Tree(self.target)
+        # into an empty target (a new snapshot), a path exists only if this
+        # layer made it: most lstat, chown and chmod calls can be skipped
+        self.fresh = not os.listdir(tree.root_fd)
         try:
             with tarfile.open(fileobj=tar_stream, mode="r|", errorlevel=2) as tf:
                 for member in tf:
@@ -265,7 +274,7 @@ class Applier:
                 parent, _, base = rel.rpartition("/")
                 try:
                     pfd = tree.dir_fd(parent, False, rel)
-                    os.utime(base, ns=(_ns(member.mtime), _ns(member.mtime)),
+                    os.utime(base, ns=(_mtime_ns(member), _mtime_ns(member)),
                              dir_fd=pfd, follow_symlinks=False)
                 except (FileNotFoundError, LayerError):
                     continue  # removed later in the same layer
@@ -283,16 +292,20 @@ class Applier:
             self._whiteout(tree, parent, base, m.name)
             return
         pfd = tree.dir_fd(parent, True, m.name)
-        existing = _lexists(base, pfd)
+        existing = None
+        if not self.fresh or rel in self.created or rel in tree.made:
+            existing = _lexists(base, pfd)
+        self.parent = parent
         if m.isdir():
             if existing is not None and not stat.S_ISDIR(existing.st_mode):
                 _remove(tree, base, pfd, existing)
                 existing = None
             if existing is None:
                 os.mkdir(base, 0o700, dir_fd=pfd)
-            tree.cache.pop(rel, None)
             self._meta(m, base, pfd, follow=False)
             self.dirs.append((rel, m))
+            if m.mode & stat.S_ISGID:
+                self.setgid_dirs.add(rel)
         elif m.islnk():
             src_rel = clean_name(m.linkname, "hardlink target")
             if not src_rel:
@@ -319,7 +332,8 @@ class Applier:
                 _remove(tree, base, pfd, existing)
             if m.isreg():
                 fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                             | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+                             | os.O_CLOEXEC, m.mode & 0o777 if self.fresh else 0o600,
+                             dir_fd=pfd)
                 try:
                     src = tf.extractfile(m)
                     assert src is not None
@@ -355,15 +369,21 @@ class Applier:
     def _meta(self, m: tarfile.TarInfo, where: str | int, dfd: int | None, follow: bool) -> None:
         """Ownership, mode, xattrs, times; `where` is an fd or a name in `dfd`."""
         is_link = m.issym()
+        # a new entry of a fresh target is already root's (unless its parent is
+        # setgid) and has the mode it was opened with, less the umask
+        owned = (self.fresh and m.uid == 0 and m.gid == 0 and os.geteuid() == 0
+                 and self.parent not in self.setgid_dirs)
         if isinstance(where, int):
-            if self.same_owner:
+            if self.same_owner and not owned:
                 os.fchown(where, m.uid, m.gid)
-            os.fchmod(where, m.mode & 0o7777)
+            mode = m.mode & 0o7777
+            if not (self.fresh and mode == (mode & 0o777 & ~self.umask)):
+                os.fchmod(where, mode)
             _set_xattrs(m, where, True)
-            os.utime(where, ns=(_ns(m.mtime), _ns(m.mtime)))
+            os.utime(where, ns=(_mtime_ns(m), _mtime_ns(m)))
             return
         assert dfd is not None
-        if self.same_owner:
+        if self.same_owner and not owned:
             os.chown(where, m.uid, m.gid, dir_fd=dfd, follow_symlinks=False)
         if not is_link:
             # fchmodat cannot refuse symlinks on Linux; `where` is an entry made
@@ -373,7 +393,7 @@ class Applier:
             # /proc/self/fd/N names the directory we hold; the last component is not followed
             _set_xattrs(m, f"/proc/self/fd/{dfd}/{where}", False)
         if not m.isdir():
-            os.utime(where, ns=(_ns(m.mtime), _ns(m.mtime)), dir_fd=dfd,
+            os.utime(where, ns=(_mtime_ns(m), _mtime_ns(m)), dir_fd=dfd,
                      follow_symlinks=False)
 
     def _whiteout(self, tree: _Tree, parent: str, base: str, name: str) -> None:
@@ -395,6 +415,7 @@ class Applier:
         if self.mode == "overlay":
             _remove(tree, victim, pfd)
             os.mknod(victim, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=pfd)
+            self.created.add(f"{parent}/{victim}" if parent else victim)
             return
         _remove(tree, victim, pfd)
 
@@ -425,5 +446,27 @@ def apply_layer(target: str, stream: BinaryIO, compression: str | None = None,
     return ApplyResult(reader.digest, applier.size, applier.entries)
 
 
-def _ns(mtime: float) -> int:
-    return round(mtime * 1_000_000_000)
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777  # unknown: never skip a chmod
+
+
+def _mtime_ns(m: tarfile.TarInfo) -> int:
+    """The entry's mtime in ns, exact when a PAX header gives it (a float would
+    round it to about 100 ns)."""
+    text = m.pax_headers.get("mtime")
+    if text:
+        whole, _, frac = text.partition(".")
+        try:
+            sign = -1 if whole.startswith("-") else 1
+            return int(whole) * 1_000_000_000 + sign * int((frac + "000000000")[:9] or 0)
+        except ValueError:
+            pass
+    return round(m.mtime * 1_000_000_000)

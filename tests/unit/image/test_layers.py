@@ -180,3 +180,30 @@ def test_truncated_layer(tmp_path):
     root.mkdir()
     with pytest.raises(LayerError):
         apply_layer(str(root), io.BytesIO(data[: len(data) // 2]))
+
+
+def test_modes_beyond_umask_and_special_bits(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    old = os.umask(0o077)
+    try:
+        apply(root, [("d", "dir", {"mode": 0o2775}), ("d/f", "file", {"mode": 0o4755}),
+                     ("d/w", "file", {"mode": 0o666}), ("s", "dir", {"mode": 0o1777}),
+                     ("ro", "file", {"mode": 0o444, "data": b"x"})])
+    finally:
+        os.umask(old)
+    modes = {p: stat.S_IMODE(os.lstat(root / p).st_mode) for p in ("d", "d/f", "d/w", "s", "ro")}
+    assert modes == {"d": 0o2775, "d/f": 0o4755, "d/w": 0o666, "s": 0o1777, "ro": 0o444}
+    assert (root / "ro").read_bytes() == b"x"
+
+
+def test_pax_mtime_kept_to_the_nanosecond(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        ti = tarfile.TarInfo("f")
+        ti.pax_headers = {"mtime": "1700000000.123456789"}
+        tf.addfile(ti, io.BytesIO(b""))
+    root = tmp_path / "root"
+    root.mkdir()
+    apply_layer(str(root), io.BytesIO(buf.getvalue()))
+    assert os.stat(root / "f").st_mtime_ns == 1700000000123456789
