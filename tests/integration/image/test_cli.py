@@ -54,3 +54,23 @@ def test_cli_errors(workdir):
     assert p.returncode == 2 and b"must be lowercase" in p.stderr
     p = berth(workdir, "rmi", "nothere", check=False)
     assert p.returncode == 3 and b"no such image: nothere" in p.stderr
+
+
+def test_cli_login_logout_with_basic_auth(workdir, oci_layout, registry_factory):
+    from tests.integration.image.conftest import PASSWORD, USER
+
+    registry = registry_factory("htpasswd")
+    registry.push_layout(oci_layout, "v1", "private/bb", "v1")
+    p = berth(workdir, "pull", "-q", f"{registry.host}/private/bb:v1", check=False)
+    assert p.returncode == 6 and b"authentication required" in p.stderr
+    p = berth(workdir, "login", "-u", USER, "-p", "wrong", registry.host, check=False)
+    assert p.returncode == 6
+    out = berth(workdir, "login", "-u", USER, "--password-stdin", registry.host,
+                input=PASSWORD.encode()).stdout
+    assert out == b"Login Succeeded\n"
+    with open(os.path.join(workdir, "docker", "config.json")) as f:
+        assert registry.host in json.load(f)["auths"]
+    berth(workdir, "pull", "-q", f"{registry.host}/private/bb:v1")
+    assert berth(workdir, "logout", registry.host).stdout.startswith(b"Removing login")
+    berth(workdir, "rmi", f"{registry.host}/private/bb:v1")
+    assert berth(workdir, "pull", f"{registry.host}/private/bb:v1", check=False).returncode == 6

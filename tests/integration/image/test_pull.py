@@ -97,3 +97,41 @@ def test_pull_and_push_with_bearer_token(workdir, oci_layout, registry_factory):
     with pytest.raises(PermissionDeniedError):
         anon.pull(f"{registry.host}/tok/bb:v1")
     anon.close()
+
+
+def test_zstd_layers(workdir, oci_layout, registry):
+    import subprocess
+
+    subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
+                    "--dest-compress-format=zstd", f"oci:{oci_layout}:v1",
+                    f"docker://{registry.host}/zstd/bb:v1"], check=True, capture_output=True,
+                   timeout=120)
+    svc = service(workdir)
+    image = svc.pull(f"{registry.host}/zstd/bb:v1")
+    types = {d.media_type for d in svc.manifest(image).layers}
+    assert types == {oi.OCI_LAYER_ZSTD}
+    with open(rootfs_file(svc, image, "etc/marker"), "rb") as f:
+        assert f.read() == b"second layer\n"
+    svc.close()
+
+
+def test_concurrent_pulls_of_one_image(workdir, oci_layout, registry):
+    import subprocess
+
+    from tests.integration.image.test_cli import BERTH
+
+    registry.push_layout(oci_layout, "v1", "conc/bb", "v1")
+    env = dict(os.environ, BERTH_ROOT=os.path.join(workdir, "root"),
+               BERTH_STATE=os.path.join(workdir, "state"))
+    procs = [subprocess.Popen([BERTH, "pull", "-q", f"{registry.host}/conc/bb:v1"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(3)]
+    for p in procs:
+        _out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    svc = service(workdir, "")
+    [image] = svc.list()
+    assert len(svc.snapshots.walk()) == 2  # one snapshot per layer, none left half-made
+    assert svc.unpack(image) == image.chain_id
+    assert os.listdir(svc.content.ingest_root) == []
+    svc.close()
