@@ -2,6 +2,7 @@
 
 import base64
 import json
+import os
 
 import httpx
 import pytest
@@ -105,3 +106,42 @@ def test_docker_config_credentials(tmp_path):
     assert credentials.lookup("other", path).anonymous
     assert credentials.erase("reg:5000", path)
     assert credentials.lookup("reg:5000", path).anonymous
+
+
+def test_credential_helper(tmp_path, monkeypatch):
+    """A real helper program speaking the docker-credential protocol."""
+    store = tmp_path / "helper-store.json"
+    helper = tmp_path / "bin" / "docker-credential-berthtest"
+    helper.parent.mkdir()
+    helper.write_text(f"""#!/usr/bin/env python3
+import json, sys
+path = {str(store)!r}
+try:
+    data = json.load(open(path))
+except FileNotFoundError:
+    data = {{}}
+action, payload = sys.argv[1], sys.stdin.read().strip()
+if action == "store":
+    doc = json.loads(payload)
+    data[doc["ServerURL"]] = [doc["Username"], doc["Secret"]]
+    json.dump(data, open(path, "w"))
+elif action == "get":
+    if payload not in data:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    print(json.dumps({{"ServerURL": payload, "Username": data[payload][0],
+                      "Secret": data[payload][1]}}))
+elif action == "erase":
+    data.pop(payload, None)
+    json.dump(data, open(path, "w"))
+""")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helper.parent}:{os.environ['PATH']}")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"credHelpers": {"reg.example": "berthtest"}}))
+    assert credentials.lookup("reg.example", str(config)).anonymous
+    credentials.store("reg.example", au.Credentials("me", "tok"), str(config))
+    assert credentials.lookup("reg.example", str(config)) == au.Credentials("me", "tok")
+    assert "auths" not in json.loads(config.read_text())  # kept by the helper only
+    credentials.erase("reg.example", str(config))
+    assert credentials.lookup("reg.example", str(config)).anonymous
