@@ -54,6 +54,7 @@ from berth.errors import (
 
 log = logging.getLogger(__name__)
 
+OVERLAY_OPTIONS_MAX = 3500  # of the 4096-byte page mount(2) reads its data from
 KIND_ACTIVE = "active"
 KIND_VIEW = "view"
 KIND_COMMITTED = "committed"
@@ -76,11 +77,14 @@ SCHEMA = [
 
 @dataclass(frozen=True)
 class Mount:
-    """One mount, as mount(8) takes it: type, source, options."""
+    """One mount, as mount(8) takes it: type, source, options. Paths in the
+    options are relative to `cwd` when it is set (to fit a long overlay lower
+    chain in the one page the kernel reads mount options from)."""
 
     type: str
     source: str
     options: list[str] = field(default_factory=list)
+    cwd: str | None = None
 
 
 @dataclass(frozen=True)
@@ -299,20 +303,24 @@ class OverlaySnapshotter(Snapshotter):
         if not parents:
             return [Mount("bind", self.fs(info), ["rbind", "ro" if ro else "rw"])]
         lowers = [self.fs(p) for p in parents]
+        if ro and len(lowers) == 1:
+            return [Mount("bind", lowers[0], ["rbind", "ro"])]
+        upper, work = self.fs(info), os.path.join(self.dir(info), "work")
+        cwd = None
+        if sum(len(x) + 1 for x in lowers) + len(upper) + len(work) > OVERLAY_OPTIONS_MAX:
+            # the kernel copies one page of options: name the layers relative to our root
+            cwd = self.root
+            lowers = [os.path.relpath(x, cwd) for x in lowers]
+            upper, work = os.path.relpath(upper, cwd), os.path.relpath(work, cwd)
         if ro:
-            if len(lowers) == 1:
-                return [Mount("bind", lowers[0], ["rbind", "ro"])]
-            return [Mount("overlay", "overlay", [f"lowerdir={':'.join(lowers)}"])]
+            return [Mount("overlay", "overlay", [f"lowerdir={':'.join(lowers)}"], cwd)]
         return [
             Mount(
                 "overlay",
                 "overlay",
-                [
-                    f"lowerdir={':'.join(lowers)}",
-                    f"upperdir={self.fs(info)}",
-                    f"workdir={os.path.join(self.dir(info), 'work')}",
-                    "index=off",
-                ],
+                [f"lowerdir={':'.join(lowers)}", f"upperdir={upper}", f"workdir={work}",
+                 "index=off"],
+                cwd,
             )
         ]
 
@@ -394,6 +402,9 @@ def mount_all(mounts: list[Mount], target: str) -> None:
             else:
                 data.append(opt)
         fstype = "none" if m.type == "bind" else m.type
+        if m.cwd is not None:
+            _mount_in(m.cwd, m.source, os.path.abspath(target), fstype, flags, ",".join(data))
+            continue
         try:
             libc.mount(m.source, target, fstype, flags & ~libc.MS_RDONLY
                        if flags & libc.MS_BIND else flags, ",".join(data) or None)
@@ -404,6 +415,39 @@ def mount_all(mounts: list[Mount], target: str) -> None:
             from berth.errors import from_oserror
 
             raise from_oserror(exc, f"mount {m.type} snapshot on", target) from exc
+
+
+def _mount_in(cwd: str, source: str, target: str, fstype: str, flags: int, data: str) -> None:
+    """mount(2) with relative paths in `data`, resolved from `cwd`: done in a
+    forked child, as the working directory is shared by every thread here."""
+    from berth.errors import from_oserror
+    from berth.linux import libc
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: no Python-level locks taken from here on
+        code = 0
+        try:
+            os.close(r)
+            os.chdir(cwd)
+            libc.mount(source, target, fstype, flags, data)
+        except OSError as exc:
+            code = exc.errno or 1
+        except BaseException:
+            code = 255
+        finally:
+            os.write(w, code.to_bytes(2, "little"))
+            os._exit(0)
+    os.close(w)
+    try:
+        raw = os.read(r, 2)
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    code = int.from_bytes(raw, "little") if len(raw) == 2 else 255
+    if code:
+        raise from_oserror(OSError(code, os.strerror(code)), "mount overlay snapshot on",
+                           target)
 
 
 def unmount_all(target: str) -> None:

@@ -187,3 +187,19 @@ def test_diff_of_container_reapplies_to_same_tree(sn, mounted, workdir):
     view = mounted(sn.view("v4", "L4"), "view4")
     assert tree(view) == tree(root)
     assert "gone" not in tree(view) and tree(view)["new/sym"] == ("link", "/etc/a")
+
+
+def test_long_layer_chain(sn, mounted):
+    """More layers than fit in one page of absolute overlay lowerdir paths."""
+    parent = ""
+    for i in range(120):
+        layer(sn, f"x{i}", parent, f"layer-with-a-long-name-{i:03d}",
+              [(f"l{i}", "file", {"data": str(i).encode()})])
+        parent = f"layer-with-a-long-name-{i:03d}"
+    root = mounted(sn.prepare("c", parent), "rootfs")
+    assert sorted(os.listdir(root)) == sorted(f"l{i}" for i in range(120))
+    assert read(f"{root}/l7") == "7"
+    with open(f"{root}/new", "w") as f:
+        f.write("rw")
+    view = mounted(sn.view("v", parent), "view")
+    assert len(os.listdir(view)) == 120
