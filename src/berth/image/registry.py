@@ -12,6 +12,8 @@ committed to the content store only when size and digest match.
 """
 
 import logging
+import os
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -52,6 +54,10 @@ class RegistryOptions:
     retries: int = 3
     backoff: float = 0.2
     transport: httpx.BaseTransport | None = None  # a fake, for unit tests only
+    # CA certificates (*.crt) and client certificates (*.cert + *.key) per registry
+    # host, in Docker's layout: <dir>/<host[:port]>/
+    certs_dirs: tuple[str, ...] = ("/etc/berth/certs.d", "/etc/docker/certs.d")
+    loopback_insecure: bool = True  # as Docker: 127.0.0.0/8 and localhost may use HTTP
 
 
 def api_host(domain: str) -> str:
@@ -60,7 +66,34 @@ def api_host(domain: str) -> str:
 
 def is_insecure(domain: str, options: RegistryOptions) -> bool:
     host = domain.rsplit(":", 1)[0] if not domain.endswith("]") else domain
-    return domain in options.insecure_registries or host in LOOPBACK or host.startswith("127.")
+    if domain in options.insecure_registries or host in options.insecure_registries:
+        return True
+    return options.loopback_insecure and (host in LOOPBACK or host.startswith("127."))
+
+
+def tls_config(domain: str, options: RegistryOptions) -> ssl.SSLContext | bool:
+    """What to verify the registry's certificate with: the system's CAs plus
+    any in its certs.d directory; a client certificate from there too. An
+    insecure registry is not verified (as Docker does)."""
+    if is_insecure(domain, options):
+        return False
+    for base in options.certs_dirs:
+        d = os.path.join(base, domain)
+        if not os.path.isdir(d):
+            continue
+        ctx = ssl.create_default_context()
+        for name in sorted(os.listdir(d)):
+            path = os.path.join(d, name)
+            if name.endswith(".crt"):
+                ctx.load_verify_locations(cafile=path)
+            elif name.endswith(".cert"):
+                key = path[: -len(".cert")] + ".key"
+                if not os.path.exists(key):
+                    raise InvalidArgumentError(f"registry {domain}: client certificate {path} "
+                                               f"without its key {key}")
+                ctx.load_cert_chain(path, key)
+        return ctx
+    return True
 
 
 class RegistryError(UnavailableError):
@@ -84,6 +117,7 @@ class Registry:
             follow_redirects=True,
             headers={"User-Agent": f"berth/{__version__}"},
             transport=self.options.transport,
+            verify=tls_config(domain, self.options),
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
         )
 

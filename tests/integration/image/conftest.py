@@ -108,12 +108,22 @@ class TokenServer:
 
 
 class RegistryServer:
-    def __init__(self, workdir: str, auth: str | None = None) -> None:
-        self.dir = os.path.join(workdir, f"registry-{auth or 'plain'}")
+    def __init__(self, workdir: str, auth: str | None = None, tls: bool = False) -> None:
+        self.dir = os.path.join(workdir, f"registry-{auth or 'plain'}{'-tls' if tls else ''}")
         os.makedirs(self.dir)
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.token: TokenServer | None = None
+        self.ca: str | None = None
+        tls_cfg = ""
+        if tls:
+            self.ca = os.path.join(self.dir, "registry.crt")
+            key = os.path.join(self.dir, "registry.key")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-keyout", key, "-out", self.ca, "-days", "2", "-subj",
+                            "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                           check=True, capture_output=True)
+            tls_cfg = f"  tls:\n    certificate: {self.ca}\n    key: {key}\n"
         auth_cfg = ""
         if auth == "htpasswd":
             htpasswd = os.path.join(self.dir, "htpasswd")
@@ -131,14 +141,18 @@ class RegistryServer:
                 "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
                 f"storage:\n  filesystem:\n    rootdirectory: {self.dir}/data\n"
                 "  delete:\n    enabled: true\n"
-                f"http:\n  addr: {self.host}\n" + auth_cfg)
+                f"http:\n  addr: {self.host}\n" + tls_cfg + auth_cfg)
         self.log = open(os.path.join(self.dir, "registry.log"), "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(["docker-registry", "serve", config], stdout=self.log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
+        import ssl
+
+        unverified = ssl._create_unverified_context()
         while True:
             try:
-                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
+                urllib.request.urlopen(f"{'https' if tls else 'http'}://{self.host}/v2/",
+                                       timeout=1, context=unverified if tls else None)
                 break
             except urllib.error.HTTPError:
                 break  # 401: up, and asking for credentials
@@ -177,8 +191,8 @@ class RegistryServer:
 def registry_factory(workdir):
     servers = []
 
-    def make(auth=None):
-        s = RegistryServer(workdir, auth)
+    def make(auth=None, tls=False):
+        s = RegistryServer(workdir, auth, tls)
         servers.append(s)
         return s
 

@@ -35,7 +35,9 @@ class Hostile:
         self.fail_500 = 0  # answer 500 to this many blob requests
         self.cut = 0  # close this many blob responses half-way
         self.requests: list[tuple[str, str]] = []
+        self.auth_seen: list[str | None] = []
         self.manifest_body: bytes | None = None
+        self.redirect_to: str | None = None  # blob GETs answered with a 307 to there
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,7 +66,13 @@ class Hostile:
                 if "/manifests/" in self.path:
                     body = server.manifest()
                     return self.send(200, body, oi.OCI_MANIFEST)
+                if "/blobs/" in self.path and server.redirect_to and self.command == "GET" \
+                        and not self.path.startswith("/storage/"):
+                    digest = self.path.rsplit("/", 1)[1]
+                    return self.send(307, b"", extra={
+                        "Location": f"{server.redirect_to}/storage/blobs/{digest}"})
                 if "/blobs/" in self.path:
+                    server.auth_seen.append(self.headers.get("Authorization"))
                     digest = self.path.rsplit("/", 1)[1]
                     data = server.blobs().get(digest)
                     if data is None:
@@ -208,3 +216,15 @@ def test_hostile_layer_from_registry(workdir, hostile):
         svc.pull(f"{h.host}/x/y:latest")
     assert_nothing_kept(svc)
     assert not any("escape" in n for n in os.listdir(workdir))
+
+
+def test_blob_redirect_followed(workdir, hostile):
+    h, storage = hostile(), hostile()
+    storage.layer, storage.layer_digest = h.layer, h.layer_digest
+    storage.config = h.config
+    h.redirect_to = f"http://{storage.host}"
+    svc = service(workdir)
+    image = svc.pull(f"{h.host}/x/y:latest")
+    assert image.tags
+    assert any(p.startswith("/storage/blobs/") for p, _ in storage.requests)
+    assert not any(p.startswith("/storage/") for p, _ in h.requests)

@@ -135,3 +135,30 @@ def test_concurrent_pulls_of_one_image(workdir, oci_layout, registry):
     assert svc.unpack(image) == image.chain_id
     assert os.listdir(svc.content.ingest_root) == []
     svc.close()
+
+
+def test_https_registry_verified_with_certs_d(workdir, oci_layout, registry_factory):
+    import shutil
+    import subprocess
+
+    from berth.errors import UnavailableError
+
+    registry = registry_factory(tls=True)
+    subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
+                    f"oci:{oci_layout}:v1", f"docker://{registry.host}/tls/bb:v1"],
+                   check=True, capture_output=True, timeout=120)
+    certs = os.path.join(workdir, "certs.d")
+    # loopback is not given a pass here: HTTPS, verified
+    strict = {"loopback_insecure": False, "certs_dirs": (certs,)}
+    with pytest.raises(UnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
+        service(workdir, "untrusted", retries=0, **strict).pull(f"{registry.host}/tls/bb:v1")
+    os.makedirs(os.path.join(certs, registry.host))
+    shutil.copy(registry.ca, os.path.join(certs, registry.host, "ca.crt"))
+    svc = service(workdir, "trusted", **strict)
+    assert svc.pull(f"{registry.host}/tls/bb:v1").tags
+    svc.close()
+    # --insecure-registry: HTTPS without verification, as Docker
+    svc = service(workdir, "insecure", loopback_insecure=False,
+                  insecure_registries=(registry.host,))
+    assert svc.pull(f"{registry.host}/tls/bb:v1").tags
+    svc.close()
