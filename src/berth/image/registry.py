@@ -225,6 +225,12 @@ class Registry:
                 req = self.client.build_request(method, url, headers=h, content=data)
                 r = self.client.send(req, stream=True)
             except httpx.TransportError as exc:
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                    raise RegistryError(
+                        f"{what}: the TLS certificate of {self.host} is not trusted ({exc}); "
+                        f"add its CA as {self.options.certs_dirs[-1]}/{self.domain}/ca.crt, "
+                        "or allow it with --insecure-registry"
+                    ) from exc
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 self._sleep(attempt)
                 continue

@@ -167,10 +167,8 @@ class ImageService:
         with ThreadPoolExecutor(self.max_concurrent_downloads,
                                 thread_name_prefix="pull") as pool:
             futures: list[Future | None] = []
-            for desc, chain in zip(manifest.layers, chain_ids, strict=True):
-                if self.content.exists(desc.digest) or (
-                    self.snapshots.exists(chain) and self.content.exists(desc.digest)
-                ):
+            for desc in manifest.layers:
+                if self.content.exists(desc.digest):
                     progress.status(desc.digest, "Already exists", desc.size)
                     futures.append(None)
                 else:
