@@ -553,6 +553,33 @@ class ImageService:
             out["Variant"] = cfg.variant
         return out
 
+    def summary(self, image: ImageRecord) -> dict[str, Any]:
+        """One entry of Docker's ``GET /images/json``."""
+        raw = _json(self.config_bytes(image))
+        return {
+            "Id": str(image.id),
+            "ParentId": "",
+            "RepoTags": [reference.parse(t).familiar for t in image.tags],
+            "RepoDigests": [reference.parse(d).familiar for d in image.repo_digests],
+            "Created": _unix(image.created),
+            "Size": image.size,
+            "SharedSize": -1,
+            "VirtualSize": image.size,
+            "Labels": (raw.get("config") or {}).get("Labels"),
+            "Containers": -1,
+        }
+
+    def rootfs(self, name: str, key: str, readonly: bool = False) -> list:
+        """Mounts for a new snapshot `key` (a container's) on image `name`,
+        unpacking its layers first if they are not (a GC'd or loaded image)."""
+        image = self.store.resolve(name)
+        chain = image.chain_id
+        if chain and not self.snapshots.exists(chain):
+            chain = self.unpack(image)
+        if readonly:
+            return self.snapshots.view(key, chain)
+        return self.snapshots.prepare(key, chain)
+
     def _graph_data(self, image: ImageRecord) -> dict[str, str]:
         try:
             info = self.snapshots.stat(image.chain_id)

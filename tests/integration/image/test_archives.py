@@ -130,3 +130,26 @@ def test_load_refuses_garbage(workdir):
         archive.load(svc, buf)
     assert not os.path.exists(os.path.join(workdir, "..", "evil"))
     svc.close()
+
+
+def test_container_rootfs_from_image(workdir, busybox):
+    import subprocess as sp
+
+    from berth.image.snapshots import mount_all, unmount_all
+
+    svc, image = busybox
+    summary = svc.summary(image)
+    assert summary["RepoTags"] == ["busybox:latest"] and summary["Size"] == image.size
+    # a GC'd layer is unpacked again from its blob when a container needs it
+    svc.snapshots.remove(image.chain_id)
+    mounts = svc.rootfs("busybox", "container-1")
+    target = os.path.join(workdir, "rootfs")
+    os.makedirs(target)
+    mount_all(mounts, target)
+    try:
+        out = sp.run(["chroot", target, "/bin/sh", "-c", "echo hello > /tmp/x; cat /tmp/x"],
+                     capture_output=True, text=True, check=True).stdout
+        assert out == "hello\n"
+    finally:
+        unmount_all(target)
+    svc.snapshots.remove("container-1")
