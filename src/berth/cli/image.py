@@ -178,19 +178,24 @@ def _platform(text: str | None):
 def pull(ctx: click.Context, name: str, platform: str | None, quiet: bool,
          insecure_registry: tuple[str, ...], max_concurrent_downloads: int) -> None:
     """Download an image from a registry."""
+    from berth.errors import NotFoundError
     from berth.oci import reference
 
     svc = _service(ctx, insecure_registry, max_concurrent_downloads)
+    ref = reference.parse(name)
+    try:
+        before = svc.get(str(ref)).id
+    except NotFoundError:
+        before = None
     progress = TerminalProgress(quiet)
     try:
         image = svc.pull(name, _platform(platform), progress)
     finally:
         progress.stop()
-    ref = reference.parse(name)
     if not quiet:
-        click.echo(f"Status: Downloaded newer image for {ref.familiar}")
+        status = "Image is up to date" if image.id == before else "Downloaded newer image"
+        click.echo(f"Status: {status} for {ref.familiar}")
     click.echo(str(ref))
-    del image
 
 
 @click.command("push")

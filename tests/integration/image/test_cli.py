@@ -29,6 +29,9 @@ def test_cli_bootstrap_push_pull_images(workdir, registry):
     berth(workdir, "rmi", target)
     out = berth(workdir, "pull", target).stdout.decode()
     assert out.strip().endswith(f"{registry.host}/cli/busybox:1")
+    assert "Status: Downloaded newer image for" in out
+    out = berth(workdir, "pull", target).stdout.decode()
+    assert f"Status: Image is up to date for {target}" in out
     lines = berth(workdir, "images", "--digests").stdout.decode().splitlines()
     assert lines[0].split() == ["REPOSITORY", "TAG", "DIGEST", "IMAGE", "ID", "CREATED", "SIZE"]
     rows = {tuple(line.split()[:2]): line.split() for line in lines[1:]}
