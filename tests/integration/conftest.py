@@ -188,9 +188,24 @@ class Runtime:
         return [*self.argv0, "--root", self.root, *args]
 
     def run(self, *args: str, check: bool = False, timeout: float = 30, **kw):
-        kw.setdefault("capture_output", True)
-        kw.setdefault("text", True)
-        p = subprocess.run(self.cmd(*args), timeout=timeout, **kw)
+        """Run a command; stdout and stderr are captured through files, not
+        pipes, since a container started by create or run -d inherits them
+        and would hold a pipe open."""
+        import tempfile
+
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            rc = subprocess.run(
+                self.cmd(*args), timeout=timeout, stdout=out, stderr=err, **kw
+            ).returncode
+            out.seek(0)
+            err.seek(0)
+            p = subprocess.CompletedProcess(
+                self.cmd(*args),
+                rc,
+                out.read().decode(errors="replace"),
+                err.read().decode(errors="replace"),
+            )
         if check and p.returncode != 0:
             raise AssertionError(
                 f"{self.name} {' '.join(args)} exited {p.returncode}: {p.stderr}{p.stdout}"

@@ -22,7 +22,7 @@ class Setup:
     """Everything the child and init need, built by the parent before fork."""
 
     __slots__ = ("bundle", "cgroup", "channel", "config", "console_fd", "fifo_fd", "namespaces",
-                 "no_pivot", "preserve_fds", "rootfs", "state")
+                 "no_pivot", "parent_fds", "preserve_fds", "rootfs", "state")
 
     def __init__(self) -> None:
         self.config: dict = {}
@@ -36,12 +36,15 @@ class Setup:
         self.no_pivot = False
         self.preserve_fds = 0
         self.state: dict = {}
+        self.parent_fds: list[int] = []  # the parent's own fds (its lock): closed at once
 
 
 def child_main(s: "Setup") -> None:
     ch = s.channel
     step = "join namespaces"
     try:
+        for fd in s.parent_fds:
+            os.close(fd)
         libc.set_name("berth:[1:CHILD]")
         ns = s.namespaces
         for t in JOIN_ORDER:
