@@ -245,6 +245,10 @@ def load(svc: ImageService, stream: BinaryIO) -> list[str]:
             entries = msgspec.json.decode(small["manifest.json"])
         except msgspec.DecodeError as exc:
             raise InvalidArgumentError(f"load image archive: manifest.json: {exc}") from None
+        if not isinstance(entries, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("Config"), str) for e in entries):
+            raise InvalidArgumentError("load image archive: manifest.json: expected a list of "
+                                       "objects with a Config")
         for e in entries:
             cfg_name = posixpath.normpath(e["Config"])
             config_bytes = small.get(cfg_name)

@@ -37,6 +37,8 @@ from berth.paths import Paths
 
 log = logging.getLogger(__name__)
 
+MAX_CONFIG = 16 << 20
+
 
 class Progress(Protocol):
     """What a pull or push reports, per blob (by digest)."""
@@ -149,6 +151,9 @@ class ImageService:
         progress.message(f"{ref.tag or ref.digest}: pulling from {ref.familiar_name}")
 
         config_digest = Digest(manifest.config.digest)
+        if manifest.config.size > MAX_CONFIG:
+            raise InvalidArgumentError(
+                f"{what}: image config of {manifest.config.size} bytes is too large")
         reg.fetch_blob(ref.path, manifest.config, self.content)
         config = oi.decode_config(self.content.read(config_digest))
         if not index_digest and not oi.platform_matches(want, config.platform):
