@@ -55,13 +55,15 @@ def test_create_start_state_kill_delete(runtime, make_bundle, workdir):
     runtime.run("start", cid, check=True)
     state = json.loads(runtime.run("state", cid, check=True).stdout)
     assert state["status"] == "running"
+    pid = state["pid"]
     for _ in range(200):
-        with open(f"/proc/{state['pid']}/cmdline", "rb") as f:
-            if f.read().startswith(b"sleep\0100"):
-                break
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        if cmdline == b"sleep\x00100\x00":
+            break
         time.sleep(0.01)
     else:
-        raise AssertionError("sleep never exec'd")
+        raise AssertionError(f"sleep never exec'd: {cmdline!r}")
     # a second start is refused
     assert runtime.run("start", cid).returncode == 1
     # delete of a running container without --force is refused
