@@ -29,8 +29,10 @@ CREATE_FLAGS = {
     "console-socket": ("console_socket", "str"), "no-pivot": ("no_pivot", "bool"),
     "no-new-keyring": ("no_new_keyring", "bool"), "preserve-fds": ("preserve_fds", "int"),
 }
+# command -> (flags, usage of the arguments, summary). The function is
+# COMMAND_FUNCS[command] here, or "module:function" in EXTERNAL (imported only
+# when that command runs): other modules add commands with one line in each.
 COMMANDS: dict[str, tuple[dict, str, str]] = {
-    # command -> (flags, usage of the arguments, summary)
     "spec": ({"bundle": ("bundle", "str"), "b": ("bundle", "str"), "rootless": ("rootless", "bool")},
              "", "create a new specification file"),
     "create": (CREATE_FLAGS, "<container-id>", "create a container"),
@@ -144,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(f"NAME:\n   berth-runtime {cmd} - {summary}\n\nUSAGE:\n   berth-runtime {cmd} [command options] {arg_usage}\n")
             return 0
         paths = RuntimePaths(gopts.get("root"))
-        return COMMAND_FUNCS[cmd](paths, log, opts, args) or 0
+        func = COMMAND_FUNCS.get(cmd)
+        if func is None:
+            module, _, name = EXTERNAL[cmd].partition(":")
+            func = getattr(__import__(module, fromlist=[name]), name)
+        return func(paths, log, opts, args) or 0
     except BerthError as exc:
         if log is None:
             log = Log(None, "text")
@@ -286,3 +292,5 @@ COMMAND_FUNCS = {
     "spec": cmd_spec, "create": cmd_create, "run": cmd_run, "start": cmd_start, "state": cmd_state,
     "kill": cmd_kill, "delete": cmd_delete, "list": cmd_list, "features": cmd_features,
 }
+
+EXTERNAL: dict[str, str] = {}
