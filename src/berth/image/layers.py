@@ -21,9 +21,11 @@ import io
 import logging
 import os
 import posixpath
+import queue
 import shutil
 import stat
 import tarfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -56,12 +58,34 @@ class ApplyResult:
 
 
 class HashingReader(io.RawIOBase):
-    """Reads through to `raw`, hashing and counting every byte."""
+    """Reads through to `raw`, hashing and counting every byte. With
+    `background`, the hashing runs in a thread of its own (hashlib releases
+    the GIL), overlapping the consumer's work."""
 
-    def __init__(self, raw: BinaryIO, algorithm: str = dg.CANONICAL) -> None:
+    def __init__(self, raw: BinaryIO, algorithm: str = dg.CANONICAL,
+                 background: bool = False) -> None:
         self.raw = raw
         self.hash = dg.hasher(algorithm)
         self.count = 0
+        self._queue: queue.SimpleQueue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._hash_loop, name="layer-hash",
+                                            daemon=True)
+            self._thread.start()
+
+    def _hash_loop(self) -> None:
+        assert self._queue is not None
+        while (chunk := self._queue.get()) is not None:
+            self.hash.update(chunk)
+
+    def _feed(self, data: bytes) -> None:
+        self.count += len(data)
+        if self._queue is not None:
+            self._queue.put(data)
+        else:
+            self.hash.update(data)
 
     def readable(self) -> bool:
         return True
@@ -70,22 +94,28 @@ class HashingReader(io.RawIOBase):
         data = self.raw.read(len(b))
         n = len(data)
         b[:n] = data
-        self.hash.update(data)
-        self.count += n
+        self._feed(bytes(data) if not isinstance(data, bytes) else data)
         return n
 
     def read(self, size: int = -1) -> bytes:
         data = self.raw.read(size) if size is not None and size >= 0 else self.raw.read()
-        self.hash.update(data)
-        self.count += len(data)
+        self._feed(data)
         return data
 
     def drain(self) -> None:
         while self.read(CHUNK):
             pass
 
+    def stop(self) -> None:
+        """End the hashing thread (idempotent); the digest is final after this."""
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
     @property
     def digest(self) -> Digest:
+        self.stop()
         return dg.from_hash(self.hash)
 
 
@@ -426,7 +456,7 @@ def apply_layer(target: str, stream: BinaryIO, compression: str | None = None,
     """Apply the layer archive read from `stream` (compressed or not) onto
     `target`; return its diff ID (digest of the uncompressed tar)."""
     plain = decompressed(stream, compression)
-    reader = HashingReader(plain)
+    reader = HashingReader(plain, background=True)
     applier = Applier(target, mode)
     try:
         applier.apply(io.BufferedReader(reader, CHUNK))  # type: ignore[arg-type]
@@ -440,6 +470,7 @@ def apply_layer(target: str, stream: BinaryIO, compression: str | None = None,
     except EOFError as exc:
         raise LayerError(f"apply layer onto {target}: truncated archive: {exc}") from None
     finally:
+        reader.stop()
         close = getattr(plain, "close", None)
         if close is not None and plain is not stream:
             close()
