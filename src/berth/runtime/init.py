@@ -198,6 +198,11 @@ def init_main(s: "Setup") -> None:
         elif linux.get("devices"):
             step = "create devices"
             rfs.create_devices(root_fd, {"linux": {"devices": linux["devices"]}}, in_userns)
+        cwd = proc.get("cwd") or "/"
+        if cwd != "/":
+            # as runc: a missing cwd is made (before the root goes read-only)
+            step = f"create cwd {cwd}"
+            os.close(rfs.resolve(root_fd, cwd, "dir"))
         os.close(root_fd)
         hooks = cfg.get("hooks") or {}
         joined = False
