@@ -148,7 +148,7 @@ class ImageService:
             raise InvalidArgumentError(f"{what}: unsupported manifest media type {media_type!r}")
         manifest = oi.decode_manifest(data)
         self.content.write(data, manifest_digest)
-        progress.message(f"{ref.tag or ref.digest}: pulling from {ref.familiar_name}")
+        progress.message(f"{ref.tag or ref.digest}: Pulling from {ref.familiar_name}")
 
         config_digest = Digest(manifest.config.digest)
         if manifest.config.size > MAX_CONFIG:

@@ -162,3 +162,12 @@ def test_https_registry_verified_with_certs_d(workdir, oci_layout, registry_fact
                   insecure_registries=(registry.host,))
     assert svc.pull(f"{registry.host}/tls/bb:v1").tags
     svc.close()
+
+
+def test_docker_hub_names_pulled_from_a_mirror(workdir, oci_layout, registry):
+    registry.push_layout(oci_layout, "v1", "library/mirrored", "v1")
+    svc = service(workdir, mirrors=(registry.host,))
+    image = svc.pull("mirrored:v1")
+    assert image.tags == ("docker.io/library/mirrored:v1",)
+    assert svc.get("mirrored:v1").id == image.id
+    svc.close()
