@@ -202,7 +202,7 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
             t = msg["type"]
             if t == "userns":
                 write_id_maps(child, linux)
-                parent_ch.send("mapped")
+                _send(parent_ch, "mapped")
             elif t == "pid":
                 init_pid = msg["pid"]
                 undo.pids.insert(0, init_pid)
@@ -213,14 +213,14 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
                 # the init builds its rootfs meanwhile; it waits for "cgroup"
                 # before it makes its cgroup namespace
                 s.cgroup.add_process(init_pid)
-                parent_ch.send("cgroup")
+                _send(parent_ch, "cgroup")
             elif t == "hooks":
                 from berth.runtime.hooks import run_hooks
 
                 oci = state.oci_state("creating")
                 run_hooks(cfg, "prestart", oci, log)
                 run_hooks(cfg, "createRuntime", oci, log)
-                parent_ch.send("hooks-done", state=oci)
+                _send(parent_ch, "hooks-done", state=oci)
             elif t == "ready":
                 break
             elif t == "error":
@@ -242,6 +242,15 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
         raise
     finally:
         lock.release()
+
+
+def _send(ch: Channel, type_: str, **fields: object) -> None:
+    """A reply to the child or init; if it has died meanwhile, its error
+    message is still queued for the next recv, which reports it."""
+    try:
+        ch.send(type_, **fields)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
 
 
 def _open_fifo_for_start(state: st.ContainerState) -> None:
