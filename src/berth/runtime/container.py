@@ -82,6 +82,17 @@ def write_id_maps(pid: int, linux: dict) -> None:
             ) from None
 
 
+def host_root_ids(linux: dict) -> tuple[int, int]:
+    """The host uid and gid the container's root maps to (0, 0 without a user namespace)."""
+    out = [0, 0]
+    for i, key in enumerate(("uidMappings", "gidMappings")):
+        for m in linux.get(key) or []:
+            if m["containerID"] <= 0 < m["containerID"] + m["size"]:
+                out[i] = m["hostID"] - m["containerID"]
+                break
+    return out[0], out[1]
+
+
 class _Creation:
     """The undo list of a create in progress."""
 
@@ -143,6 +154,10 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
     try:
         fifo = paths.exec_fifo(cid)
         os.mkfifo(fifo, 0o622)
+        os.chmod(fifo, 0o622)  # not narrowed by the umask: the init may be another uid
+        root_uid, root_gid = host_root_ids(linux)
+        if root_uid or root_gid:
+            os.chown(fifo, root_uid, root_gid)
         s = Setup()
         s.config = cfg
         s.bundle = bundle
@@ -326,7 +341,11 @@ def run(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions) -> int:
 
             master, _ = recv_fd(relay)
             relay.close()
-        _open_fifo_for_start(state)
+        try:
+            _open_fifo_for_start(state)
+        except ConflictError:
+            # the init died waiting: its own error is queued on the channel
+            raise _queued_error(ch) from None
         # the init's execve closes its end: EOF means exec'd, a message means failed
         try:
             msg = ch.recv()
@@ -348,6 +367,21 @@ def run(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions) -> int:
     if opts.detach:
         return 0
     return _wait_and_destroy(paths, log, state, master)
+
+
+def _queued_error(ch: Channel) -> BerthError:
+    import select
+
+    if select.select([ch.fileno()], [], [], 0.5)[0]:
+        try:
+            msg = ch.recv()
+        except ChannelClosed:
+            msg = {}
+        if msg.get("type") == "error":
+            from berth.runtime.sync import error_from_message
+
+            return error_from_message(msg)
+    return ConflictError("container init exited before it was started")
 
 
 def _wants_terminal(bundle: str) -> bool:
