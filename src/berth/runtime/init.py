@@ -294,14 +294,23 @@ def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str]) -> None
             # default config asks for ambient caps with no inheritable set)
             allowed = set(caps.get("inheritable") or ()) & set(caps.get("permitted") or ())
             caps = {**caps, "ambient": [c for c in caps["ambient"] if c in allowed]}
+        seccomp = (s.config.get("linux") or {}).get("seccomp")
+        nnp = bool(proc.get("noNewPrivileges"))
+        if seccomp and not nnp:
+            # as runc: without no_new_privs only CAP_SYS_ADMIN may load a
+            # filter, so load it while the capabilities are still held
+            step = "seccomp"
+            from berth.linux import seccomp as sc
+
+            sc.load(seccomp)
+        step = "capabilities and user"
         capabilities.apply(caps, lambda: p.switch_user(user))
         if "umask" in user:
             os.umask(user["umask"])
-        if proc.get("noNewPrivileges"):
+        if nnp:
             step = "no_new_privs"
             libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
-        seccomp = (s.config.get("linux") or {}).get("seccomp")
-        if seccomp:
+        if seccomp and nnp:
             step = "seccomp"
             from berth.linux import seccomp as sc
 
