@@ -24,6 +24,7 @@ def run_hook(hook: dict, state: dict, kind: str) -> None:
     pid = os.fork()
     if pid == 0:
         try:
+            os.setpgid(0, 0)  # its own process group: a timeout kills all it started
             os.dup2(r, 0)
             os.close(w)
             os.execve(path, args, dict(e.split("=", 1) for e in env))
@@ -47,7 +48,10 @@ def run_hook(hook: dict, state: dict, kind: str) -> None:
         if done:
             break
         if deadline and time.monotonic() > deadline:
-            os.kill(pid, 9)
+            try:
+                os.killpg(pid, 9)
+            except ProcessLookupError:
+                os.kill(pid, 9)
             os.waitpid(pid, 0)
             raise InternalError(f"{kind} hook {path}: timed out after {timeout}s", hook=path)
         time.sleep(delay)

@@ -1,0 +1,67 @@
+"""terminal: true with --console-socket: the pty master arrives over the
+socket (as runc's recvtty expects) and the container's stdio is the pty."""
+
+import array
+import json
+import os
+import socket
+import time
+
+from tests.integration.conftest import unique
+
+
+def test_console_socket_receives_the_pty_master(runtime, make_bundle, workdir):
+    path = os.path.join(workdir, "console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    b = make_bundle("sh", "-c", "tty; stty size; echo $TERM; test -t 0 && echo stdin-tty")
+    b.config["process"]["terminal"] = True
+    b.config["process"]["consoleSize"] = {"height": 33, "width": 111}
+    cid = unique()
+    try:
+        runtime.run("create", "--console-socket", path, "--bundle", b.write(), cid, check=True)
+        conn, _ = server.accept()
+        fds = array.array("i")
+        _, anc, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(4))
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - len(data) % 4])
+        conn.close()
+        assert len(fds) == 1
+        master = fds[0]
+        runtime.run("start", cid, check=True)
+        out = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        text = out.decode().replace("\r", "")
+        lines = text.split("\n")
+        assert lines[0].startswith("/dev/pts/"), text
+        assert lines[1] == "33 111"
+        assert lines[2] == "xterm"
+        assert lines[3] == "stdin-tty"
+        for _ in range(100):
+            if json.loads(runtime.run("state", cid, check=True).stdout)["status"] == "stopped":
+                break
+            time.sleep(0.05)
+        runtime.run("delete", cid, check=True)
+    finally:
+        server.close()
+
+
+def test_terminal_without_console_socket_is_refused_for_create(runtime, make_bundle):
+    b = make_bundle("true")
+    b.config["process"]["terminal"] = True
+    cid = unique()
+    p = runtime.run("create", "--bundle", b.write(), cid)
+    assert p.returncode == 1
+    assert "console" in p.stderr
+    assert runtime.run("state", cid).returncode == 1
