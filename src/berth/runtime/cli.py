@@ -47,6 +47,19 @@ COMMANDS: dict[str, tuple[dict, str, str]] = {
     "list": ({"format": ("format", "str"), "f": ("format", "str"), "quiet": ("quiet", "bool"),
               "q": ("quiet", "bool")}, "", "lists containers started by berth-runtime with the given root"),
     "features": ({}, "", "show the enabled features"),
+    "update": ({"resources": ("resources", "str"), "r": ("resources", "str"),
+                "blkio-weight": ("blkio-weight", "int"), "pids-limit": ("pids-limit", "int"),
+                **{f: (f, "str") for f in (
+                    "cpu-period", "cpu-quota", "cpu-share", "cpu-burst", "cpu-idle", "cpu-rt-period",
+                    "cpu-rt-runtime", "cpuset-cpus", "cpuset-mems", "memory", "memory-reservation",
+                    "memory-swap", "kernel-memory", "kernel-memory-tcp", "l3-cache-schema", "mem-bw-schema")}},
+               "<container-id>", "update container resource constraints"),
+    "pause": ({}, "<container-id>", "pause suspends all processes inside the container"),
+    "resume": ({}, "<container-id>", "resumes all processes that have been previously paused"),
+    "ps": ({"format": ("format", "str"), "f": ("format", "str")}, "<container-id> [ps options]",
+           "ps displays the processes running inside a container"),
+    "events": ({"interval": ("interval", "str"), "stats": ("stats", "bool")}, "<container-id>",
+               "display container events such as OOM notifications, cpu, memory, and IO usage statistics"),
 }
 for _c in COMMANDS.values():
     _c[0].setdefault("help", ("help", "bool"))
@@ -293,4 +306,10 @@ COMMAND_FUNCS = {
     "kill": cmd_kill, "delete": cmd_delete, "list": cmd_list, "features": cmd_features,
 }
 
-EXTERNAL: dict[str, str] = {}
+EXTERNAL: dict[str, str] = {
+    "update": "berth.runtime.cgroup_commands:cmd_update",
+    "pause": "berth.runtime.cgroup_commands:cmd_pause",
+    "resume": "berth.runtime.cgroup_commands:cmd_resume",
+    "ps": "berth.runtime.cgroup_commands:cmd_ps",
+    "events": "berth.runtime.cgroup_commands:cmd_events",
+}
