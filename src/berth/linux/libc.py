@@ -82,8 +82,10 @@ TIOCSWINSZ = 0x5414
 # syscall numbers glibc 2.36 has no wrapper for, per architecture
 # (<asm/unistd_64.h> on x86_64, <asm-generic/unistd.h> on arm64)
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "openat2": 437, "pidfd_send_signal": 424, "close_range": 436},
-    "aarch64": {"pivot_root": 41, "openat2": 437, "pidfd_send_signal": 424, "close_range": 436},
+    "x86_64": {"pivot_root": 155, "openat2": 437, "pidfd_send_signal": 424, "close_range": 436,
+               "ioprio_set": 251, "ioprio_get": 252, "sched_setattr": 314},
+    "aarch64": {"pivot_root": 41, "openat2": 437, "pidfd_send_signal": 424, "close_range": 436,
+                "ioprio_set": 30, "ioprio_get": 31, "sched_setattr": 274},
 }
 _NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["x86_64"])
 
@@ -185,12 +187,65 @@ def pidfd_send_signal(pidfd: int, sig: int) -> None:
         raise _err(f"pidfd_send_signal {sig}")
 
 
+# <linux/close_range.h>
+CLOSE_RANGE_CLOEXEC = 1 << 2
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
+    if _libc.syscall(_NR["close_range"], first, ctypes.c_uint(last), flags) != 0:
+        raise _err(f"close_range {first}")
+
+
+# <linux/ioprio.h>
+IOPRIO_WHO_PROCESS = 1
+IOPRIO_CLASS_SHIFT = 13
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+
+
+def ioprio_set(klass: int, level: int, pid: int = 0) -> None:
+    value = klass << IOPRIO_CLASS_SHIFT | level
+    if _libc.syscall(_NR["ioprio_set"], IOPRIO_WHO_PROCESS, pid, value) != 0:
+        raise _err(f"ioprio_set class {klass} priority {level}")
+
+
+def ioprio_get(pid: int = 0) -> tuple[int, int]:
+    """(class, priority) of process `pid`."""
+    r = _libc.syscall(_NR["ioprio_get"], IOPRIO_WHO_PROCESS, pid)
+    if r < 0:
+        raise _err(f"ioprio_get {pid}")
+    return r >> IOPRIO_CLASS_SHIFT, r & ((1 << IOPRIO_CLASS_SHIFT) - 1)
+
+
+# <linux/sched.h>, <linux/sched/types.h>
+SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3,
+                  "SCHED_ISO": 4, "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
+SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02,
+               "SCHED_FLAG_DL_OVERRUN": 0x04, "SCHED_FLAG_KEEP_POLICY": 0x08,
+               "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+               "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+
+
+class _SchedAttr(ctypes.Structure):
+    _fields_ = (("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32),
+                ("sched_flags", ctypes.c_uint64), ("sched_nice", ctypes.c_int32),
+                ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
+                ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64))
+
+
+def sched_setattr(policy: int, flags: int = 0, nice: int = 0, priority: int = 0,
+                  runtime: int = 0, deadline: int = 0, period: int = 0) -> None:
+    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime, deadline, period)
+    if _libc.syscall(_NR["sched_setattr"], 0, ctypes.byref(attr), 0) != 0:
+        raise _err(f"sched_setattr policy {policy}")
+
+
 # <linux/magic.h>
 PROC_SUPER_MAGIC = 0x9FA0
 SYSFS_MAGIC = 0x62656572
 TMPFS_MAGIC = 0x01021994
 CGROUP2_SUPER_MAGIC = 0x63677270
 DEVPTS_SUPER_MAGIC = 0x1CD1
+SELINUX_MAGIC = 0xF97CFF8C
 
 
 class _StatFS(ctypes.Structure):

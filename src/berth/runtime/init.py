@@ -21,8 +21,8 @@ JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 class Setup:
     """Everything the child and init need, built by the parent before fork."""
 
-    __slots__ = ("bundle", "cgroup", "channel", "config", "console_fd", "fifo_fd", "namespaces",
-                 "no_pivot", "parent_fds", "preserve_fds", "rootfs", "state")
+    __slots__ = ("bundle", "cgroup", "channel", "config", "console_fd", "container_id", "fifo_fd", "host_pid",
+                 "listener", "namespaces", "no_pivot", "parent_fds", "preserve_fds", "rootfs", "seccomp", "state")
 
     def __init__(self) -> None:
         self.config: dict = {}
@@ -37,6 +37,10 @@ class Setup:
         self.preserve_fds = 0
         self.state: dict = {}
         self.parent_fds: list[int] = []  # the parent's own fds (its lock): closed at once
+        self.container_id = ""
+        self.seccomp = None  # berth.linux.seccomp.Filter, compiled by the parent
+        self.listener = None  # socket connected to linux.seccomp.listenerPath
+        self.host_pid = 0  # the container process's pid as the runtime sees it
 
 
 def child_main(s: "Setup") -> None:
@@ -47,6 +51,13 @@ def child_main(s: "Setup") -> None:
             os.close(fd)
         libc.set_name("berth:[1:CHILD]")
         ns = s.namespaces
+        if "user" not in ns:
+            # CVE-2019-5736: until its execve the init runs the host's Python;
+            # non-dumpable, no process in the container (another exec, a
+            # shared pid namespace) can open it through /proc/<pid>/exe. In a
+            # user namespace container root cannot write host files anyway, and
+            # the init must stay dumpable to write its own /proc/self files.
+            libc.prctl(libc.PR_SET_DUMPABLE, 0)
         for t in JOIN_ORDER:
             path = ns.get(t)
             if path:
@@ -146,8 +157,12 @@ def _import_before_pivot(cfg: dict) -> None:
         from berth.runtime import hooks  # noqa: F401
     if (cfg.get("process") or {}).get("terminal"):
         from berth.runtime import console  # noqa: F401
-    if (cfg.get("linux") or {}).get("seccomp"):
-        from berth.linux import seccomp  # noqa: F401
+    proc = cfg.get("process") or {}
+    if proc.get("apparmorProfile") or proc.get("selinuxLabel"):
+        from berth.runtime import lsm  # noqa: F401
+    if ((cfg.get("linux") or {}).get("seccomp") or {}).get("listenerPath"):
+        import _socket  # noqa: F401
+        import struct  # noqa: F401
 
 
 def init_main(s: "Setup") -> None:
@@ -191,7 +206,12 @@ def init_main(s: "Setup") -> None:
         cg_paths = s.cgroup.host_paths() if s.cgroup is not None else None
         for i, m in enumerate(cfg.get("mounts") or []):
             step = f"mount {m.get('destination')} (mounts[{i}])"
-            rfs.mount_one(root_fd, rfs.MountSpec(m), s.bundle, cg_paths, in_userns)
+            ms = rfs.MountSpec(m)
+            if linux.get("mountLabel") and not ms.is_bind:
+                from berth.runtime.lsm import mount_data
+
+                ms.data = mount_data(ms.data, ms.type, linux["mountLabel"])
+            rfs.mount_one(root_fd, ms, s.bundle, cg_paths, in_userns)
         if rfs.has_dev_mount(cfg) and not rfs.is_dev_bound(cfg):
             step = "create devices"
             rfs.create_devices(root_fd, cfg, in_userns)
@@ -218,6 +238,10 @@ def init_main(s: "Setup") -> None:
 
                 step = "createContainer hooks"
                 run_hooks(cfg, "createContainer", s.state)
+        if s.seccomp is not None and (linux.get("seccomp") or {}).get("listenerPath"):
+            step = "connect to seccomp listener"
+            s.host_pid = int(os.readlink("/proc/self"))  # the host's /proc until pivot_root
+            s.listener = connect_listener(linux["seccomp"]["listenerPath"])
         step = "pivot_root"
         if s.no_pivot:
             rfs.move_root(s.rootfs)
@@ -269,9 +293,63 @@ def init_main(s: "Setup") -> None:
         os._exit(1)
 
 
-def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str]) -> None:
-    """The last steps, shared by init and exec: fds, rlimits, user and
-    capabilities, no_new_privs, seccomp, execve. Raises on failure."""
+def connect_listener(path: str):
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC, 0)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"connect to seccomp listener {path}: {os.strerror(exc.errno or 0).lower()}") from None
+    return sock
+
+
+def send_listener(s: "Setup", fd: int, status: str) -> None:
+    """The SCMP_ACT_NOTIFY listener fd to linux.seccomp.listenerPath, with
+    the container process state (runtime-spec config-linux.md)."""
+    import _socket
+    import struct
+
+    from berth import OCI_VERSION, jsonio
+
+    cfg = s.config
+    sc = (cfg.get("linux") or {}).get("seccomp") or {}
+    state = {"ociVersion": cfg.get("ociVersion", OCI_VERSION), "id": s.container_id, "status": status,
+             "pid": s.host_pid, "bundle": s.bundle}
+    if cfg.get("annotations"):
+        state["annotations"] = cfg["annotations"]
+    msg = {"ociVersion": cfg.get("ociVersion", OCI_VERSION), "fds": ["seccompFd"], "pid": s.host_pid,
+           "metadata": sc.get("listenerMetadata", ""), "state": state}
+    try:
+        s.listener.sendmsg([jsonio.dumps(msg).encode()],
+                           [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))])
+    finally:
+        s.listener.close()
+        os.close(fd)
+
+
+def _load_seccomp(s: "Setup", status: str) -> None:
+    fd = s.seccomp.load()
+    if fd is not None:
+        if s.listener is None:
+            os.close(fd)
+            from berth.errors import InvalidArgumentError
+
+            raise InvalidArgumentError("seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")
+        send_listener(s, fd, status)
+
+
+def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str], status: str = "creating") -> None:
+    """The last steps, shared by init and exec: rlimits, scheduling, fds,
+    cwd, LSM labels, user and capabilities, no_new_privs, seccomp, execve.
+    Raises on failure.
+
+    The seccomp filter goes last, right before execve, when no_new_privs is
+    set. Without no_new_privs loading it needs CAP_SYS_ADMIN, so it goes
+    before the capabilities are dropped (runc's order): the filter must then
+    allow what follows (prctl, capset, setgroups, setres[ug]id, rt_sigaction,
+    execve), as every sane profile does."""
     import _signal
 
     from berth.runtime import process as p
@@ -279,10 +357,26 @@ def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str]) -> None
     step = "rlimits"
     try:
         p.set_rlimits(proc)
+        if proc.get("ioPriority"):
+            step = "io priority"
+            p.set_io_priority(proc["ioPriority"])
+        if proc.get("scheduler"):
+            step = "scheduler"
+            p.set_scheduler(proc["scheduler"])
         step = "close fds"
-        p.close_fds(3 + s.preserve_fds, -1)
+        keep = s.listener.fileno() if s.listener is not None else -1
+        p.close_fds(3 + s.preserve_fds, keep)
         step = "cwd"
         p.check_cwd(proc.get("cwd") or "/")
+        if proc.get("apparmorProfile") or proc.get("selinuxLabel"):
+            step = "lsm labels"
+            from berth.runtime import lsm
+
+            lsm.apply_exec_labels(proc)
+        nnp = bool(proc.get("noNewPrivileges"))
+        if s.seccomp is not None and not nnp:
+            step = "seccomp"
+            _load_seccomp(s, status)
         user = proc.get("user") or {}
         step = "capabilities and user"
         from berth.linux import capabilities
@@ -294,28 +388,12 @@ def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str]) -> None
             # default config asks for ambient caps with no inheritable set)
             allowed = set(caps.get("inheritable") or ()) & set(caps.get("permitted") or ())
             caps = {**caps, "ambient": [c for c in caps["ambient"] if c in allowed]}
-        seccomp = (s.config.get("linux") or {}).get("seccomp")
-        nnp = bool(proc.get("noNewPrivileges"))
-        if seccomp and not nnp:
-            # as runc: without no_new_privs only CAP_SYS_ADMIN may load a
-            # filter, so load it while the capabilities are still held
-            step = "seccomp"
-            from berth.linux import seccomp as sc
-
-            sc.load(seccomp)
-        step = "capabilities and user"
         capabilities.apply(caps, lambda: p.switch_user(user))
         if "umask" in user:
             os.umask(user["umask"])
         if nnp:
             step = "no_new_privs"
             libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
-        if seccomp and nnp:
-            step = "seccomp"
-            from berth.linux import seccomp as sc
-
-            sc.load(seccomp)
-        step = f"exec {path}"
         # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve
         for sig in range(1, 32):
             if sig not in (9, 19):
@@ -323,6 +401,10 @@ def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str]) -> None
                     _signal.signal(sig, _signal.SIG_DFL)
                 except (OSError, ValueError):
                     pass
+        if s.seccomp is not None and nnp:
+            step = "seccomp"
+            _load_seccomp(s, status)
+        step = f"exec {path}"
         os.execve(path, proc["args"], env)
     except BaseException as exc:
         if isinstance(exc, OSError) and not (exc.strerror and ": " in exc.strerror):

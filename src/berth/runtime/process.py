@@ -47,12 +47,24 @@ def set_rlimits(proc: dict) -> None:
 
 def close_fds(keep_from: int, keep: int) -> None:
     """Every fd from 3 + preserve-fds on is closed on exec (CVE-2024-21626:
-    no runtime fd may reach the container); the preserved ones are inherited."""
+    no runtime fd may reach the container); the preserved ones are inherited.
+    close_range(CLOSE_RANGE_CLOEXEC) marks them all in one call and needs no
+    /proc (whose listing a container could fake by mounting over it)."""
     for i in range(3, keep_from):
         try:
             os.set_inheritable(i, True)
         except OSError:
             pass
+    try:
+        if keep < keep_from:
+            libc.close_range(keep_from, 0xFFFFFFFF, libc.CLOSE_RANGE_CLOEXEC)
+        else:
+            if keep > keep_from:
+                libc.close_range(keep_from, keep - 1, libc.CLOSE_RANGE_CLOEXEC)
+            libc.close_range(keep + 1, 0xFFFFFFFF, libc.CLOSE_RANGE_CLOEXEC)
+        return
+    except OSError:
+        pass  # before Linux 5.11: walk /proc/self/fd
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd >= keep_from and fd != keep:
@@ -60,6 +72,39 @@ def close_fds(keep_from: int, keep: int) -> None:
                 os.set_inheritable(fd, False)
             except OSError:
                 pass
+
+
+def set_io_priority(prio: dict) -> None:
+    """process.ioPriority: {"class": "IOPRIO_CLASS_BE", "priority": 4}."""
+    klass = libc.IOPRIO_CLASSES.get(prio.get("class") or "")
+    if klass is None:
+        raise InvalidArgumentError(f"set io priority: unknown class {prio.get('class')!r}")
+    level = prio.get("priority", 0)
+    if not isinstance(level, int) or not 0 <= level <= 7:
+        raise InvalidArgumentError(f"set io priority: priority {level!r} is not in 0..7")
+    try:
+        libc.ioprio_set(klass, level)
+    except OSError as exc:
+        raise PermissionDeniedError(f"set io priority {prio.get('class')} {level}: {os.strerror(exc.errno or 0).lower()}",
+                                    errno=exc.errno) from None
+
+
+def set_scheduler(sched: dict) -> None:
+    """process.scheduler, with sched_setattr(2) as runc 1.2 does."""
+    policy = libc.SCHED_POLICIES.get(sched.get("policy") or "")
+    if policy is None:
+        raise InvalidArgumentError(f"set scheduler: unknown policy {sched.get('policy')!r}")
+    flags = 0
+    for f in sched.get("flags") or []:
+        if f not in libc.SCHED_FLAGS:
+            raise InvalidArgumentError(f"set scheduler: unknown flag {f!r}")
+        flags |= libc.SCHED_FLAGS[f]
+    try:
+        libc.sched_setattr(policy, flags, sched.get("nice", 0), sched.get("priority", 0),
+                           sched.get("runtime", 0), sched.get("deadline", 0), sched.get("period", 0))
+    except OSError as exc:
+        raise PermissionDeniedError(f"set scheduler {sched.get('policy')}: {os.strerror(exc.errno or 0).lower()}",
+                                    errno=exc.errno) from None
 
 
 def switch_user(user: dict) -> None:
