@@ -34,7 +34,6 @@ Imported on the runtime's start-up path: os, errno and berth's light modules
 only; stats, events and the eBPF device filter load on first use.
 """
 
-from __future__ import annotations
 
 from berth.cgroups.base import CgroupManager
 from berth.cgroups.hierarchy import DEFAULT_ROOT, detect_mode, resolve_paths

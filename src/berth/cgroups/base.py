@@ -7,7 +7,6 @@ on cgroup v2. It knows nothing of containers beyond that.
 On the runtime's start-up path: imports only os, errno, time.
 """
 
-from __future__ import annotations
 
 import errno
 import os
@@ -123,7 +122,7 @@ class CgroupManager:
 
         return collect(self)
 
-    def watch_events(self) -> EventWatcher:
+    def watch_events(self) -> "EventWatcher":
         """An `berth.cgroups.events.EventWatcher` for OOM and pids-limit events."""
         from berth.cgroups.events import EventWatcher
 

@@ -5,7 +5,6 @@ so a config written for one cgroup version means the same on the other.
 On the runtime's start-up path: no imports.
 """
 
-from __future__ import annotations
 
 from berth.errors import InvalidArgumentError
 

@@ -9,7 +9,6 @@ file before its first write and `rollback()` puts the old contents back.
 On the runtime's start-up path: imports only os and errno.
 """
 
-from __future__ import annotations
 
 import errno
 import os

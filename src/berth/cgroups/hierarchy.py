@@ -18,7 +18,6 @@ Detection costs two stat calls and, on v1/hybrid, one read of the small
 mounted where its name says.
 """
 
-from __future__ import annotations
 
 import os
 

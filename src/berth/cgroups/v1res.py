@@ -8,7 +8,6 @@ undone on failure.
 On the runtime's start-up path: no imports beyond berth's light modules.
 """
 
-from __future__ import annotations
 
 from berth.cgroups import fs
 from berth.cgroups.convert import (

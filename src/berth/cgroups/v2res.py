@@ -5,7 +5,6 @@ io.weight, memory+swap -> memory.swap.max). Functions over one directory.
 On the runtime's start-up path: no imports beyond berth's light modules.
 """
 
-from __future__ import annotations
 
 from berth.cgroups import fs
 from berth.cgroups.convert import (

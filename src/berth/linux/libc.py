@@ -239,6 +239,21 @@ def sched_setattr(policy: int, flags: int = 0, nice: int = 0, priority: int = 0,
         raise _err(f"sched_setattr policy {policy}")
 
 
+class _RLimit(ctypes.Structure):
+    _fields_ = (("rlim_cur", ctypes.c_ulong), ("rlim_max", ctypes.c_ulong))
+
+
+_libc.setrlimit.argtypes = (ctypes.c_int, ctypes.c_void_p)
+RLIM_INFINITY = (1 << 64) - 1
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """setrlimit(2) without the `resource` module (a shared library to load)."""
+    lim = _RLimit(min(soft, RLIM_INFINITY), min(hard, RLIM_INFINITY))
+    if _libc.setrlimit(resource, ctypes.byref(lim)) != 0:
+        raise _err(f"setrlimit {resource} soft={soft} hard={hard}")
+
+
 # <linux/magic.h>
 PROC_SUPER_MAGIC = 0x9FA0
 SYSFS_MAGIC = 0x62656572

@@ -148,8 +148,6 @@ def bring_up_loopback() -> None:
 def _import_before_pivot(cfg: dict) -> None:
     """After pivot_root the host's filesystem, berth's source included, is
     gone: everything the rest of the init may import is imported now."""
-    import resource  # noqa: F401  (lib-dynload, used by set_rlimits)
-
     from berth.linux import capabilities  # noqa: F401
     from berth.runtime import process  # noqa: F401
 

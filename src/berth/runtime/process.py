@@ -33,15 +33,13 @@ def find_executable(name: str, env: dict[str, str]) -> str:
 
 
 def set_rlimits(proc: dict) -> None:
-    import resource
-
     for rl in proc.get("rlimits") or []:
         kind = RLIMIT_TYPES[rl["type"]]
         try:
-            resource.setrlimit(kind, (rl["soft"], rl["hard"]))
-        except (ValueError, OSError) as exc:
+            libc.setrlimit(kind, rl["soft"], rl["hard"])
+        except OSError as exc:
             raise PermissionDeniedError(
-                f"setrlimit {rl['type']} soft={rl['soft']} hard={rl['hard']}: {exc}"
+                f"setrlimit {rl['type']} soft={rl['soft']} hard={rl['hard']}: {os.strerror(exc.errno or 0).lower()}"
             ) from None
 
 
