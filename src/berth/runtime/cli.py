@@ -60,7 +60,19 @@ COMMANDS: dict[str, tuple[dict, str, str]] = {
            "ps displays the processes running inside a container"),
     "events": ({"interval": ("interval", "str"), "stats": ("stats", "bool")}, "<container-id>",
                "display container events such as OOM notifications, cpu, memory, and IO usage statistics"),
+    "exec": ({
+        "process": ("process", "str"), "p": ("process", "str"), "tty": ("tty", "bool"), "t": ("tty", "bool"),
+        "cwd": ("cwd", "str"), "env": ("env", "list"), "e": ("env", "list"), "user": ("user", "str"),
+        "u": ("user", "str"), "additional-gids": ("additional_gids", "list"), "g": ("additional_gids", "list"),
+        "cap": ("cap", "list"), "c": ("cap", "list"), "no-new-privs": ("no_new_privs", "bool"),
+        "apparmor": ("apparmor", "str"), "process-label": ("process_label", "str"),
+        "detach": ("detach", "bool"), "d": ("detach", "bool"), "pid-file": ("pid_file", "str"),
+        "console-socket": ("console_socket", "str"), "preserve-fds": ("preserve_fds", "int"),
+        "ignore-paused": ("ignore_paused", "bool"),
+    }, "<container-id> <command> [command options]", "execute new process inside the container"),
 }
+# commands whose flags end at the first argument (the command after the id has its own)
+STOP_AT_ID = {"exec"}
 for _c in COMMANDS.values():
     _c[0].setdefault("help", ("help", "bool"))
     _c[0].setdefault("h", ("help", "bool"))
@@ -92,7 +104,9 @@ def parse_flags(argv: list[str], flags: dict, stop_at_positional: bool) -> tuple
                     if i >= len(argv):
                         raise UsageError(f"flag needs an argument: -{name}")
                     value = argv[i]
-                if kind == "int":
+                if kind == "list":
+                    opts.setdefault(key, []).append(value)
+                elif kind == "int":
                     try:
                         opts[key] = int(value)
                     except ValueError:
@@ -154,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
             raise NotImplementedYetError("systemd cgroup driver is not supported: use cgroupfs (omit --systemd-cgroup)")
         flags, arg_usage, summary = COMMANDS[cmd]
-        opts, args = parse_flags(args, flags, stop_at_positional=False)
+        opts, args = parse_flags(args, flags, stop_at_positional=cmd in STOP_AT_ID)
         if opts.get("help"):
             sys.stdout.write(f"NAME:\n   berth-runtime {cmd} - {summary}\n\nUSAGE:\n   berth-runtime {cmd} [command options] {arg_usage}\n")
             return 0
@@ -312,4 +326,5 @@ EXTERNAL: dict[str, str] = {
     "resume": "berth.runtime.cgroup_commands:cmd_resume",
     "ps": "berth.runtime.cgroup_commands:cmd_ps",
     "events": "berth.runtime.cgroup_commands:cmd_events",
+    "exec": "berth.runtime.exec:cmd_exec",
 }

@@ -29,7 +29,10 @@ def recv_fd(sock: "_socket.socket") -> tuple[int, str]:
     raise OSError(0, "receive console fd: no file descriptor in message")
 
 
-def setup_console(console_fd: int, size: dict | None) -> None:
+def setup_console(console_fd: int, size: dict | None, bind_console: bool = True) -> None:
+    """A new pty in the container's devpts: its master sent over `console_fd`,
+    its slave our stdio and controlling terminal and (for the init, not for
+    exec) bound over /dev/console."""
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     try:
         if libc.fstatfs_type(master) != libc.DEVPTS_SUPER_MAGIC:
@@ -41,16 +44,8 @@ def setup_console(console_fd: int, size: dict | None) -> None:
         if size:
             fcntl.ioctl(slave, libc.TIOCSWINSZ, struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0))
         name = f"/dev/pts/{n}"
-        # /dev/console: a regular file we create, never an image's symlink (CVE-2025-52565)
-        try:
-            st = os.lstat("/dev/console")
-            if not stat.S_ISREG(st.st_mode) and not stat.S_ISCHR(st.st_mode):
-                os.unlink("/dev/console")
-        except FileNotFoundError:
-            pass
-        if not os.path.lexists("/dev/console"):
-            os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
-        libc.mount(f"/proc/self/fd/{slave}", "/dev/console", None, libc.MS_BIND, None)
+        if bind_console:
+            _bind_console(slave)
         if console_fd >= 0:
             send_fd(console_fd, master, name)
             os.close(console_fd)
@@ -61,6 +56,19 @@ def setup_console(console_fd: int, size: dict | None) -> None:
         os.close(slave)
     finally:
         os.close(master)
+
+
+def _bind_console(slave: int) -> None:
+    # /dev/console: a regular file we create, never an image's symlink (CVE-2025-52565)
+    try:
+        st = os.lstat("/dev/console")
+        if not stat.S_ISREG(st.st_mode) and not stat.S_ISCHR(st.st_mode):
+            os.unlink("/dev/console")
+    except FileNotFoundError:
+        pass
+    if not os.path.lexists("/dev/console"):
+        os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
+    libc.mount(f"/proc/self/fd/{slave}", "/dev/console", None, libc.MS_BIND, None)
 
 
 def relay_terminal(master: int, pid: int) -> None:
