@@ -264,16 +264,17 @@ _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3,
 
 def parse_duration(text: str) -> float:
     """A Go duration ("5s", "1m30s", "250ms", "1.5h") in seconds."""
+    bad = InvalidArgumentError(f'invalid value "{text}" for flag -interval: parse error', value=text)
     s = text.strip()
     sign = 1.0
     if s[:1] in ("+", "-"):
         sign, s = (-1.0 if s[0] == "-" else 1.0), s[1:]
     if s == "0":
         return 0.0
+    if not s:
+        raise bad
     total = 0.0
     i = 0
-    if not s:
-        raise InvalidArgumentError(f'invalid value "{text}" for flag -interval: parse error')
     while i < len(s):
         j = i
         while j < len(s) and (s[j].isdigit() or s[j] == "."):
@@ -282,9 +283,12 @@ def parse_duration(text: str) -> float:
         while k < len(s) and not (s[k].isdigit() or s[k] == "."):
             k += 1
         num, unit = s[i:j], s[j:k]
-        if not num or num == "." or unit not in _DURATION_UNITS:
-            raise InvalidArgumentError(f'invalid value "{text}" for flag -interval: parse error')
-        total += float(num) * _DURATION_UNITS[unit]
+        if unit not in _DURATION_UNITS:
+            raise bad
+        try:
+            total += float(num) * _DURATION_UNITS[unit]
+        except ValueError:
+            raise bad from None
         i = k
     return sign * total
 
