@@ -25,7 +25,7 @@ from berth.errors import (
     UnavailableError,
 )
 from berth.image.content import ContentStore, DigestMismatchError
-from berth.image.layers import apply_layer
+from berth.image.layers import ApplyResult, apply_layer
 from berth.image.registry import Registry, RegistryOptions
 from berth.image.snapshots import Snapshotter, snapshotter
 from berth.image.store import ImageRecord, ImageStore
@@ -169,10 +169,29 @@ class ImageService:
             progress.status(desc.digest, "Download complete", desc.size)
             return d
 
+        if self.snapshots.can_rebase:
+            sizes = self._fetch_unpack_parallel(layers, manifest.layers, chain_ids, fetch,
+                                                progress)
+        else:
+            sizes = self._fetch_unpack_in_order(layers, manifest.layers, chain_ids, fetch,
+                                                progress)
+        image = self._record(config_digest, config, manifest_digest,
+                             media_type, chain_ids, sum(sizes), index_digest)
+        if ref.tag is not None:
+            self.store.tag(image.id, ref)
+        self.store.add_repo_digest(image.id, ref.name, str(top_digest))
+        progress.message(f"Digest: {top_digest}")
+        return self.store.get(image.id)
+
+    def _fetch_unpack_in_order(self, layers: list[LayerBlob], descs: list[oi.Descriptor],
+                               chain_ids: list[str], fetch: Callable[[oi.Descriptor], Digest],
+                               progress: Progress) -> list[int]:
+        """Download in parallel; unpack in order (each layer onto its parent's
+        content) while later layers still download."""
         with ThreadPoolExecutor(self.max_concurrent_downloads,
                                 thread_name_prefix="pull") as pool:
             futures: list[Future | None] = []
-            for desc in manifest.layers:
+            for desc in descs:
                 if self.content.exists(desc.digest):
                     progress.status(desc.digest, "Already exists", desc.size)
                     futures.append(None)
@@ -180,7 +199,6 @@ class ImageService:
                     progress.status(desc.digest, "Waiting", desc.size)
                     futures.append(pool.submit(fetch, desc))
             try:
-                # unpack in order while later layers still download
                 sizes = []
                 for i, fut in enumerate(futures):
                     if fut is not None:
@@ -191,13 +209,75 @@ class ImageService:
                     if fut is not None:
                         fut.cancel()
                 raise
-        image = self._record(config_digest, config, manifest_digest,
-                             media_type, chain_ids, sum(sizes), index_digest)
-        if ref.tag is not None:
-            self.store.tag(image.id, ref)
-        self.store.add_repo_digest(image.id, ref.name, str(top_digest))
-        progress.message(f"Digest: {top_digest}")
-        return self.store.get(image.id)
+        return sizes
+
+    def _fetch_unpack_parallel(self, layers: list[LayerBlob], descs: list[oi.Descriptor],
+                               chain_ids: list[str], fetch: Callable[[oi.Descriptor], Digest],
+                               progress: Progress) -> list[int]:
+        """Download and unpack every layer at once, each into a snapshot of its
+        own, then commit them in order, each rebased on the one below (the
+        snapshotter can: its snapshots hold only their own changes). The
+        database is touched by this thread only."""
+        keys: dict[int, str] = {}
+        sizes: list[int] = [0] * len(layers)
+        blobs_only: list[oi.Descriptor] = []  # unpacked, but the blob is wanted for push/save
+        for i, chain in enumerate(chain_ids):
+            if self.snapshots.exists(chain):
+                sizes[i] = self.store.layer_size(chain)
+                if self.content.exists(descs[i].digest):
+                    progress.status(descs[i].digest, "Already exists", descs[i].size)
+                else:
+                    blobs_only.append(descs[i])
+                continue
+            keys[i] = f"extract-{uuid.uuid4().hex[:12]}-{chain}"
+
+        def job(i: int, target: str, mode: str) -> ApplyResult:
+            desc, layer = descs[i], layers[i]
+            if not self.content.exists(desc.digest):
+                fetch(desc)
+            progress.status(layer.digest, "Extracting", layer.size)
+            with self.content.open(layer.digest) as f:
+                return apply_layer(target, f, oi.layer_compression(layer.media_type), mode)
+
+        try:
+            with ThreadPoolExecutor(self.max_concurrent_downloads,
+                                    thread_name_prefix="pull") as pool:
+                futures: dict[int, Future] = {}
+                others = [pool.submit(fetch, d) for d in blobs_only]
+                for i, key in keys.items():
+                    self.snapshots.prepare(key, "")
+                    progress.status(descs[i].digest, "Waiting", descs[i].size)
+                    futures[i] = pool.submit(job, i, *self.snapshots.apply_target(key))
+                try:
+                    for i, chain in enumerate(chain_ids):
+                        if i not in futures:
+                            continue
+                        res = futures[i].result()
+                        layer = layers[i]
+                        if res.diff_id != layer.diff_id:
+                            raise DigestMismatchError(
+                                f"unpack layer {layer.digest}: uncompressed digest {res.diff_id} "
+                                f"does not match the config's diff ID {layer.diff_id}",
+                                digest=layer.digest)
+                        self.store.put_layer(chain, str(layer.diff_id), res.size)
+                        try:
+                            self.snapshots.commit(chain, keys[i], chain_ids[i - 1] if i else "")
+                            del keys[i]
+                        except AlreadyExistsError:
+                            pass  # another pull committed it meanwhile: ours is removed below
+                        sizes[i] = res.size
+                        progress.status(layer.digest, "Pull complete", layer.size)
+                    for fut in others:
+                        fut.result()
+                except BaseException:
+                    for fut in [*futures.values(), *others]:
+                        fut.cancel()
+                    raise
+        finally:
+            for key in keys.values():
+                with contextlib.suppress(NotFoundError):
+                    self.snapshots.remove(key)
+        return sizes
 
     def _check_layers(self, what: str, manifest: oi.Manifest,
                       config: oi.ImageConfig) -> list[LayerBlob]:

@@ -211,21 +211,35 @@ class Snapshotter(ABC):
         chain = self._chain(self.stat(info.parent)) if info.parent else []
         return self._mounts(info, chain)
 
-    def commit(self, name: str, key: str) -> None:
-        """Make active snapshot `key` the committed snapshot `name`."""
+    def commit(self, name: str, key: str, parent: str | None = None) -> None:
+        """Make active snapshot `key` the committed snapshot `name`. With
+        `parent`, the snapshot is *rebased* onto that committed snapshot: only
+        for snapshotters whose snapshots do not contain their parent's files
+        (`can_rebase`), so that layers can be unpacked in parallel, each into
+        its own snapshot, and stacked in order afterwards."""
         with db.transaction(self.conn):
             info = self.stat(key)
             if info.kind != KIND_ACTIVE:
                 raise InvalidArgumentError(f"commit snapshot {key}: it is a {info.kind} snapshot")
+            new_parent = info.parent
+            if parent is not None and parent != info.parent:
+                if not self.can_rebase:
+                    raise InvalidArgumentError(
+                        f"commit snapshot {key} on {parent}: {self.driver} snapshots "
+                        "cannot be rebased")
+                if parent and self.stat(parent).kind != KIND_COMMITTED:
+                    raise InvalidArgumentError(
+                        f"commit snapshot {key} on {parent}: the parent is not committed")
+                new_parent = parent
             try:
                 self.conn.execute(
-                    "UPDATE snapshots SET key = ?, kind = ? WHERE id = ?",
-                    (name, KIND_COMMITTED, info.id),
+                    "UPDATE snapshots SET key = ?, kind = ?, parent = ? WHERE id = ?",
+                    (name, KIND_COMMITTED, new_parent, info.id),
                 )
             except sqlite3.IntegrityError:
                 raise AlreadyExistsError(f"commit snapshot {key} as {name}: already exists",
                                          key=name) from None
-        self._committed(Info(name, KIND_COMMITTED, info.parent, info.created, info.id))
+        self._committed(Info(name, KIND_COMMITTED, new_parent, info.created, info.id))
 
     def remove(self, key: str) -> None:
         """Remove a snapshot that no other snapshot has as its parent."""
@@ -276,6 +290,7 @@ class Snapshotter(ABC):
     # mechanism -------------------------------------------------------------------------
 
     whiteout_mode = "flatten"
+    can_rebase = False
 
     @abstractmethod
     def _setup(self, info: Info, parents: list[Info]) -> None: ...
@@ -293,6 +308,7 @@ class OverlaySnapshotter(Snapshotter):
 
     driver = "overlay"
     whiteout_mode = "overlay"
+    can_rebase = True  # a layer's directory holds only its own changes
 
     def _setup(self, info: Info, parents: list[Info]) -> None:
         if info.kind == KIND_ACTIVE and parents:

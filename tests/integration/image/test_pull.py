@@ -36,6 +36,21 @@ def test_pull_umoci_image_from_plain_registry(workdir, oci_layout, registry):
     with open(rootfs_file(svc, image, "etc/marker"), "rb") as f:
         assert f.read() == b"second layer\n"
     assert svc.get(f"{registry.host}/test/busybox:v1").id == image.id
+    # the layers, unpacked side by side, stack in order under a container
+    assert svc.snapshots.stat(image.chain_id).parent == oi.chain_ids(cfg.rootfs.diff_ids)[0]
+    from berth.image.snapshots import mount_all, unmount_all
+
+    target = os.path.join(workdir, "rootfs")
+    os.makedirs(target)
+    mount_all(svc.rootfs(image.id, "c1"), target)
+    try:
+        import subprocess
+
+        out = subprocess.run(["chroot", target, "/bin/cat", "/etc/marker"],
+                             capture_output=True, check=True).stdout
+        assert out == b"second layer\n"
+    finally:
+        unmount_all(target)
     # pulled again: nothing downloaded, same image
     assert svc.pull(f"{registry.host}/test/busybox:v1").id == image.id
     # by digest
