@@ -203,3 +203,19 @@ def test_long_layer_chain(sn, mounted):
         f.write("rw")
     view = mounted(sn.view("v", parent), "view")
     assert len(os.listdir(view)) == 120
+
+
+def test_rebase_on_commit(sn, mounted):
+    layer(sn, "x1", "", "L1", [("a", "file", {"data": b"1"})])
+    sn.prepare("x2", "")
+    target, mode = sn.apply_target("x2")
+    data, _ = make_tar([("b", "file", {"data": b"2"}), (".wh.a", "file")])
+    apply_layer(target, io.BytesIO(data), mode=mode)
+    if not sn.can_rebase:
+        with pytest.raises(InvalidArgumentError, match="cannot be rebased"):
+            sn.commit("L2", "x2", "L1")
+        return
+    sn.commit("L2", "x2", "L1")
+    assert sn.stat("L2").parent == "L1"
+    root = mounted(sn.prepare("c", "L2"), "rootfs")
+    assert os.listdir(root) == ["b"]
