@@ -71,9 +71,11 @@ def bundle(kind: str, directory: str, command: tuple[str, ...]) -> None:
 
 
 def _register() -> None:
-    from berth.cli import image
+    from berth.cli import containers, image, system
 
     image.register(cli)
+    containers.register(cli)
+    system.register(cli)
 
 
 _register()

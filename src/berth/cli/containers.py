@@ -1,0 +1,477 @@
+"""`berth run/create/start/stop/restart/kill/rm/ps/logs/inspect/wait/top/
+stats/pause/unpause/rename/port/why` and `berth container ...`: thin
+adapters over `berth.engine.containers.Engine`, with Docker's flags,
+defaults, output and exit codes.
+
+Exit codes (one table, `exit_code_for`): `run`/`create` exit 125 when the
+engine fails, 126 when the command cannot be executed, 127 when it is not
+found, else the container's own code; every other command exits 1 on an
+error, as the Docker CLI. A flag parse error exits 125 ("unknown flag").
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from berth.errors import BerthError
+from berth.paths import Paths
+
+RUN_COMMANDS = ("run", "create")
+
+
+def exit_code_for(command: str, exc: BerthError) -> int:
+    from berth.engine.containers import StartError
+
+    if isinstance(exc, StartError):
+        return exc.exit_code
+    return 125 if command in RUN_COMMANDS else 1
+
+
+class DockerCommand(click.Command):
+    """Flag errors as the Docker CLI: ``unknown flag: --x`` and exit 125."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            msg = exc.format_message()
+            if msg.startswith("No such option: "):
+                msg = "unknown flag: " + msg[len("No such option: "):].split()[0]
+            prog = ctx.command_path
+            click.echo(f"{prog.split()[0]}: {msg}\nSee '{prog} --help'.", err=True)
+            sys.exit(125)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BerthError as exc:
+            name = ctx.info_name or ""
+            prefix = "berth: " if name in RUN_COMMANDS else ""
+            click.echo(f"{prefix}Error response from daemon: {exc.message}", err=True)
+            sys.exit(exit_code_for(name, exc))
+
+
+def command(name: str, **kw: Any) -> Callable:
+    kw.setdefault("context_settings", {"help_option_names": ["-h", "--help"]})
+    return click.command(name, cls=DockerCommand, **kw)
+
+
+def engine(ctx: click.Context):
+    from berth.cli.image import _service
+    from berth.engine.containers import Engine
+
+    paths: Paths = ctx.find_object(Paths) or Paths()
+    eng = Engine(paths, images=lambda: _service(ctx))
+    ctx.call_on_close(eng.close)
+    return eng
+
+
+def for_each(refs: tuple[str, ...], fn: Callable[[str], object]) -> None:
+    """Docker's multi-container commands: each name echoed on success, each
+    error on stderr, exit 1 if any failed."""
+    failed = False
+    for ref in refs:
+        try:
+            fn(ref)
+        except BerthError as exc:
+            click.echo(f"Error response from daemon: {exc.message}", err=True)
+            failed = True
+            continue
+        click.echo(ref)
+    if failed:
+        sys.exit(1)
+
+
+# run / create --------------------------------------------------------------------------
+
+
+def run_options(f: Callable) -> Callable:
+    opts = [
+        click.option("--name", default=""),
+        click.option("-e", "--env", multiple=True),
+        click.option("--env-file", multiple=True),
+        click.option("-w", "--workdir", default=""),
+        click.option("-u", "--user", default=""),
+        click.option("--entrypoint", default=None),
+        click.option("-l", "--label", multiple=True),
+        click.option("-h", "--hostname", default=""),
+        click.option("-i", "--interactive", is_flag=True),
+        click.option("-t", "--tty", is_flag=True),
+        click.option("--rm", "auto_remove", is_flag=True),
+        click.option("-v", "--volume", multiple=True),
+        click.option("--mount", multiple=True),
+        click.option("--tmpfs", multiple=True),
+        click.option("--read-only", is_flag=True),
+        click.option("-m", "--memory", default=""),
+        click.option("--memory-swap", default=""),
+        click.option("--memory-reservation", default=""),
+        click.option("--cpus", default=""),
+        click.option("-c", "--cpu-shares", type=int, default=0),
+        click.option("--cpuset-cpus", default=""),
+        click.option("--pids-limit", type=int, default=0),
+        click.option("--ulimit", multiple=True),
+        click.option("--cap-add", multiple=True),
+        click.option("--cap-drop", multiple=True),
+        click.option("--security-opt", multiple=True),
+        click.option("--privileged", is_flag=True),
+        click.option("--init", is_flag=True),
+        click.option("--restart", default="no"),
+        click.option("--stop-signal", default=""),
+        click.option("--stop-timeout", type=int, default=None),
+        click.option("--network", "--net", default="none"),
+        click.option("--runtime", default="berth"),
+        click.option("--log-opt", multiple=True),
+        click.option("--log-driver", default="json-file"),
+        click.option("--sysctl", multiple=True),
+        click.option("--pull", type=click.Choice(["missing", "always", "never"]),
+                     default="missing"),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def build_options(kw: dict[str, Any], image: str, command: tuple[str, ...]):
+    from berth.engine import options as o
+    from berth.errors import InvalidArgumentError, NotImplementedYetError
+
+    if kw["tty"]:
+        raise NotImplementedYetError("-t/--tty: pseudo-terminals are not supported by berth yet")
+    if kw["init"]:
+        raise NotImplementedYetError("--init: berth has no init process yet")
+    if kw["log_driver"] != "json-file":
+        raise InvalidArgumentError(f"logging driver {kw['log_driver']!r} is not supported "
+                                   "(json-file only)")
+    env: list[str] = []
+    for path in kw["env_file"]:
+        env.extend(o.read_env_file(path))
+    env.extend(o.parse_env(list(kw["env"])))
+    mounts = [o.parse_volume(v) for v in kw["volume"]] + [o.parse_mount(m) for m in kw["mount"]]
+    seen: set[str] = set()
+    for m in mounts:
+        if m.target in seen:
+            raise InvalidArgumentError(f"Duplicate mount point: {m.target}")
+        seen.add(m.target)
+    tmpfs = dict(o.parse_tmpfs(t) for t in kw["tmpfs"])
+    log_opts = {}
+    for item in kw["log_opt"]:
+        k, eq, v = item.partition("=")
+        if not eq:
+            raise InvalidArgumentError(f"invalid key value pair format in log options: {item}")
+        log_opts[k] = v
+    sysctls = {}
+    for item in kw["sysctl"]:
+        k, eq, v = item.partition("=")
+        if not eq:
+            raise InvalidArgumentError(f"invalid argument \"{item}\" for \"--sysctl\" flag: "
+                                       "sysctl must be in the format key=value")
+        sysctls[k] = v
+    memory = o.parse_size(kw["memory"], "-m, --memory") if kw["memory"] else 0
+    swap = o.parse_memory_swap(kw["memory_swap"]) if kw["memory_swap"] else 0
+    if swap > 0 and memory and swap < memory:
+        raise InvalidArgumentError("Minimum memoryswap limit should be larger than memory "
+                                   "limit, see usage")
+    if swap and not memory:
+        raise InvalidArgumentError("You should always set the Memory limit when using "
+                                   "Memoryswap limit, see usage")
+    if memory and memory < 6 << 20:
+        raise InvalidArgumentError("Minimum memory limit allowed is 6MB")
+    return o.RunOptions(
+        image=image, command=list(command), name=kw["name"], entrypoint=kw["entrypoint"],
+        env=env, workdir=kw["workdir"], user=kw["user"],
+        labels=o.parse_labels(list(kw["label"])), hostname=kw["hostname"], tty=kw["tty"],
+        interactive=kw["interactive"], auto_remove=kw["auto_remove"], mounts=mounts,
+        tmpfs=tmpfs, read_only=kw["read_only"], memory=memory, memory_swap=swap,
+        memory_reservation=(o.parse_size(kw["memory_reservation"], "--memory-reservation")
+                            if kw["memory_reservation"] else 0),
+        nano_cpus=o.parse_cpus(kw["cpus"]) if kw["cpus"] else 0,
+        cpu_shares=kw["cpu_shares"], cpuset_cpus=kw["cpuset_cpus"],
+        pids_limit=kw["pids_limit"], ulimits=[o.parse_ulimit(u) for u in kw["ulimit"]],
+        cap_add=list(kw["cap_add"]), cap_drop=list(kw["cap_drop"]),
+        security_opt=list(kw["security_opt"]), privileged=kw["privileged"], init=kw["init"],
+        restart=o.parse_restart(kw["restart"]), stop_signal=kw["stop_signal"],
+        stop_timeout=kw["stop_timeout"], network=kw["network"], runtime=kw["runtime"],
+        log_opts=log_opts, sysctls=sysctls,
+    )
+
+
+def ensure_image(ctx: click.Context, eng, name: str, pull: str) -> None:
+    """Docker's --pull=missing: a missing image is pulled. `busybox` (the
+    local default image) is made from Debian's busybox-static instead, no
+    network needed."""
+    from berth.errors import NotFoundError
+    from berth.oci import reference
+
+    try:
+        eng.images.get(name)
+        if pull != "always":
+            return
+    except NotFoundError:
+        if pull == "never":
+            raise NotFoundError(f"No such image: {name}") from None
+    ref = reference.parse(name)
+    click.echo(f"Unable to find image '{ref.familiar}' locally", err=True)
+    if str(ref) == "docker.io/library/busybox:latest":
+        eng.images.bootstrap_busybox(str(ref))
+        return
+    eng.images.pull(name)
+
+
+def _create(ctx: click.Context, image: str, command: tuple[str, ...], kw: dict[str, Any]):
+    opts = build_options(kw, image, command)
+    eng = engine(ctx)
+    ensure_image(ctx, eng, image, kw["pull"])
+    return eng, eng.create(opts)
+
+
+@command("create", context_settings={"allow_interspersed_args": False,
+                                     "help_option_names": ["--help"]})
+@run_options
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def create(ctx: click.Context, image: str, command: tuple[str, ...], **kw: Any) -> None:
+    """Create a new container."""
+    _eng, rec = _create(ctx, image, command, kw)
+    click.echo(rec.id)
+
+
+@command("run", context_settings={"allow_interspersed_args": False,
+                                  "help_option_names": ["--help"]})
+@click.option("-d", "--detach", is_flag=True)
+@run_options
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run(ctx: click.Context, image: str, command: tuple[str, ...], detach: bool,
+        **kw: Any) -> None:
+    """Create and run a new container from an image."""
+    from berth.engine.containers import Attach
+
+    if detach and kw["auto_remove"] and kw["restart"] not in ("no", ""):
+        from berth.errors import InvalidArgumentError
+
+        raise InvalidArgumentError("Conflicting options: --restart and --rm")
+    eng, rec = _create(ctx, image, command, kw)
+    attach = None if detach else Attach(1, 2, 0 if kw["interactive"] else -1)
+    try:
+        started = eng.start(rec.id, attach)
+    except BerthError:
+        if kw["auto_remove"]:
+            try:
+                eng.remove(rec.id, force=True)
+            except BerthError:
+                pass
+        raise
+    if detach:
+        click.echo(rec.id)
+        return
+    _proxy_signals(eng, rec.id)
+    code = started.wait_exit()
+    if code < 0:
+        code = eng.wait(rec.id) if not kw["auto_remove"] else 125
+    sys.stdout.flush()
+    ctx.exit(code)
+
+
+def _proxy_signals(eng, cid: str) -> None:
+    """Docker's --sig-proxy: signals to the CLI go to the container."""
+    import signal
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            eng.runtime(eng.store.get(cid)).kill(cid, signum)
+        except BerthError:
+            pass
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                signal.SIGUSR2):
+        signal.signal(sig, forward)
+
+
+# start, stop, restart, kill, rm --------------------------------------------------------
+
+
+@command("start")
+@click.option("-a", "--attach", is_flag=True)
+@click.option("-i", "--interactive", is_flag=True)
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def start(ctx: click.Context, containers: tuple[str, ...], attach: bool,
+          interactive: bool) -> None:
+    """Start one or more stopped containers."""
+    from berth.engine.containers import Attach
+
+    eng = engine(ctx)
+    if attach:
+        if len(containers) > 1:
+            from berth.errors import InvalidArgumentError
+
+            raise InvalidArgumentError("you cannot start and attach multiple containers at once")
+        started = eng.start(containers[0], Attach(1, 2, 0 if interactive else -1))
+        if started.status_fd < 0:
+            return
+        _proxy_signals(eng, started.record.id)
+        ctx.exit(max(0, started.wait_exit()))
+    for_each(containers, eng.start)
+
+
+@command("stop")
+@click.option("-t", "--time", "timeout", type=int, default=None)
+@click.option("-s", "--signal", default=None)
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def stop(ctx: click.Context, containers: tuple[str, ...], timeout: int | None,
+         signal: str | None) -> None:
+    """Stop one or more running containers."""
+    eng = engine(ctx)
+    for_each(containers, lambda ref: eng.stop(ref, timeout, signal))
+
+
+@command("restart")
+@click.option("-t", "--time", "timeout", type=int, default=None)
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def restart(ctx: click.Context, containers: tuple[str, ...], timeout: int | None) -> None:
+    """Restart one or more containers."""
+    eng = engine(ctx)
+    for_each(containers, lambda ref: eng.restart(ref, timeout))
+
+
+@command("kill")
+@click.option("-s", "--signal", default="KILL")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def kill(ctx: click.Context, containers: tuple[str, ...], signal: str) -> None:
+    """Kill one or more running containers."""
+    eng = engine(ctx)
+    for_each(containers, lambda ref: eng.kill(ref, signal))
+
+
+@command("rm")
+@click.option("-f", "--force", is_flag=True)
+@click.option("-v", "--volumes", is_flag=True)
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def rm(ctx: click.Context, containers: tuple[str, ...], force: bool, volumes: bool) -> None:
+    """Remove one or more containers."""
+    eng = engine(ctx)
+    for_each(containers, lambda ref: eng.remove(ref, force=force, volumes=volumes))
+
+
+@command("pause")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def pause(ctx: click.Context, containers: tuple[str, ...]) -> None:
+    """Pause all processes within one or more containers."""
+    eng = engine(ctx)
+    for_each(containers, eng.pause)
+
+
+@command("unpause")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def unpause(ctx: click.Context, containers: tuple[str, ...]) -> None:
+    """Unpause all processes within one or more containers."""
+    eng = engine(ctx)
+    for_each(containers, eng.unpause)
+
+
+@command("rename")
+@click.argument("container")
+@click.argument("new_name")
+@click.pass_context
+def rename(ctx: click.Context, container: str, new_name: str) -> None:
+    """Rename a container."""
+    engine(ctx).rename(container, new_name)
+
+
+@command("wait")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def wait(ctx: click.Context, containers: tuple[str, ...]) -> None:
+    """Block until one or more containers stop, then print their exit codes."""
+    eng = engine(ctx)
+    failed = False
+    for ref in containers:
+        try:
+            click.echo(eng.wait(ref))
+        except BerthError as exc:
+            click.echo(f"Error response from daemon: {exc.message}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+@command("port")
+@click.argument("container")
+@click.argument("private_port", required=False)
+@click.pass_context
+def port(ctx: click.Context, container: str, private_port: str | None) -> None:
+    """List port mappings (none until berth has bridge networking)."""
+    engine(ctx).get(container)
+    if private_port:
+        from berth.errors import NotFoundError
+
+        raise NotFoundError(f"No public port '{private_port}' published for {container}")
+
+
+@command("why")
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("container")
+@click.pass_context
+def why(ctx: click.Context, container: str, as_json: bool) -> None:
+    """Say in one line why a container stopped."""
+    from berth.engine import views
+
+    rec = engine(ctx).get(container)
+    line = views.why(rec)
+    if as_json:
+        from berth import jsonio
+
+        click.echo(jsonio.dumps({
+            "Id": rec.id, "Name": rec.name, "Status": rec.status, "ExitCode": rec.exit_code,
+            "OOMKilled": rec.oom_killed, "Reason": rec.reason, "Error": rec.error,
+            "RestartCount": rec.restart_count, "FinishedAt": rec.finished_at,
+            "Summary": line}))
+    else:
+        click.echo(line)
+
+
+@command("prune")
+@click.option("-f", "--force", is_flag=True)
+@click.option("--filter", "filters", multiple=True)
+@click.pass_context
+def prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove all stopped containers."""
+    if not force:
+        click.echo("WARNING! This will remove all stopped containers.\n"
+                   "Are you sure you want to continue? [y/N] ", nl=False)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return
+    removed = engine(ctx).prune()
+    if removed:
+        click.echo("Deleted Containers:")
+        for cid in removed:
+            click.echo(cid)
+        click.echo("")
+    click.echo("Total reclaimed space: 0B")
+
+
+def register(cli: click.Group) -> None:
+    from berth.cli import listing
+
+    top = [run, create, start, stop, restart, kill, rm, pause, unpause, rename, wait, port,
+           why, *listing.COMMANDS]
+    for cmd in top:
+        cli.add_command(cmd)
+    group = click.Group("container", help="Manage containers.")
+    for cmd in top:
+        group.add_command(cmd)
+    group.add_command(prune)
+    group.add_command(listing.ps, "ls")
+    cli.add_command(group)

@@ -1,0 +1,711 @@
+"""The engine's container operations: the façade the CLI (and later the API)
+calls. Each operation takes a container reference (id, name or id prefix)
+and works from the database record; `refresh` reconciles a record with the
+kernel when its monitor is gone (a crash, a kill -9, a reboot).
+
+Lifecycle operations on one container take its flock (`store.Lock`), so
+several berth processes may act at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from berth import jsonio
+from berth.engine import names, spec
+from berth.engine.options import RunOptions, parse_signal
+from berth.engine.runtimes import CliRuntime, InProcessRuntime, runtime_for
+from berth.engine.store import ZERO_TIME, ContainerRecord, Lock, Store
+from berth.engine.volumes import Volumes, copy_up, oci_mounts
+from berth.errors import (
+    BerthError,
+    ConflictError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+from berth.paths import Paths
+
+log = logging.getLogger(__name__)
+
+MONITOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
+DEFAULT_LOG_MAX_SIZE = 10 << 20
+DEFAULT_LOG_MAX_FILE = 3
+
+
+def now() -> str:
+    t = time.time_ns()
+    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 1_000_000_000))
+            + f".{t % 1_000_000_000:09d}Z")
+
+
+@dataclass
+class Attach:
+    """The CLI's fds a foreground container's output is copied to (and, with
+    -i, its stdin)."""
+
+    stdout: int = 1
+    stderr: int = 2
+    stdin: int = -1
+
+
+@dataclass
+class Started:
+    record: ContainerRecord
+    pid: int
+    status_fd: int  # the monitor's status pipe (foreground runs read {"exit": N})
+
+    def wait_exit(self) -> int:
+        """The exit code the monitor reports once the container has exited
+        (and, with --rm, been removed)."""
+        buf = b""
+        try:
+            while True:
+                try:
+                    chunk = os.read(self.status_fd, 4096)
+                except InterruptedError:
+                    continue
+                if not chunk:
+                    break
+                buf += chunk
+        finally:
+            os.close(self.status_fd)
+        for line in reversed(buf.splitlines()):
+            try:
+                msg = jsonio.loads(line)
+            except ValueError:
+                continue
+            if isinstance(msg, dict) and "exit" in msg:
+                return int(msg["exit"])
+        return -1
+
+
+class Engine:
+    def __init__(self, paths: Paths, images: Any = None) -> None:
+        """`images` is an ImageService or a callable making one (the CLI
+        passes its configured one); by default one is made on first use."""
+        self.paths = paths
+        self._store: Store | None = None
+        self._images: Any = None
+        self._images_factory = images
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+        if self._images is not None and self._images_factory is None:
+            self._images.close()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            os.makedirs(self.paths.root, mode=0o701, exist_ok=True)
+            self._store = Store(self.paths)
+        return self._store
+
+    @property
+    def images(self) -> Any:
+        if self._images is None:
+            if callable(self._images_factory):
+                self._images = self._images_factory()
+            elif self._images_factory is not None:
+                self._images = self._images_factory
+            else:
+                from berth.image.service import ImageService
+
+                self._images = ImageService(
+                    self.paths, os.environ.get("BERTH_SNAPSHOTTER", "auto"))
+        return self._images
+
+    @property
+    def volumes(self) -> Volumes:
+        return Volumes(self.store)
+
+    # paths ------------------------------------------------------------------------------
+
+    def bundle(self, cid: str) -> str:
+        return self.paths.container(cid)
+
+    def rootfs(self, cid: str) -> str:
+        return os.path.join(self.bundle(cid), "rootfs")
+
+    def log_path(self, cid: str) -> str:
+        return os.path.join(self.bundle(cid), f"{cid}-json.log")
+
+    def lock(self, cid: str) -> Lock:
+        return Lock(os.path.join(self.paths.state, "locks", cid))
+
+    def runtime(self, rec: ContainerRecord) -> InProcessRuntime | CliRuntime:
+        return runtime_for(rec.host_config.get("Runtime") or "berth",
+                           os.path.join(self.paths.state, "runtimes"),
+                           os.path.join(self.bundle(rec.id), "runtime.log"))
+
+    # lookup -----------------------------------------------------------------------------
+
+    def get(self, ref: str) -> ContainerRecord:
+        return self.refresh(self.store.resolve(ref))
+
+    def list(self) -> list[ContainerRecord]:
+        return [self.refresh(r) for r in self.store.list()]
+
+    def refresh(self, rec: ContainerRecord) -> ContainerRecord:
+        """A record whose monitor died (kill -9, reboot) while it claimed to
+        run: if the container is gone too, it is recorded as exited (255, as
+        Docker after losing a shim) and its runtime state and mounts cleaned."""
+        if not rec.is_running or _alive(rec.monitor_pid, rec.monitor_start):
+            return rec
+        rt = self.runtime(rec)
+        state = None
+        with contextlib.suppress(BerthError, OSError):
+            state = rt.state(rec.id)
+        if state is not None and state.get("status") in ("running", "paused", "created"):
+            return rec  # running on without its monitor: stop/kill/rm still work
+        with self.lock(rec.id):
+            rec = self.store.get(rec.id)
+            if not rec.is_running or _alive(rec.monitor_pid, rec.monitor_start):
+                return rec
+            self._teardown(rec, rt)
+            self.store.update(rec.id, status="exited", pid=0, exit_code=255,
+                              finished_at=now() if rec.finished_at == ZERO_TIME
+                              else rec.finished_at, reason="monitor:lost")
+            return self.store.get(rec.id)
+
+    # create -----------------------------------------------------------------------------
+
+    def create(self, opts: RunOptions) -> ContainerRecord:
+        if opts.name and not names.is_valid_name(opts.name):
+            raise InvalidArgumentError(
+                f'Invalid container name ({opts.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are '
+                "allowed")
+        image = self.images.get(opts.image)
+        icfg = self.images.config(image).config
+        runtime_for(opts.runtime, "/nonexistent", "/dev/null")  # an unknown runtime fails here
+        cid = names.new_id()
+        config = self._docker_config(cid, opts, icfg)
+        spec.process_args(config)  # "no command specified" before anything exists
+        host_config = self._host_config(opts)
+        rec = ContainerRecord(
+            id=cid, name=(opts.name or self.store.pick_name()).removeprefix("/"),
+            image=opts.image, image_id=str(image.id), created=now(), config=config,
+            host_config=host_config,
+            extra={"Path": config["Entrypoint"][0] if config.get("Entrypoint")
+                   else (config.get("Cmd") or [""])[0]},
+        )
+        with contextlib.ExitStack() as undo:
+            self.store.insert(rec)
+            undo.callback(self.store.delete, cid)
+            os.makedirs(self.paths.containers, mode=0o701, exist_ok=True)
+            os.makedirs(self.bundle(cid), mode=0o710)
+            undo.callback(shutil.rmtree, self.bundle(cid), True)
+            os.mkdir(self.rootfs(cid), 0o755)
+            self.images.rootfs(str(image.id), cid, readonly=False)
+            undo.callback(self._remove_snapshot, cid)
+            anonymous = self._anonymous_volumes(icfg, opts)
+            if anonymous:
+                for m in anonymous:
+                    self.volumes.create(m["Source"], anonymous=True)
+                    undo.callback(self.volumes.remove, m["Source"])
+                host_config["Mounts"] = [*host_config["Mounts"], *anonymous]
+                self.store.update(cid, host_config=host_config)
+            undo.pop_all()
+        return self.store.get(cid)
+
+    def _docker_config(self, cid: str, opts: RunOptions, icfg: Any) -> dict[str, Any]:
+        from berth.engine.options import merge_env
+
+        image_env = list(getattr(icfg, "env", None) or [])
+        if opts.entrypoint is not None:
+            entrypoint = [opts.entrypoint] if opts.entrypoint else None
+            cmd = list(opts.command) or None
+        else:
+            entrypoint = list(getattr(icfg, "entrypoint", None) or []) or None
+            cmd = list(opts.command) or list(getattr(icfg, "cmd", None) or []) or None
+        labels = dict(getattr(icfg, "labels", None) or {})
+        labels.update(opts.labels)
+        config: dict[str, Any] = {
+            "Hostname": opts.hostname or (cid[:12] if opts.network != "host"
+                                          else os.uname().nodename),
+            "Domainname": "",
+            "User": opts.user or getattr(icfg, "user", None) or "",
+            "AttachStdin": opts.interactive,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Tty": opts.tty,
+            "OpenStdin": opts.interactive,
+            "StdinOnce": opts.interactive,
+            "Env": merge_env(image_env, opts.env),
+            "Cmd": cmd,
+            "Image": opts.image,
+            "Volumes": getattr(icfg, "volumes", None),
+            "WorkingDir": opts.workdir or getattr(icfg, "working_dir", None) or "",
+            "Entrypoint": entrypoint,
+            "OnBuild": None,
+            "Labels": labels,
+        }
+        stop_signal = opts.stop_signal or getattr(icfg, "stop_signal", None)
+        if stop_signal:
+            parse_signal(stop_signal)
+            config["StopSignal"] = stop_signal
+        if opts.stop_timeout is not None:
+            config["StopTimeout"] = opts.stop_timeout
+        return config
+
+    def _host_config(self, opts: RunOptions) -> dict[str, Any]:
+        log_config = {"Type": "json-file", "Config": dict(opts.log_opts)}
+        for key in opts.log_opts:
+            if key not in ("max-size", "max-file"):
+                raise InvalidArgumentError(f"unknown log opt '{key}' for json-file log driver")
+        if "max-size" in opts.log_opts:
+            from berth.engine.options import parse_size
+
+            parse_size(opts.log_opts["max-size"], "--log-opt max-size")
+        if "max-file" in opts.log_opts and not opts.log_opts["max-file"].isdigit():
+            raise InvalidArgumentError("invalid value for max-file: "
+                                       f"{opts.log_opts['max-file']}")
+        spec.capabilities(opts.cap_add, opts.cap_drop, opts.privileged)  # names checked now
+        spec._security_opts(opts.security_opt)
+        if opts.network not in ("none", "host", "default", "bridge"):
+            raise NotFoundError(f"network {opts.network} not found")
+        return {
+            "Binds": [f"{m.source}:{m.target}{':ro' if m.read_only else ''}"
+                      for m in opts.mounts if m.create_host_path or m.type == "volume"] or None,
+            "NetworkMode": "host" if opts.network == "host" else "none",
+            "RestartPolicy": opts.restart.docker(),
+            "AutoRemove": opts.auto_remove,
+            "Mounts": [dict(m.docker(), **({"CreateHostPath": True} if m.create_host_path
+                                          else {})) for m in opts.mounts],
+            "Tmpfs": dict(opts.tmpfs) or None,
+            "ReadonlyRootfs": opts.read_only,
+            "Memory": opts.memory,
+            "MemorySwap": opts.memory_swap,
+            "MemoryReservation": opts.memory_reservation,
+            "NanoCpus": opts.nano_cpus,
+            "CpuShares": opts.cpu_shares,
+            "CpusetCpus": opts.cpuset_cpus,
+            "PidsLimit": opts.pids_limit or None,
+            "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in opts.ulimits]
+            or None,
+            "CapAdd": opts.cap_add or None,
+            "CapDrop": opts.cap_drop or None,
+            "SecurityOpt": opts.security_opt or None,
+            "Privileged": opts.privileged,
+            "Init": opts.init or None,
+            "Runtime": opts.runtime or "berth",
+            "LogConfig": log_config,
+            "Sysctls": opts.sysctls or None,
+        }
+
+    def _anonymous_volumes(self, icfg: Any, opts: RunOptions) -> list[dict[str, Any]]:
+        targets = {m.target for m in opts.mounts} | set(opts.tmpfs)
+        out = []
+        for path in getattr(icfg, "volumes", None) or {}:
+            if path not in targets:
+                out.append({"Type": "volume", "Source": os.urandom(32).hex(), "Target": path,
+                            "Anonymous": True})
+        for m in opts.mounts:
+            if m.type == "volume" and not m.source:
+                out.append({"Type": "volume", "Source": os.urandom(32).hex(),
+                            "Target": m.target, "Anonymous": True})
+        return out
+
+    def _remove_snapshot(self, cid: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            self.images.snapshots.remove(cid)
+
+    # start ------------------------------------------------------------------------------
+
+    def start(self, ref: str, attach: Attach | None = None) -> Started:
+        """Start a created or exited container under a new monitor; returns
+        once it runs (or raises why it could not)."""
+        rec = self.get(ref)
+        with self.lock(rec.id):
+            rec = self.store.get(rec.id)
+            if rec.status in ("running", "paused", "restarting") and _alive(
+                    rec.monitor_pid, rec.monitor_start):
+                return Started(rec, rec.pid, -1)
+            if rec.status == "removing":
+                raise ConflictError(f"container {rec.id} is marked for removal and cannot be "
+                                    "started")
+            self._prepare(rec)
+            r = self._spawn_monitor(rec, attach)
+            msg = _read_message(r)
+        if "pid" not in msg:
+            os.close(r)
+            text = msg.get("error") or "the monitor exited before the container started"
+            raise StartError(text, exit_code=int(msg.get("exit_code") or 125),
+                             container_id=rec.id)
+        if attach is None:
+            os.close(r)
+            r = -1
+        return Started(self.store.get(rec.id), int(msg["pid"]), r)
+
+    def _prepare(self, rec: ContainerRecord) -> None:
+        """Mount the rootfs (if not yet), write /etc files, config.json and
+        monitor.json. Everything it makes is undone by `_teardown`."""
+        bundle = self.bundle(rec.id)
+        rootfs = self.rootfs(rec.id)
+        rt = self.runtime(rec)
+        with contextlib.suppress(BerthError):
+            rt.delete(rec.id, force=True)  # a runtime record left by a killed monitor
+        with contextlib.ExitStack() as undo:
+            if not _is_mountpoint(rootfs):
+                from berth.image.snapshots import mount_all
+
+                mounts = self.images.snapshots.mounts(rec.id)
+                mount_all(mounts, rootfs)
+                undo.callback(_unmount, rootfs)
+            hc = rec.host_config
+            network = hc.get("NetworkMode") or "none"
+            etc = spec.write_etc_files(bundle, rec.config.get("Hostname") or rec.id[:12],
+                                       network)
+            user_mounts = oci_mounts(self.volumes, hc.get("Mounts") or [])
+            for m in hc.get("Mounts") or []:
+                if m.get("Type") == "volume":
+                    copy_up(rootfs, m["Target"], self.volumes.path(m["Source"]))
+            cfg = spec.build(rec.id, rec.config, hc, rootfs, etc, user_mounts)
+            jsonio.write_atomic(os.path.join(bundle, "config.json"), jsonio.dumps(cfg), 0o600)
+            opts = hc.get("LogConfig", {}).get("Config") or {}
+            max_size = DEFAULT_LOG_MAX_SIZE
+            if "max-size" in opts:
+                from berth.engine.options import parse_size
+
+                max_size = parse_size(opts["max-size"], "--log-opt max-size")
+            monitor_cfg = {
+                "id": rec.id,
+                "bundle": bundle,
+                "runtime": hc.get("Runtime") or "berth",
+                "runtime_state": os.path.join(self.paths.state, "runtimes"),
+                "runtime_log": os.path.join(bundle, "runtime.log"),
+                "log_path": self.log_path(rec.id),
+                "log_max_size": max_size,
+                "log_max_file": int(opts.get("max-file") or DEFAULT_LOG_MAX_FILE),
+                "database": self.paths.database,
+                "root": self.paths.root,
+                "state": self.paths.state,
+                "restart": hc.get("RestartPolicy") or {},
+                "auto_remove": bool(hc.get("AutoRemove")),
+                "restart_count": 0,
+                "seccomp_cache": os.path.join(self.paths.root, "seccomp-cache"),
+                "sys_path": [p for p in sys.path if p],
+            }
+            self.store.update(rec.id, stop_requested=0, error="", reason="", restart_count=0)
+            jsonio.write_atomic(os.path.join(bundle, "monitor.json"), jsonio.dumps(monitor_cfg),
+                                0o600)
+            undo.pop_all()
+
+    def _spawn_monitor(self, rec: ContainerRecord, attach: Attach | None) -> int:
+        import fcntl
+
+        def high(fd: int) -> int:
+            # above every target fd, so no dup2 below overwrites a later source
+            return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+
+        r, w0 = os.pipe2(os.O_CLOEXEC)
+        null0 = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        w, null = high(w0), high(null0)
+        os.close(w0)
+        os.close(null0)
+        sources = [w, null]
+        cfg_path = os.path.join(self.bundle(rec.id), "monitor.json")
+        actions: list[tuple] = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1),
+                                (os.POSIX_SPAWN_DUP2, null, 2), (os.POSIX_SPAWN_DUP2, w, 3)]
+        if attach is not None:
+            for src, target in ((attach.stdout, 4), (attach.stderr, 5), (attach.stdin, 6)):
+                if src >= 0:
+                    fd = high(src)
+                    sources.append(fd)
+                    actions.append((os.POSIX_SPAWN_DUP2, fd, target))
+            cfg = jsonio.load_file(cfg_path)
+            assert isinstance(cfg, dict)
+            cfg["attach"] = True
+            cfg["stdin"] = attach.stdin >= 0
+            jsonio.write_atomic(cfg_path, jsonio.dumps(cfg), 0o600)
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+        try:
+            os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", MONITOR, cfg_path], env,
+                           file_actions=actions, setsid=True)
+        except OSError:
+            os.close(r)
+            raise
+        finally:
+            for fd in sources:
+                os.close(fd)
+        return r
+
+    # stop, kill, restart ----------------------------------------------------------------
+
+    def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        rec = self.get(ref)
+        if not rec.is_running:
+            return
+        self.store.update(rec.id, stop_requested=1)
+        rt = self.runtime(rec)
+        if rec.status == "restarting":
+            _wait_gone(rec.monitor_pid, rec.monitor_start, 70)
+            return
+        sig = parse_signal(signal) if signal else spec.stop_signal(rec.config)
+        if timeout is None:
+            timeout = rec.config.get("StopTimeout")
+            timeout = 10 if timeout is None else int(timeout)
+        if rec.status == "paused":
+            with contextlib.suppress(BerthError):
+                rt.resume(rec.id)
+        with contextlib.suppress(BerthError):
+            rt.kill(rec.id, sig)
+        if timeout < 0:
+            _wait_pid(rec.pid, None)
+        elif not _wait_pid(rec.pid, timeout):
+            with contextlib.suppress(BerthError):
+                rt.kill(rec.id, 9, all_processes=True)
+            _wait_pid(rec.pid, 10)
+        self._await_monitor(rec, 128 + sig)
+
+    def _await_monitor(self, rec: ContainerRecord, code: int) -> None:
+        """Wait for the monitor to record the exit; without a monitor, record
+        it here (the exit status is lost: 128+signal sent)."""
+        if _alive(rec.monitor_pid, rec.monitor_start):
+            _wait_gone(rec.monitor_pid, rec.monitor_start, 15)
+            return
+        with self.lock(rec.id):
+            cur = self.store.get(rec.id)
+            if not cur.is_running:
+                return
+            self._teardown(cur, self.runtime(cur))
+            self.store.update(rec.id, status="exited", pid=0, exit_code=code,
+                              finished_at=now(), reason=f"stopped:{code}")
+
+    def kill(self, ref: str, signal: str = "KILL") -> ContainerRecord:
+        rec = self.get(ref)
+        sig = parse_signal(signal)
+        if rec.status not in ("running", "paused"):
+            raise ConflictError(f"Cannot kill container: {ref}: Container {rec.id} is not "
+                                "running")
+        rt = self.runtime(rec)
+        try:
+            rt.kill(rec.id, sig)
+        except ConflictError:
+            raise ConflictError(f"Cannot kill container: {ref}: Container {rec.id} is not "
+                                "running") from None
+        if sig == 9:
+            _wait_pid(rec.pid, 10)
+            if not _alive(rec.monitor_pid, rec.monitor_start):
+                self._await_monitor(rec, 137)
+        return rec
+
+    def restart(self, ref: str, timeout: int | None = None) -> None:
+        self.stop(ref, timeout)
+        rec = self.get(ref)
+        if _alive(rec.monitor_pid, rec.monitor_start):
+            _wait_gone(rec.monitor_pid, rec.monitor_start, 15)
+        self.start(ref)
+
+    def pause(self, ref: str) -> None:
+        rec = self.get(ref)
+        if rec.status == "paused":
+            raise ConflictError(f"Container {rec.id} is already paused")
+        if rec.status != "running":
+            raise ConflictError(f"Container {rec.id} is not running")
+        self.runtime(rec).pause(rec.id)
+        self.store.update(rec.id, status="paused")
+
+    def unpause(self, ref: str) -> None:
+        rec = self.get(ref)
+        if rec.status != "paused":
+            raise ConflictError(f"Container {rec.id} is not paused")
+        self.runtime(rec).resume(rec.id)
+        self.store.update(rec.id, status="running")
+
+    def rename(self, ref: str, new_name: str) -> None:
+        rec = self.get(ref)
+        new_name = new_name.removeprefix("/")
+        if not names.is_valid_name(new_name):
+            raise InvalidArgumentError(
+                f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are "
+                "allowed")
+        if new_name == rec.name:
+            raise InvalidArgumentError("Renaming a container with the same name as its "
+                                       "current name")
+        self.store.rename(rec.id, new_name)
+
+    # remove -----------------------------------------------------------------------------
+
+    def remove(self, ref: str, force: bool = False, volumes: bool = False,
+               from_monitor: bool = False) -> ContainerRecord:
+        rec = self.store.resolve(ref) if from_monitor else self.get(ref)
+        if rec.is_running and not from_monitor:
+            if not force:
+                raise ConflictError(
+                    f"You cannot remove a {rec.status} container {rec.id}. Stop the container "
+                    "before attempting removal or force remove")
+            self.store.update(rec.id, stop_requested=1, status="removing")
+            rt = self.runtime(rec)
+            with contextlib.suppress(BerthError):
+                if rec.status == "paused":
+                    rt.resume(rec.id)
+            with contextlib.suppress(BerthError):
+                rt.kill(rec.id, 9, all_processes=True)
+            _wait_pid(rec.pid, 10)
+            _wait_gone(rec.monitor_pid, rec.monitor_start, 15)
+        with self.lock(rec.id):
+            try:
+                rec = self.store.get(rec.id)
+            except NotFoundError:
+                return rec  # removed meanwhile (its monitor's --rm)
+            self._teardown(rec, self.runtime(rec))
+            self._remove_snapshot(rec.id)
+            shutil.rmtree(self.bundle(rec.id), ignore_errors=True)
+            self.store.delete(rec.id)
+            if volumes:
+                for m in rec.host_config.get("Mounts") or []:
+                    if m.get("Anonymous"):
+                        with contextlib.suppress(BerthError):
+                            self.volumes.remove(m["Source"])
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.paths.state, "locks", rec.id))
+        return rec
+
+    def _teardown(self, rec: ContainerRecord, rt: InProcessRuntime | CliRuntime) -> None:
+        """Runtime state, cgroup and rootfs mount of a container that is not
+        (or no longer) supervised."""
+        try:
+            rt.delete(rec.id, force=True)
+        except BerthError as exc:
+            log.warning("delete %s in runtime %s: %s", rec.id, rt.name, exc)
+        _unmount(self.rootfs(rec.id))
+
+    def prune(self) -> list[str]:
+        removed = []
+        for rec in self.list():
+            if rec.status in ("exited", "created", "dead"):
+                self.remove(rec.id)
+                removed.append(rec.id)
+        return removed
+
+    # wait -------------------------------------------------------------------------------
+
+    def wait(self, ref: str) -> int:
+        rec = self.get(ref)
+        while True:
+            rec = self.refresh(self.store.get(rec.id))
+            if rec.status not in ("running", "paused", "restarting", "removing"):
+                return rec.exit_code
+            if rec.pid and rec.status in ("running", "paused"):
+                _wait_pid(rec.pid, 1.0)
+            time.sleep(0.02)
+
+    # processes, stats -------------------------------------------------------------------
+
+    def cgroup(self, rec: ContainerRecord) -> Any:
+        from berth.cgroups import open_manager
+
+        return open_manager(f"/berth/{rec.id}", rec.id)
+
+    def pids(self, rec: ContainerRecord) -> list[int]:
+        if rec.status not in ("running", "paused"):
+            raise ConflictError(f"Container {rec.id} is not running")
+        return sorted(self.cgroup(rec).pids())
+
+    def stats(self, rec: ContainerRecord) -> dict[str, Any]:
+        return self.cgroup(rec).stats()
+
+
+class StartError(BerthError):
+    """The container could not start; `exit_code` is Docker's (125, or 126/127
+    when its command could not be executed)."""
+
+    category = "invalid_argument"
+    exit_code = 125
+    http_status = 400
+
+    def __init__(self, message: str, exit_code: int = 125, **data: object) -> None:
+        super().__init__(message, **data)
+        self.exit_code = exit_code
+
+
+# helpers --------------------------------------------------------------------------------
+
+
+def _read_message(fd: int) -> dict[str, Any]:
+    buf = b""
+    while b"\n" not in buf:
+        try:
+            chunk = os.read(fd, 4096)
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        buf += chunk
+    line = buf.split(b"\n", 1)[0]
+    if not line:
+        return {}
+    try:
+        msg = jsonio.loads(line)
+    except ValueError:
+        raise InternalError(f"monitor: malformed status {line!r}") from None
+    return msg if isinstance(msg, dict) else {}
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def _alive(pid: int, start: int) -> bool:
+    return pid > 0 and _start_time(pid) == start
+
+
+def _wait_pid(pid: int, timeout: float | None) -> bool:
+    """Wait until process `pid` (not our child) is gone; False on timeout."""
+    import select
+
+    if pid <= 0:
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if _start_time(pid) is None:
+                return True
+            left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            select.select([fd], [], [], left)
+    finally:
+        os.close(fd)
+
+
+def _wait_gone(pid: int, start: int, timeout: float) -> bool:
+    if not _alive(pid, start):
+        return True
+    return _wait_pid(pid, timeout)
+
+
+def _is_mountpoint(path: str) -> bool:
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split()[4] == path for line in f)
+    except OSError:
+        return False
+
+
+def _unmount(target: str) -> None:
+    from berth.image.snapshots import unmount_all
+
+    with contextlib.suppress(NotFoundError):
+        unmount_all(target)

@@ -1,0 +1,522 @@
+"""The per-container monitor (conmon's role; DESIGN.md "Processes").
+
+Run as its own lean interpreter (`python -I -S monitor.py BUNDLE/monitor.json`,
+started by `containers.spawn_monitor` in a new session), it:
+
+- becomes a child subreaper, creates and starts the container through the
+  runtime (so the container's init is its child), holding the container's
+  stdout/stderr pipes;
+- writes them to a json-file log in Docker's format, rotated at
+  `log_max_size` x `log_max_file`, and copies them to the attached CLI of a
+  foreground `run` while that CLI lives;
+- records start, exit code, OOM kill and finish time in the database, and
+  applies the restart policy with Docker's back-off (100 ms doubling to 1 min,
+  reset after 10 s up);
+- tells the CLI over fd 3 ``{"pid": N}`` once the container runs (or
+  ``{"error": ...}``) and, at the end, ``{"exit": N}``.
+
+Killing the CLI never stops the container, the log or the exit record: the
+monitor is in its own session and the CLI's death only closes fd 3.
+
+Imports: os, time, ctypes (libc), berth.jsonio and the runtime; sqlite3 and
+the rest only once the container has exited. Nothing here may print: fds
+0-2 are /dev/null, diagnostics go to BUNDLE/monitor.log.
+"""
+
+import os
+import sys
+import time
+
+STATUS_FD = 3
+ATTACH_OUT_FD = 4
+ATTACH_ERR_FD = 5
+ATTACH_IN_FD = 6
+PARTIAL_MAX = 16 * 1024  # Docker's json-file splits lines longer than this
+FINISH_DRAIN_S = 2.0
+
+
+def _now() -> str:
+    t = time.time_ns()
+    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 1_000_000_000))
+            + f".{t % 1_000_000_000:09d}Z")
+
+
+class JsonFileLog:
+    """Docker's json-file driver: one JSON object per line,
+    ``{"log":"text\\n","stream":"stdout","time":"...Z"}``, rotated to
+    PATH.1 ... PATH.(max_file-1) when PATH would pass max_size bytes."""
+
+    def __init__(self, path: str, max_size: int, max_file: int) -> None:
+        self.path = path
+        self.max_size = max_size
+        self.max_file = max(1, max_file)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.size = os.fstat(self.fd).st_size
+
+    def write(self, stream: str, data: bytes) -> None:
+        from berth import jsonio
+
+        line = (jsonio.dumps({"log": data.decode("utf-8", errors="replace"), "stream": stream,
+                              "time": _now()}) + "\n").encode()
+        if self.max_size > 0 and self.size + len(line) > self.max_size and self.size > 0:
+            self.rotate()
+        os.write(self.fd, line)
+        self.size += len(line)
+
+    def rotate(self) -> None:
+        os.close(self.fd)
+        if self.max_file > 1:
+            for i in range(self.max_file - 1, 1, -1):
+                try:
+                    os.rename(f"{self.path}.{i - 1}", f"{self.path}.{i}")
+                except FileNotFoundError:
+                    pass
+            os.rename(self.path, f"{self.path}.1")
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        else:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        self.fd = os.open(self.path, flags, 0o640)
+        self.size = 0
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Stream:
+    """One of the container's output pipes: split into lines for the log,
+    copied raw to the attached CLI."""
+
+    def __init__(self, name: str, fd: int, log: JsonFileLog, attach: int) -> None:
+        self.name = name
+        self.fd = fd
+        self.log = log
+        self.attach = attach
+        self.buf = b""
+
+    def read(self) -> bool:
+        """Read what is there; False at EOF."""
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return True
+        if not data:
+            self.flush()
+            return False
+        if self.attach >= 0:
+            try:
+                _write_all(self.attach, data)
+            except OSError:
+                # the attached CLI is gone: keep logging, stop copying
+                os.close(self.attach)
+                self.attach = -1
+        self.buf += data
+        while True:
+            i = self.buf.find(b"\n")
+            if i < 0:
+                break
+            self.log.write(self.name, self.buf[: i + 1])
+            self.buf = self.buf[i + 1:]
+        while len(self.buf) >= PARTIAL_MAX:
+            self.log.write(self.name, self.buf[:PARTIAL_MAX])
+            self.buf = self.buf[PARTIAL_MAX:]
+        return True
+
+    def flush(self) -> None:
+        if self.buf:
+            self.log.write(self.name, self.buf)
+            self.buf = b""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class Monitor:
+    def __init__(self, cfg: dict) -> None:
+        self.cfg = cfg
+        self.cid: str = cfg["id"]
+        self.bundle: str = cfg["bundle"]
+        self.diag = os.open(os.path.join(self.bundle, "monitor.log"),
+                            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.status_fd = STATUS_FD if _is_open(STATUS_FD) else -1
+        self.attach_out = ATTACH_OUT_FD if cfg.get("attach") else -1
+        self.attach_err = ATTACH_ERR_FD if cfg.get("attach") else -1
+        self.stdin_fd = ATTACH_IN_FD if cfg.get("stdin") else -1
+        self.log = JsonFileLog(cfg["log_path"], cfg["log_max_size"], cfg["log_max_file"])
+        from berth.engine.runtimes import runtime_for
+
+        self.rt = runtime_for(cfg["runtime"], cfg["runtime_state"], cfg["runtime_log"])
+        self.restart_count = cfg.get("restart_count", 0)
+        self.conn = None
+
+    def note(self, text: str) -> None:
+        os.write(self.diag, f"{_now()} {text}\n".encode())
+
+    def tell(self, **msg: object) -> None:
+        if self.status_fd < 0:
+            return
+        from berth import jsonio
+
+        try:
+            os.write(self.status_fd, (jsonio.dumps(msg) + "\n").encode())
+        except OSError:
+            os.close(self.status_fd)
+            self.status_fd = -1
+
+    # database, opened lazily --------------------------------------------------------
+
+    def db(self):
+        if self.conn is None:
+            from berth import db
+
+            self.conn = db.connect(self.cfg["database"])
+        return self.conn
+
+    def record(self, **values: object) -> bool:
+        """UPDATE the container's row; False when the row is gone (removed)."""
+        from berth import db
+
+        conn = self.db()
+        cols = ", ".join(f"{k} = ?" for k in values)
+        with db.transaction(conn):
+            cur = conn.execute(f"UPDATE containers SET {cols} WHERE id = ?",
+                               (*values.values(), self.cid))
+        return cur.rowcount == 1
+
+    def row(self) -> dict | None:
+        r = self.db().execute(
+            "SELECT status, stop_requested FROM containers WHERE id = ?", (self.cid,)).fetchone()
+        return dict(r) if r is not None else None
+
+    # the container ------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start the container and supervise it until it is not restarted;
+        returns its last exit code (or 125 if it never started)."""
+        first = True
+        delay = 0.0
+        code = 125
+        while True:
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+            stdin = self.stdin_fd if self.stdin_fd >= 0 else null
+            try:
+                pid = self.rt.create(self.cid, self.bundle, (stdin, out_w, err_w))
+                self.rt.start(self.cid)
+            except BaseException as exc:
+                for fd in (out_r, out_w, err_r, err_w, null):
+                    os.close(fd)
+                message = getattr(exc, "message", None) or str(exc)
+                self.note(f"start failed: {message}")
+                try:
+                    self.rt.delete(self.cid, force=True)
+                except BaseException as exc2:
+                    self.note(f"delete after failed start: {exc2}")
+                category = getattr(exc, "category", "internal")
+                exit_code = _exec_exit_code(message)
+                self.record(status="created" if first else "exited", pid=0, error=message,
+                            exit_code=exit_code, finished_at=_now(),
+                            reason=f"failed to start: {message}")
+                if first:
+                    self.tell(error=message, category=category, exit_code=exit_code)
+                return exit_code
+            for fd in (out_w, err_w, null):
+                os.close(fd)
+            if self.stdin_fd >= 0:
+                # the container holds the attached stdin now; EOF reaches it
+                # only if nobody else keeps the terminal or pipe open
+                os.close(self.stdin_fd)
+                self.stdin_fd = -1
+            started = time.monotonic()
+            self.record(status="running", pid=pid, started_at=_now(), error="",
+                        restart_count=self.restart_count, monitor_pid=os.getpid(),
+                        monitor_start=_start_time(os.getpid()), oom_killed=0, reason="")
+            if first:
+                self.tell(pid=pid)
+                first = False
+            status = self.pump(pid, out_r, err_r)
+            code = os.waitstatus_to_exitcode(status)
+            signaled = code < 0
+            if signaled:
+                code = 128 - code
+            oom = _oom_kills(self.cid)
+            try:
+                self.rt.delete(self.cid, force=True)
+            except BaseException as exc:
+                self.note(f"delete after exit: {exc}")
+            row = self.row()
+            if row is None:  # removed meanwhile (rm -f)
+                return code
+            reason = _reason(code, signaled, oom, bool(row["stop_requested"]))
+            ran = time.monotonic() - started
+            restart = self.should_restart(code, bool(row["stop_requested"]))
+            self.record(status="restarting" if restart else "exited", pid=0, exit_code=code,
+                        oom_killed=int(oom), finished_at=_now(), reason=reason)
+            if not restart:
+                return code
+            # Docker's back-off: 100 ms doubling, capped at 1 min, reset when
+            # the container had run for 10 s
+            delay = 0.1 if ran >= 10 or delay == 0 else min(delay * 2, 60.0)
+            self.restart_count += 1
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline:
+                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+                row = self.row()
+                if row is None or row["stop_requested"]:
+                    if row is not None:
+                        self.record(status="exited")
+                    return code
+
+    def should_restart(self, code: int, stop_requested: bool) -> bool:
+        policy = self.cfg.get("restart") or {}
+        name = policy.get("Name") or "no"
+        if stop_requested or name == "no":
+            return False
+        if name in ("always", "unless-stopped"):
+            return True
+        if name == "on-failure":
+            limit = policy.get("MaximumRetryCount") or 0
+            return code != 0 and (limit == 0 or self.restart_count < limit)
+        return False
+
+    def pump(self, pid: int, out_r: int, err_r: int) -> int:
+        """Copy output until the container's init exits and its pipes drain;
+        returns the init's wait status."""
+        import select
+
+        os.set_blocking(out_r, False)
+        os.set_blocking(err_r, False)
+        streams = {out_r: Stream("stdout", out_r, self.log, self.attach_out),
+                   err_r: Stream("stderr", err_r, self.log, self.attach_err)}
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            pidfd = -1
+        poller = select.poll()
+        for fd in streams:
+            poller.register(fd, select.POLLIN | select.POLLHUP)
+        if pidfd >= 0:
+            poller.register(pidfd, select.POLLIN)
+        status = None
+        drain_deadline = None
+        while streams:
+            timeout = 1000
+            if drain_deadline is not None:
+                timeout = max(0, int((drain_deadline - time.monotonic()) * 1000))
+            events = poller.poll(timeout)
+            for fd, _ev in events:
+                if fd == pidfd:
+                    poller.unregister(pidfd)
+                    continue
+                if not streams[fd].read():
+                    poller.unregister(fd)
+                    os.close(fd)
+                    del streams[fd]
+            if status is None:
+                status = _reap(pid)
+                if status is not None and drain_deadline is None:
+                    drain_deadline = time.monotonic() + FINISH_DRAIN_S
+            if drain_deadline is not None and time.monotonic() >= drain_deadline:
+                break
+        while status is None:
+            if pidfd >= 0:
+                select.select([pidfd], [], [], 1.0)
+            else:
+                time.sleep(0.01)
+            status = _reap(pid)
+        for st in streams.values():
+            while True:
+                try:
+                    if not st.read():
+                        break
+                except OSError:
+                    break
+            st.flush()
+            os.close(st.fd)
+        if pidfd >= 0:
+            os.close(pidfd)
+        return status
+
+    def finish(self, code: int) -> None:
+        """After the last exit: unmount the rootfs, remove the container if
+        it is --rm, close the attached streams and report the exit."""
+        for fd in (self.attach_out, self.attach_err):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.attach_out = self.attach_err = -1
+        self.log.close()
+        try:
+            _unmount(os.path.join(self.bundle, "rootfs"))
+        except OSError as exc:
+            self.note(f"unmount rootfs: {exc}")
+        if self.cfg.get("auto_remove") and self.row() is not None:
+            try:
+                for p in self.cfg.get("sys_path") or []:
+                    if p not in sys.path:
+                        sys.path.append(p)
+                from berth.engine.containers import Engine
+                from berth.paths import Paths
+
+                eng = Engine(Paths(self.cfg["root"], self.cfg["state"]))
+                eng.remove(self.cid, force=True, volumes=True, from_monitor=True)
+                eng.close()
+            except BaseException as exc:
+                self.note(f"auto-remove: {exc}")
+        self.tell(exit=code)
+
+
+def _reap(pid: int) -> int | None:
+    """The init's wait status if it has exited; other orphans we inherited as
+    subreaper are reaped on the way."""
+    result = None
+    while True:
+        try:
+            wpid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if wpid == 0:
+            break
+        if wpid == pid:
+            result = status
+    return result
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def _start_time(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _oom_kills(cid: str) -> bool:
+    """Whether the kernel's OOM killer fired in the container's cgroup."""
+    for path, key in ((f"/sys/fs/cgroup/berth/{cid}/memory.events", "oom_kill"),
+                      (f"/sys/fs/cgroup/memory/berth/{cid}/memory.oom_control", "oom_kill")):
+        try:
+            with open(path) as f:
+                for line in f:
+                    k, _, v = line.partition(" ")
+                    if k == key and int(v) > 0:
+                        return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def _reason(code: int, signaled: bool, oom: bool, stopped: bool) -> str:
+    if oom:
+        return "oom"
+    if stopped:
+        return f"stopped:{code}"
+    if signaled:
+        return f"signal:{code - 128}"
+    return f"exit:{code}"
+
+
+def _exec_exit_code(message: str) -> int:
+    """Docker's codes for a command that could not be run: 127 not found,
+    126 not executable; 125 for anything else."""
+    m = message.lower()
+    if "exec" in m and ("not found" in m or "no such file" in m):
+        return 127
+    if "exec" in m and ("permission denied" in m or "exec format error" in m):
+        return 126
+    return 125
+
+
+def _unmount(target: str) -> None:
+    import errno
+
+    from berth.linux import libc
+
+    for _ in range(64):
+        try:
+            libc.umount2(target, libc.MNT_DETACH)
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.ENOENT):
+                return
+            raise
+
+
+def _install_seccomp_cache(cfg: dict) -> None:
+    """Compile the container's seccomp filter through the engine's cache and
+    have the in-process runtime load that program: Docker's profile costs
+    libseccomp ~20 ms per compile, a cached one well under 1 ms. The init is a
+    fork of this process, so it sees the replaced `load`."""
+    try:
+        from berth import jsonio
+
+        spec = jsonio.load_file(os.path.join(cfg["bundle"], "config.json"))
+        profile = (spec.get("linux") or {}).get("seccomp")  # type: ignore[union-attr]
+        if not profile:
+            return
+        from berth.linux import seccomp
+
+        flt = seccomp.compile(profile, cache_dir=cfg["seccomp_cache"])
+        original = seccomp.load
+
+        def load(seccomp_config: dict, *, caps: int | None = None, strict: bool = False):
+            if seccomp_config is profile or seccomp_config == profile:
+                return flt.load()
+            return original(seccomp_config, caps=caps, strict=strict)
+
+        seccomp.load = load
+    except (OSError, ValueError):
+        return
+
+
+def main(argv: list[str]) -> int:
+    import gc
+
+    from berth import jsonio
+    from berth.linux import libc
+
+    cfg = jsonio.load_file(argv[1])
+    assert isinstance(cfg, dict)
+    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        libc.set_name("berth-monitor")
+    except OSError:
+        pass
+    mon = Monitor(cfg)
+    if cfg["runtime"] in ("berth", ""):
+        _install_seccomp_cache(cfg)
+    # the container's processes are forked from here: keep the imported
+    # modules' objects out of the collector so their pages stay shared
+    gc.freeze()
+    code = 125
+    try:
+        code = mon.run()
+    except BaseException as exc:
+        mon.note(f"monitor failed: {type(exc).__name__}: {exc}")
+        import traceback
+
+        os.write(mon.diag, traceback.format_exc().encode())
+        mon.tell(error=f"monitor failed: {exc}", category="internal", exit_code=125)
+    finally:
+        mon.finish(code)
+    return 0
+
+
+if __name__ == "__main__":
+    # started as a script with -I -S: put berth's source tree on the path
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+    sys.exit(main(sys.argv))
