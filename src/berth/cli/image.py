@@ -279,9 +279,9 @@ def images(ctx: click.Context, repository: str | None, all_: bool, quiet: bool, 
 
 
 def _created_ts(created: str) -> float:
-    from berth.image.service import _unix
+    from berth.image.docker import unix_time
 
-    return float(_unix(created))
+    return float(unix_time(created))
 
 
 @click.command("inspect")

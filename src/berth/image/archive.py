@@ -24,8 +24,9 @@ from msgspec.structs import replace
 
 from berth.errors import InvalidArgumentError, NotFoundError
 from berth.image.content import ContentStore
+from berth.image.docker import rfc3339
 from berth.image.layers import HashingReader, decompressed
-from berth.image.service import ImageService, LayerBlob, _rfc3339
+from berth.image.service import ImageService, LayerBlob
 from berth.image.store import ImageRecord
 from berth.oci import digest as dg
 from berth.oci import image as oi
@@ -401,7 +402,7 @@ def import_rootfs(svc: ImageService, stream: BinaryIO, name: str | None = None,
         if os.path.exists(tmp):
             os.unlink(tmp)
     plat = platform or oi.host_platform()
-    created = _rfc3339(time.time())
+    created = rfc3339(time.time())
     config = oi.ImageConfig(
         architecture=plat.architecture, os=plat.os, variant=plat.variant,
         rootfs=oi.RootFS("layers", [str(layer.diff_id)]), created=created,
