@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from berth.errors import (
     AlreadyExistsError,
@@ -26,7 +26,6 @@ from berth.errors import (
 )
 from berth.image.content import ContentStore, DigestMismatchError
 from berth.image.layers import ApplyResult, apply_layer
-from berth.image.registry import Registry, RegistryOptions
 from berth.image.snapshots import Snapshotter, snapshotter
 from berth.image.store import ImageRecord, ImageStore
 from berth.oci import digest as dg
@@ -34,6 +33,9 @@ from berth.oci import image as oi
 from berth.oci import reference
 from berth.oci.digest import Digest
 from berth.paths import Paths
+
+if TYPE_CHECKING:  # the registry client imports httpx: ~70 ms, only for pull and push
+    from berth.image.registry import Registry, RegistryOptions
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ class ImageService:
         self.store = ImageStore(paths.database)
         self.snapshots: Snapshotter = snapshotter(snapshotter_name, paths.snapshots,
                                                   paths.database)
-        self.registry_options = registry_options or RegistryOptions()
+        self._registry_options = registry_options
         self.in_use = in_use or (lambda image_id: False)
         self.max_concurrent_downloads = max(1, max_concurrent_downloads)
 
@@ -105,7 +107,17 @@ class ImageService:
 
     # pull -------------------------------------------------------------------------------
 
+    @property
+    def registry_options(self) -> RegistryOptions:
+        if self._registry_options is None:
+            from berth.image.registry import RegistryOptions
+
+            self._registry_options = RegistryOptions()
+        return self._registry_options
+
     def registry(self, domain: str) -> Registry:
+        from berth.image.registry import Registry
+
         return Registry(domain, self.registry_options)
 
     def pull(self, name: str, platform: oi.Platform | None = None,
