@@ -153,3 +153,41 @@ def test_container_rootfs_from_image(workdir, busybox):
     finally:
         unmount_all(target)
     svc.snapshots.remove("container-1")
+
+
+def test_save_several_images_and_filters(workdir, busybox, busybox_rootfs):
+    from berth.image.tarball import add_tree
+
+    svc, image = busybox
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        add_tree(tf, busybox_rootfs)
+    buf.seek(0)
+    other = archive.import_rootfs(svc, buf, "second:v1", ["CMD sh"])
+    svc.tag("busybox", "busybox:alias")
+    path = os.path.join(workdir, "two.tar")
+    with open(path, "wb") as f:
+        archive.save_docker(svc, ["busybox:latest", "second:v1"], f)
+    with tarfile.open(path) as tf:
+        assert len(json.load(tf.extractfile("manifest.json"))) == 2
+    fresh = service(workdir, "fresh")
+    with open(path, "rb") as f:
+        assert archive.load(fresh, f) == ["Loaded image: busybox:latest",
+                                          "Loaded image: second:v1"]
+    assert {i.id for i in fresh.list()} == {image.id, other.id}
+    fresh.close()
+    # filters, as `docker images --filter`
+    assert [i.id for i in svc.list(filters={"reference": ["second*"]})] == [other.id]
+    assert [i.id for i in svc.list(filters={"reference": ["busybox:alias"]})] == [image.id]
+    assert svc.list(filters={"dangling": ["true"]}) == []
+    svc.remove("second:v1")
+    svc.tag("busybox", "second:v2")
+    svc.remove("busybox:latest")
+    svc.remove("busybox:alias")
+    assert [i.tags for i in svc.list()] == [("docker.io/library/second:v2",)]
+    # a tag moved to another image leaves the old one dangling
+    moved = archive.import_rootfs(svc, io.BytesIO(buf.getvalue()), "second:v2", ["CMD true"])
+    assert [i.id for i in svc.list(filters={"dangling": ["true"]})] == [image.id]
+    deleted, _ = svc.prune()
+    assert {"Deleted": image.id} in deleted
+    assert [i.id for i in svc.list()] == [moved.id]
