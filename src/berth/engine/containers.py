@@ -99,7 +99,7 @@ class Engine:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
-        if self._images is not None and self._images_factory is None:
+        if self._images is not None:
             self._images.close()
 
     @property
@@ -111,16 +111,12 @@ class Engine:
 
     @property
     def images(self) -> Any:
+        """An ImageView: the light part of the image service, the rest of it
+        behind (made from the `images` given to the engine, on first use)."""
         if self._images is None:
-            if callable(self._images_factory):
-                self._images = self._images_factory()
-            elif self._images_factory is not None:
-                self._images = self._images_factory
-            else:
-                from berth.image.service import ImageService
+            from berth.engine.imageview import ImageView
 
-                self._images = ImageService(
-                    self.paths, os.environ.get("BERTH_SNAPSHOTTER", "auto"))
+            self._images = ImageView(self.paths, self._images_factory)
         return self._images
 
     @property

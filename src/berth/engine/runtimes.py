@@ -43,6 +43,7 @@ class InProcessRuntime:
         self.root = root
         self.paths = RuntimePaths(root)
         self.log_path = log_path
+        self._channels: dict = {}
 
     def _log(self):
         from berth.runtime.log import Log
@@ -62,7 +63,8 @@ class InProcessRuntime:
                 os.dup2(fd, target)
             opts = container.CreateOptions(bundle=bundle, console_socket=console_socket)
             state, ch = container.create(self.paths, self._log(), cid, opts)
-            ch.close()
+            # kept until start: the init reports a failed exec on it
+            self._channels[cid] = ch
         finally:
             for fd, target in zip(saved, (0, 1, 2), strict=True):
                 os.dup2(fd, target)
@@ -71,8 +73,23 @@ class InProcessRuntime:
 
     def start(self, cid: str) -> None:
         from berth.runtime import container
+        from berth.runtime.sync import ChannelClosed, error_from_message
 
-        container.start(self.paths, self._log(), cid)
+        ch = self._channels.pop(cid, None)
+        try:
+            container.start(self.paths, self._log(), cid)
+            if ch is None:
+                return
+            # the init's execve closes its end: EOF means exec'd, a message failed
+            try:
+                msg = ch.recv()
+            except ChannelClosed:
+                return
+            if msg is not None and msg.get("type") == "error":
+                raise error_from_message(msg)
+        finally:
+            if ch is not None:
+                ch.close()
 
     def kill(self, cid: str, sig: int, all_processes: bool = False) -> None:
         from berth.runtime import container

@@ -53,6 +53,19 @@ def _known_caps() -> list[str]:
     return ALL_CAPABILITIES[: last + 1]
 
 
+def _bounding() -> int:
+    """This process's capability bounding set: `--privileged` grants all of
+    it (a capability the engine lacks cannot be given to a container)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return (1 << 64) - 1
+
+
 def capabilities(cap_add: list[str], cap_drop: list[str], privileged: bool) -> list[str]:
     """Docker's TweakCapabilities: defaults, minus drops, plus adds; ALL works
     in both; names with or without CAP_, any case."""
@@ -68,7 +81,7 @@ def capabilities(cap_add: list[str], cap_drop: list[str], privileged: bool) -> l
         return n
 
     if privileged:
-        return list(known)
+        return [c for i, c in enumerate(known) if _bounding() >> i & 1]
     adds = [norm(c) for c in cap_add]
     drops = [norm(c) for c in cap_drop]
     if "ALL" in adds:

@@ -1,0 +1,180 @@
+"""`berth run`: what the container sees and what the CLI prints, on the
+in-process berth runtime and on runc."""
+
+import os
+import re
+
+
+def test_run_rm_echo(berth_rt):
+    p = berth_rt.run("--rm", "busybox", "echo", "hello")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "hello\n", "")
+    assert berth_rt.out("ps", "-aq") == ""
+
+
+def test_exit_code_and_streams(berth_rt):
+    p = berth_rt.run("--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (p.returncode, p.stdout, p.stderr) == (3, "out\n", "err\n")
+
+
+def test_command_not_found_127_not_executable_126(berth_rt):
+    p = berth_rt.run("--rm", "busybox", "nosuchcommand")
+    assert p.returncode == 127, p.stderr
+    assert 'exec: "nosuchcommand": executable file not found in $PATH' in p.stderr
+    p = berth_rt.run("--rm", "busybox", "/etc/passwd")
+    assert p.returncode == 126, p.stderr
+    assert "permission denied" in p.stderr
+    # --rm: a container that could not start is removed too
+    assert berth_rt.out("ps", "-aq") == ""
+
+
+def test_env_user_workdir_hostname(berth_rt, workdir):
+    env_file = os.path.join(workdir, "env")
+    with open(env_file, "w") as f:
+        f.write("# comment\nFROM_FILE=yes\nB=file\n")
+    p = berth_rt.run("--rm", "-e", "A=1", "--env-file", env_file, "-e", "B=flag",
+                     "-u", "nobody", "-w", "/made/here", "--hostname", "boxy", "busybox",
+                     "sh", "-c", "echo $A $B $FROM_FILE $HOSTNAME $PATH; id; pwd; hostname")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "1 flag yes boxy /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    assert lines[1].startswith("uid=65534(nobody) gid=65534")
+    assert lines[2:] == ["/made/here", "boxy"]
+
+
+def test_numeric_user_and_unknown_user(berth):
+    p = berth.run("--rm", "-u", "1234:5678", "busybox", "id")
+    assert p.stdout.strip() == "uid=1234 gid=5678", p.stderr
+    p = berth.run("--rm", "-u", "nosuchuser", "busybox", "id")
+    assert p.returncode == 125
+    assert "unable to find user nosuchuser: no matching entries in passwd file" in p.stderr
+
+
+def test_etc_files_and_default_hostname(berth):
+    cid = berth.out("create", "busybox", "sh", "-c",
+                    "hostname; cat /etc/hostname; grep -c localhost /etc/hosts; "
+                    "test -s /etc/resolv.conf && echo resolv").strip()
+    p = berth("start", "-a", cid)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [cid[:12], cid[:12], "2", "resolv"]
+
+
+def test_confinement_defaults_and_privileged(berth_rt):
+    script = "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status"
+    p = berth_rt.run("--rm", "busybox", "sh", "-c", script)
+    status = dict(line.split(":\t") for line in p.stdout.splitlines())
+    # Docker's 14 default capabilities, its seccomp filter, no_new_privs off
+    assert status == {"CapEff": "00000000a80425fb", "Seccomp": "2", "NoNewPrivs": "0"}
+    p = berth_rt.run("--rm", "--cap-drop", "ALL", "--cap-add", "NET_ADMIN",
+                     "--security-opt", "no-new-privileges", "busybox", "sh", "-c", script)
+    status = dict(line.split(":\t") for line in p.stdout.splitlines())
+    assert status == {"CapEff": "0000000000001000", "Seccomp": "2", "NoNewPrivs": "1"}
+    p = berth_rt.run("--rm", "--privileged", "busybox", "sh", "-c", script)
+    status = dict(line.split(":\t") for line in p.stdout.splitlines())
+    assert status["Seccomp"] == "0"
+    with open("/proc/self/status") as f:
+        bounding = next(ln.split()[1] for ln in f if ln.startswith("CapBnd:"))
+    assert status["CapEff"] == bounding
+    p = berth_rt.run("--rm", "--security-opt", "seccomp=unconfined", "busybox", "sh", "-c",
+                     script)
+    assert "Seccomp:\t0" in p.stdout
+
+
+def test_masked_and_readonly_paths(berth):
+    masked = next(f for f in ("/proc/keys", "/proc/timer_list", "/proc/interrupts", "/proc/kcore")
+              if os.path.exists(f))
+    p = berth.run("--rm", "busybox", "sh", "-c",
+                  f"wc -c < {masked}; echo 1 > /proc/sys/kernel/domainname; echo rc=$?")
+    assert p.stdout.split() == ["0", "rc=1"], p.stdout + p.stderr
+    assert "Read-only file system" in p.stderr
+
+
+def test_read_only_rootfs_and_tmpfs(berth_rt):
+    p = berth_rt.run("--rm", "--read-only", "--tmpfs", "/scratch", "busybox", "sh", "-c",
+                     "touch /x 2>/dev/null; echo root=$?; touch /scratch/y && echo tmp=ok; "
+                     "grep ' /scratch ' /proc/mounts | cut -d' ' -f3")
+    assert p.stdout.split() == ["root=1", "tmp=ok", "tmpfs"], p.stderr
+
+
+def test_volumes_bind_named_tmpfs(berth, workdir):
+    host = os.path.join(workdir, "host")
+    os.mkdir(host)
+    with open(os.path.join(host, "f"), "w") as f:
+        f.write("from host\n")
+    p = berth.run("--rm", "-v", f"{host}:/h:ro", "-v", "data:/data", "--mount",
+                  "type=tmpfs,target=/t,tmpfs-size=1m", "busybox", "sh", "-c",
+                  "cat /h/f; touch /h/g 2>/dev/null || echo ro; echo kept > /data/v; "
+                  "grep ' /t ' /proc/mounts | grep -o size=1024k")
+    assert p.stdout.split("\n")[:3] == ["from host", "ro", "size=1024k"], p.stderr
+    p = berth.run("--rm", "-v", "data:/d", "busybox", "cat", "/d/v")
+    assert p.stdout == "kept\n"
+    assert "data" in berth.out("volume", "ls", "-q").split()
+
+
+def test_resources_read_back(berth_rt):
+    cid = berth_rt.run("-d", "-m", "64m", "--memory-swap", "128m", "--cpus", "0.5",
+                       "--cpu-shares", "512", "--pids-limit", "50", "--ulimit",
+                       "nofile=512:1024", "busybox", "sh", "-c",
+                       "ulimit -n; ulimit -Hn; sleep 100", check=True).stdout.strip()
+    cg = f"berth/{cid}"
+    mem = "/sys/fs/cgroup/memory" if os.path.isdir("/sys/fs/cgroup/memory") else "/sys/fs/cgroup"
+    if mem.endswith("memory"):
+        assert _read(f"{mem}/{cg}/memory.limit_in_bytes") == str(64 << 20)
+        assert _read(f"{mem}/{cg}/memory.memsw.limit_in_bytes") in (str(128 << 20), None)
+        assert _read(f"/sys/fs/cgroup/cpu/{cg}/cpu.cfs_quota_us") == "50000"
+        assert _read(f"/sys/fs/cgroup/cpu/{cg}/cpu.shares") == "512"
+        assert _read(f"/sys/fs/cgroup/pids/{cg}/pids.max") == "50"
+    else:
+        assert _read(f"/sys/fs/cgroup/{cg}/memory.max") == str(64 << 20)
+        assert _read(f"/sys/fs/cgroup/{cg}/cpu.max") == "50000 100000"
+        assert _read(f"/sys/fs/cgroup/{cg}/pids.max") == "50"
+    for _ in range(100):
+        out = berth_rt.out("logs", cid)
+        if len(out.split()) == 2:
+            break
+        import time
+
+        time.sleep(0.05)
+    assert out.split() == ["512", "1024"]
+    insp = berth_rt.out("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} "
+                        "{{.HostConfig.PidsLimit}}", cid)
+    assert insp.strip() == f"{64 << 20} 500000000 50"
+    berth_rt.out("rm", "-f", cid)
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
+def test_entrypoint_override(berth):
+    p = berth.run("--rm", "--entrypoint", "echo", "busybox", "a", "b")
+    assert p.stdout == "a b\n"
+    cid = berth.out("create", "--entrypoint", "/bin/echo", "busybox", "x").strip()
+    path_args = berth.out("inspect", "-f", "{{.Path}} {{json .Args}} {{json .Config.Entrypoint}}",
+                          cid).strip()
+    assert path_args == '/bin/echo ["x"] ["/bin/echo"]'
+
+
+def test_stdin_with_i(berth):
+    p = berth.run("--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z", input=b"shout\n")
+    assert p.stdout == "SHOUT\n", p.stderr
+
+
+def test_network_none_and_host(berth):
+    p = berth.run("--rm", "busybox", "ls", "/sys/class/net")
+    assert p.stdout.split() == ["lo"]
+    p = berth.run("--rm", "--network", "host", "busybox", "ls", "/sys/class/net")
+    assert sorted(p.stdout.split()) == sorted(os.listdir("/sys/class/net"))
+
+
+def test_oom_kill_recorded(berth):
+    p = berth.run("--name", "hog", "-m", "8m", "--memory-swap", "8m", "busybox", "sh", "-c",
+                  "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done")
+    assert p.returncode == 137, p.stderr
+    assert berth.out("inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}",
+                     "hog").strip() == "true 137"
+    why = berth.out("why", "hog")
+    assert re.search(r"OOM killer: its memory limit of 8388608 bytes was hit", why), why
