@@ -382,3 +382,32 @@ def test_cgroup_commands_on_a_stopped_container(runtime, make_bundle):
     assert runtime.run("ps", "--format", "json", cid, check=True).stdout.strip() == "null"
     assert runtime.run("events", "--interval", "0s", cid).returncode == 1
     runtime.run("delete", cid, check=True)
+
+
+def test_concurrent_updates_all_land_in_the_state(berth_runtime, make_bundle):
+    # berth only: runc 1.1.5 keeps no lock across processes, and its
+    # state.json has another shape. Each update re-reads state.json under the
+    # container's lock, so none overwrites another's change.
+    b = make_bundle("sleep", "100")
+    b.config["linux"]["resources"] = {"memory": {"limit": 64 * MiB}, "pids": {"limit": 50}}
+    cid = create_and_start(berth_runtime, b)
+    flags = [
+        ("--pids-limit", "41"), ("--cpu-share", "300"), ("--memory-reservation", "16m"),
+        ("--cpu-period", "200000"), ("--cpu-quota", "150000"), ("--blkio-weight", "300"),
+    ]
+    procs = [
+        subprocess.Popen(berth_runtime.cmd("update", flag, value, cid), stderr=subprocess.PIPE)
+        for flag, value in flags
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+    with open(os.path.join(berth_runtime.root, cid, "state.json")) as f:
+        res = json.load(f)["config"]["linux"]["resources"]
+    assert res["pids"] == {"limit": 41}
+    assert res["memory"] == {"limit": 64 * MiB, "reservation": 16 * MiB}
+    assert res["cpu"] == {"shares": 300, "period": 200000, "quota": 150000}
+    assert res["blockIO"] == {"weight": 300}
+    data = stats(berth_runtime, cid)
+    assert data["pids"]["limit"] == 41
+    berth_runtime.run("delete", "--force", cid, check=True)
