@@ -8,7 +8,10 @@ Lines printed (medians):
 - run with the limits: the whole `run`, what a caller waits for;
 - cgroup limits' own cost: the same run minus a run of the same bundle
   without the limits (the cgroup itself is always made), measured in the
-  same alternation.
+  same alternation;
+- the cgroup commands on a running container (`sleep` in the same bundle
+  with the limits), alternating too: `update --memory`, `pause` + `resume`,
+  `events --stats`, `ps --format json`.
 
     sudo .venv/bin/python bench/runtime_cgroups.py [--runs N]
 """
@@ -117,8 +120,50 @@ def main() -> None:
         print(line("runtime cgroup limits' own cost (run with limits - without)",
                    med["berth", "limits"] - med["berth", "plain"],
                    med["runc", "limits"] - med["runc", "plain"]), flush=True)
+        commands(work, bundles["limits"], runtimes, args.runs, args.warmup)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def commands(work: str, bundle: str, runtimes: dict[str, list[str]], runs: int, warmup: int) -> None:
+    """The cgroup commands, timed on one running container per runtime."""
+    import subprocess
+
+    cfg_path = os.path.join(bundle, "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["process"]["args"] = ["sleep", "1000"]
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
+    ops: dict[str, list[list[str]]] = {
+        "update --memory": [["update", "--memory", "300m", "--memory-swap", "300m"],
+                            ["update", "--memory", "256m", "--memory-swap", "256m"]],
+        "pause + resume": [["pause"], ["resume"]],
+        "events --stats": [["events", "--stats"]],
+        "ps --format json": [["ps", "--format", "json"]],
+    }
+    started = []
+    try:
+        for rt, argv0 in runtimes.items():
+            base = [*argv0, "--root", os.path.join(work, f"{rt}-state")]
+            subprocess.run([*base, "run", "-d", "--bundle", bundle, "cmds"], check=True,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            started.append(base)
+        times: dict[tuple[str, str], list[float]] = {}
+        for i in range(warmup + runs):
+            for op, steps in ops.items():
+                for rt, argv0 in runtimes.items():
+                    base = [*argv0, "--root", os.path.join(work, f"{rt}-state")]
+                    t = sum(time_command([*base, *step, "cmds"]) for step in steps)
+                    if i >= warmup:
+                        times.setdefault((rt, op), []).append(t)
+        for op in ops:
+            print(line(f"runtime {op}", statistics.median(times["berth", op]),
+                       statistics.median(times["runc", op])), flush=True)
+    finally:
+        for base in started:
+            subprocess.run([*base, "delete", "--force", "cmds"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
 
 
 if __name__ == "__main__":
