@@ -205,6 +205,12 @@ def test_pause_stops_progress_and_resume_continues(runtime, make_bundle):
     before = size()
     time.sleep(0.5)
     assert size() == before, "a paused container made progress"
+    # a paused container can be looked at and updated
+    pid = json.loads(runtime.run("state", cid, check=True).stdout)["pid"]
+    assert pid in ps_pids(runtime, cid)
+    runtime.run("update", "--pids-limit", "30", cid, check=True)
+    assert stats(runtime, cid)["pids"]["limit"] == 30
+    assert status(runtime, cid) == "paused"
     runtime.run("resume", cid, check=True)
     assert status(runtime, cid) == "running"
     wait_for(lambda: size() > before + 10, 5, "progress after resume")
