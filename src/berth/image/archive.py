@@ -239,6 +239,11 @@ def _diff_id(content: ContentStore, digest: Digest) -> tuple[Digest, str]:
 def load(svc: ImageService, stream: BinaryIO) -> list[str]:
     """Load a docker-archive or OCI layout archive; return what was loaded,
     as Docker prints it ("Loaded image: busybox:latest" / "Loaded image ID: ...")."""
+    with svc.lease():
+        return _load(svc, stream)
+
+
+def _load(svc: ImageService, stream: BinaryIO) -> list[str]:
     small, blobs = _read_archive(svc.content, stream)
     out: list[str] = []
     if "manifest.json" in small:
@@ -389,6 +394,13 @@ def import_rootfs(svc: ImageService, stream: BinaryIO, name: str | None = None,
                   changes: Iterable[str] = (), message: str = "",
                   platform: oi.Platform | None = None) -> ImageRecord:
     """`docker import`: a root filesystem tarball (maybe compressed) as a one-layer image."""
+    with svc.lease():
+        return _import_rootfs(svc, stream, name, changes, message, platform)
+
+
+def _import_rootfs(svc: ImageService, stream: BinaryIO, name: str | None,
+                   changes: Iterable[str], message: str,
+                   platform: oi.Platform | None) -> ImageRecord:
     cfg = apply_changes(oi.ContainerConfig(), changes)
     os.makedirs(svc.paths.tmp, exist_ok=True)
     tmp = os.path.join(svc.paths.tmp, f"import-{os.getpid()}-{os.urandom(4).hex()}.tar")

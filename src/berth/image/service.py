@@ -73,6 +73,19 @@ class LayerBlob:
     diff_id: Digest
 
 
+def _leased(method: Callable) -> Callable:
+    """Run `method` holding a lease: content it writes is not yet referenced by
+    an image, and garbage collection must wait until it is."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self: ImageService, *args: Any, **kwargs: Any) -> Any:
+        with self.lease():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class ImageService:
     def __init__(self, paths: Paths, snapshotter_name: str = "auto",
                  registry_options: RegistryOptions | None = None,
@@ -120,6 +133,23 @@ class ImageService:
 
         return Registry(domain, self.registry_options)
 
+    @contextlib.contextmanager
+    def lease(self, exclusive: bool = False) -> Iterator[None]:
+        """A shared lock on the store for work in progress (pull, load, import,
+        create), or the exclusive one garbage collection takes (containerd
+        calls these leases). flock: released by the kernel if we die."""
+        import fcntl
+
+        os.makedirs(self.paths.root, exist_ok=True)
+        fd = os.open(os.path.join(self.paths.root, "gc.lock"),
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    @_leased
     def pull(self, name: str, platform: oi.Platform | None = None,
              progress: Progress | None = None) -> ImageRecord:
         """Pull `name` (tag or digest) for `platform` (default: the host's),
@@ -334,6 +364,7 @@ class ImageService:
         progress.status(layer.digest, "Pull complete", layer.size)
         return res.size
 
+    @_leased
     def unpack(self, image: ImageRecord) -> str:
         """Make sure every layer of `image` is a committed snapshot; return the top chain ID."""
         manifest = self.manifest(image)
@@ -353,6 +384,7 @@ class ImageService:
 
     # making images locally (import, bootstrap, load) ------------------------------------
 
+    @_leased
     def create(self, config: oi.ImageConfig | bytes, layers: list[LayerBlob],
                tags: list[str] = (), manifest_media_type: str = oi.OCI_MANIFEST,
                repo_digests: list[str] = ()) -> ImageRecord:  # type: ignore[assignment]
@@ -393,6 +425,7 @@ class ImageService:
 
         return compression.store_layer(self.content, tar_path, compress, self.paths.tmp)
 
+    @_leased
     def bootstrap_busybox(self, tag: str = "busybox:latest") -> ImageRecord:
         """The local default busybox image: one layer from Debian's
         busybox-static, no network."""
@@ -560,7 +593,12 @@ class ImageService:
         return out, reclaimed
 
     def gc(self) -> int:
-        """Remove blobs and layer snapshots no image references; return bytes freed."""
+        """Remove blobs and layer snapshots no image references; return bytes
+        freed. Waits for pulls, loads and imports in progress (their leases)."""
+        with self.lease(exclusive=True):
+            return self._gc()
+
+    def _gc(self) -> int:
         keep_blobs: set[str] = set()
         keep_chains: set[str] = set()
         for image in self.store.list():
