@@ -131,7 +131,9 @@ def ps(ctx: click.Context, show_all: bool, quiet: bool, no_trunc: bool,
             "Networks": r.host_config.get("NetworkMode") or "none",
             "Size": "0B",
         })
-    click.echo(render_rows(fmt or PS_TABLE, items, PS_HEADERS))
+    text = render_rows(fmt or PS_TABLE, items, PS_HEADERS)
+    if text:
+        click.echo(text)
 
 
 @command("logs")

@@ -1,0 +1,115 @@
+"""The monitor: a container outlives the CLI, its log and exit code are
+kept, kill -9 of the CLI mid `run -d` leaves a consistent state, restart
+policies with Docker's back-off."""
+
+import os
+import signal
+import subprocess
+import time
+
+
+def _wait_for(fn, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(0.05)
+
+
+def _monitors(root: str) -> list[int]:
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if b"monitor.py" in cmd and root.encode() in cmd:
+            out.append(int(name))
+    return out
+
+
+def _mounted(root: str) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return root in f.read()
+
+
+def test_logs_and_exit_code_survive_the_cli(berth_rt):
+    b = berth_rt
+    b.run("-d", "--name", "bg", "busybox", "sh", "-c",
+          "echo one; sleep 0.5; echo two >&2; sleep 0.5; exit 7", check=True)
+    # the CLI is gone; the monitor is the container's parent and records the end
+    assert len(_monitors(b.root)) == 1
+    assert b.out("wait", "bg") == "7\n"
+    p = b("logs", "bg")
+    assert (p.stdout, p.stderr) == ("one\n", "two\n")
+    assert b.out("inspect", "-f", "{{.State.ExitCode}} {{.State.Status}}", "bg") == "7 exited\n"
+    assert _wait_for(lambda: not _monitors(b.root))
+    assert not _mounted(b.root)
+
+
+def test_kill_9_of_the_cli_during_run_d(berth):
+    """Whenever the CLI dies, the next commands see a consistent state and
+    clean up everything."""
+    for delay in (0.05, 0.15, 0.3):
+        proc = berth.popen("run", "-d", "--name", "victim", "busybox", "sleep", "100",
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        ps = berth.out("ps", "-a", "--format", "{{.Names}} {{.State}}")
+        assert ps in ("", "victim created\n", "victim running\n"), ps
+        if ps:
+            assert berth.out("rm", "-f", "victim") == "victim\n"
+        assert berth.out("ps", "-aq") == ""
+        assert _wait_for(lambda: not _monitors(berth.root))
+    assert not _mounted(berth.root)
+
+
+def test_killed_monitor_is_noticed(berth):
+    cid = berth.run("-d", "--name", "orphan", "busybox", "sleep", "100",
+                    check=True).stdout.strip()
+    pid = int(berth.out("inspect", "-f", "{{.State.Pid}}", cid))
+    (mon,) = _monitors(berth.root)
+    os.kill(mon, signal.SIGKILL)
+    # the container runs on without its monitor
+    assert berth.out("inspect", "-f", "{{.State.Running}}", cid) == "true\n"
+    os.kill(pid, signal.SIGKILL)
+    assert _wait_for(lambda: berth.out("inspect", "-f", "{{.State.Status}}", cid) ==
+                     "exited\n")
+    assert "lost its monitor" in berth.out("why", cid)
+    assert not _mounted(berth.root)
+
+
+def test_restart_on_failure_with_limit(berth):
+    berth.run("-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c",
+              "echo try; exit 3", check=True)
+    assert _wait_for(lambda: berth.out("inspect", "-f", "{{.State.Status}}", "flaky") ==
+                     "exited\n" and not _monitors(berth.root))
+    out = berth.out("inspect", "-f", "{{.RestartCount}} {{.State.ExitCode}}", "flaky")
+    assert out == "2 3\n"
+    assert berth.out("logs", "flaky") == "try\ntry\ntry\n"
+
+
+def test_restart_always_until_stopped(berth):
+    berth.run("-d", "--name", "ever", "--restart", "always", "busybox", "sh", "-c",
+              "echo run; exit 0", check=True)
+    assert _wait_for(lambda: int(berth.out("inspect", "-f", "{{.RestartCount}}", "ever")) >= 2)
+    assert berth.out("stop", "ever") == "ever\n"
+    assert _wait_for(lambda: not _monitors(berth.root))
+    n = berth.out("inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "ever")
+    time.sleep(0.5)
+    assert berth.out("inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "ever") == n
+    assert n.endswith(" exited\n")
+
+
+def test_rm_f_while_running_leaves_nothing(berth_rt):
+    b = berth_rt
+    cid = b.run("-d", "busybox", "sleep", "100", check=True).stdout.strip()
+    assert b.out("rm", "-f", cid[:12]) == cid[:12] + "\n"
+    assert b.out("ps", "-aq") == ""
+    assert not os.path.exists(os.path.join(b.root, "containers", cid))
+    assert _wait_for(lambda: not _monitors(b.root))
