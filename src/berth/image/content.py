@@ -89,6 +89,12 @@ class Writer:
         target = self.store.path(actual)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.rename(os.path.join(self.directory, "data"), target)
+        # the rename itself is durable only once its directory is
+        dfd = os.open(os.path.dirname(target), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
         self.committed = actual
         return actual
 
