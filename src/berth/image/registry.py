@@ -407,7 +407,7 @@ def _status_error(r: httpx.Response, what: str) -> BerthError:
             detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errs)
     except ValueError:
         detail = r.text[:200]
-    msg = f"{what}: {r.status_code} {r.reason_phrase}" + (f" ({detail})" if detail else "")
+    msg = f"{what}: {r.status_code} {r.reason_phrase.lower()}" + (f" ({detail})" if detail else "")
     if r.status_code in (401, 403):
         return PermissionDeniedError(msg)
     if r.status_code == 404:
