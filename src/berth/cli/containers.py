@@ -39,8 +39,8 @@ class DockerCommand(click.Command):
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
             msg = exc.format_message()
-            if msg.startswith("No such option: "):
-                msg = "unknown flag: " + msg[len("No such option: "):].split()[0]
+            if isinstance(exc, click.NoSuchOption):
+                msg = f"unknown flag: {exc.option_name}"
             prog = ctx.command_path
             click.echo(f"{prog.split()[0]}: {msg}\nSee '{prog} --help'.", err=True)
             sys.exit(125)
