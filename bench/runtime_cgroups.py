@@ -84,7 +84,8 @@ def make_bundles(work: str) -> dict[str, str]:
 
 
 def line(name: str, berth: float, runc: float) -> str:
-    ratio = f"{berth / runc:.2f}" if runc > 0 else "n/a"
+    # a difference of medians can come out at or below zero (noise): no ratio then
+    ratio = f"{berth / runc:.2f}" if runc > 0 and berth > 0 else "n/a"
     return f"{name}: berth {berth:.1f} ms, runc {runc:.1f} ms, ratio {ratio}"
 
 
