@@ -270,12 +270,15 @@ class Engine:
             raise NotFoundError(f"network {opts.network} not found")
         return {
             "Binds": [f"{m.source}:{m.target}{':ro' if m.read_only else ''}"
-                      for m in opts.mounts if m.create_host_path or m.type == "volume"] or None,
+                      for m in opts.mounts if m.create_host_path or (m.source and
+                      m.type == "volume")] or None,
             "NetworkMode": "host" if opts.network == "host" else "none",
             "RestartPolicy": opts.restart.docker(),
             "AutoRemove": opts.auto_remove,
+            # anonymous volumes (no source) are named and added by create
             "Mounts": [dict(m.docker(), **({"CreateHostPath": True} if m.create_host_path
-                                          else {})) for m in opts.mounts],
+                                          else {})) for m in opts.mounts
+                       if m.type != "volume" or m.source],
             "Tmpfs": dict(opts.tmpfs) or None,
             "ReadonlyRootfs": opts.read_only,
             "Memory": opts.memory,

@@ -1,0 +1,51 @@
+"""volume create/ls/inspect/rm/prune, container prune, info, version, port."""
+
+import json
+import os
+import re
+
+
+def test_volume_commands(berth):
+    assert berth.out("volume", "create", "v1") == "v1\n"
+    anon = berth.out("volume", "create").strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", anon)
+    ls = berth.out("volume", "ls").splitlines()
+    assert re.split(r"\s{2,}", ls[0]) == ["DRIVER", "VOLUME NAME"]
+    assert sorted(re.split(r"\s+", ln)[1] for ln in ls[1:]) == sorted(["v1", anon])
+    info = json.loads(berth.out("volume", "inspect", "v1"))[0]
+    assert info["Name"] == "v1" and info["Driver"] == "local" and info["Scope"] == "local"
+    assert info["Mountpoint"] == os.path.join(berth.root, "volumes", "v1", "_data")
+    berth.run("--name", "user", "-v", "v1:/v", "busybox", "sh", "-c", "echo x > /v/f",
+              check=True)
+    with open(os.path.join(info["Mountpoint"], "f")) as f:
+        assert f.read() == "x\n"
+    p = berth("volume", "rm", "v1")
+    assert p.returncode == 1 and "volume is in use" in p.stderr
+    assert berth.out("container", "prune", "-f").startswith("Deleted Containers:\n")
+    prune = berth.out("volume", "prune", "-f")
+    assert anon in prune and "v1" not in prune
+    assert berth.out("volume", "rm", "v1") == "v1\n"
+    assert berth.out("volume", "ls", "-q") == ""
+    p = berth("volume", "inspect", "v1")
+    assert p.returncode == 1 and "no such volume" in p.stderr
+
+
+def test_anonymous_volume_removed_with_rm_v(berth):
+    cid = berth.out("create", "-v", "/data", "busybox", "true").strip()
+    mounts = json.loads(berth.out("inspect", "-f", "{{json .Mounts}}", cid))
+    assert len(mounts) == 1 and mounts[0]["Type"] == "volume"
+    assert mounts[0]["Destination"] == "/data"
+    name = mounts[0]["Name"]
+    assert berth.out("volume", "ls", "-q") == name + "\n"
+    berth.out("rm", "-v", cid)
+    assert berth.out("volume", "ls", "-q") == ""
+
+
+def test_info_version_port(berth):
+    berth.run("-d", "--name", "up", "busybox", "sleep", "100", check=True)
+    assert berth.out("info", "--format", "{{.ContainersRunning}} {{.Images}}") == "1 1\n"
+    info = berth.out("info")
+    assert " Containers: 1\n  Running: 1\n" in info and "Cgroup Version:" in info
+    assert re.fullmatch(r"\d+\.\d+\.\d+\n", berth.out("version", "--format",
+                                                      "{{.Client.Version}}"))
+    assert berth.out("port", "up") == ""
