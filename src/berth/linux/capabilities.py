@@ -16,10 +16,10 @@ it cannot use, typo or not. berth splits the two cases:
 ``parse_caps(..., strict=False)`` gives runc's behaviour for both cases.
 """
 
-import ctypes
 import os
 
 from berth.errors import InvalidArgumentError, PermissionDeniedError, from_oserror
+from berth.linux import ffi as ctypes
 
 # typing is not imported at run time (start-up cost); the names are for checkers
 TYPE_CHECKING = False
@@ -103,15 +103,12 @@ class _Data(ctypes.Structure):
 
 _DataPair = _Data * 2
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.capget.argtypes = (ctypes.POINTER(_Header), ctypes.POINTER(_Data))
-_libc.capset.argtypes = (ctypes.POINTER(_Header), ctypes.POINTER(_Data))
-_libc.prctl.argtypes = (
-    ctypes.c_int,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
+# through berth.linux.ffi, not ctypes: this module is on the container
+# init's start-up path (see ffi's docstring)
+_capget = ctypes.libc.function("capget", ctypes.c_int, (ctypes.POINTER(_Header), ctypes.POINTER(_Data)))
+_capset = ctypes.libc.function("capset", ctypes.c_int, (ctypes.POINTER(_Header), ctypes.POINTER(_Data)))
+_prctl_f = ctypes.libc.function(
+    "prctl", ctypes.c_int, (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
 )
 
 _last_cap: int | None = None
@@ -123,7 +120,7 @@ def _oserror(op: str) -> OSError:
 
 
 def _prctl(option: int, arg2: int = 0, arg3: int = 0, what: str = "") -> int:
-    r = _libc.prctl(option, arg2, arg3, 0, 0)
+    r = _prctl_f(option, arg2, arg3, 0, 0)
     if r < 0:
         raise from_oserror(_oserror(what), what)
     return r
@@ -141,7 +138,7 @@ def last_cap() -> int:
             # /proc not mounted (early in a container's init): probe the
             # bounding set instead; PR_CAPBSET_READ fails EINVAL past the end
             n = 0
-            while n < 63 and _libc.prctl(PR_CAPBSET_READ, n + 1, 0, 0, 0) >= 0:
+            while n < 63 and _prctl_f(PR_CAPBSET_READ, n + 1, 0, 0, 0) >= 0:
                 n += 1
             _last_cap = n
     return _last_cap
@@ -212,7 +209,7 @@ def drop_bounding(keep: int) -> None:
     for bit in range(last_cap() + 1):
         if keep >> bit & 1:
             continue
-        if _libc.prctl(PR_CAPBSET_DROP, bit, 0, 0, 0) < 0:
+        if _prctl_f(PR_CAPBSET_DROP, bit, 0, 0, 0) < 0:
             err = _oserror("")
             what = f"drop {CAP_NAMES.get(bit, bit)} from the bounding set"
             raise from_oserror(err, what)
@@ -236,7 +233,7 @@ def capget() -> tuple[int, int, int]:
     """The calling thread's (effective, permitted, inheritable) sets."""
     hdr = _Header(_LINUX_CAPABILITY_VERSION_3, 0)
     data = _DataPair()
-    if _libc.capget(ctypes.byref(hdr), data) != 0:
+    if _capget(ctypes.byref(hdr), data) != 0:
         raise from_oserror(_oserror(""), "capget")
     lo, hi = data[0], data[1]
     return (
@@ -255,7 +252,7 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     data[0].effective, data[1].effective = effective & m, effective >> 32 & m
     data[0].permitted, data[1].permitted = permitted & m, permitted >> 32 & m
     data[0].inheritable, data[1].inheritable = inheritable & m, inheritable >> 32 & m
-    if _libc.capset(ctypes.byref(hdr), data) != 0:
+    if _capset(ctypes.byref(hdr), data) != 0:
         err = _oserror("")
         raise from_oserror(
             err,
@@ -283,7 +280,7 @@ def set_ambient(mask: int, *, skipped: list[str] | None = None) -> None:
     for bit in range(last_cap() + 1):
         if not mask >> bit & 1:
             continue
-        if _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, bit, 0, 0) < 0:
+        if _prctl_f(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, bit, 0, 0) < 0:
             err = _oserror("")
             name = CAP_NAMES.get(bit, str(bit))
             exc = from_oserror(err, f"raise ambient capability {name}")

@@ -1,12 +1,12 @@
 """ctypes bindings for the syscalls Python's os module lacks (Python 3.11).
 
-Kept import-light: it is on the runtime's start-up path.
+Kept import-light: it is on the runtime's start-up path, so it binds through
+berth.linux.ffi (ctypes' C core without ctypes/__init__.py).
 """
 
-import ctypes
 import os
 
-_libc = ctypes.CDLL(None, use_errno=True)
+from berth.linux import ffi as ctypes
 
 # <linux/sched.h>
 CLONE_NEWTIME = 0x00000080
@@ -89,26 +89,20 @@ _SYSCALLS = {
 }
 _NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["x86_64"])
 
-_libc.mount.argtypes = (
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_char_p,
-)
-_libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
-_libc.unshare.argtypes = (ctypes.c_int,)
-_libc.setns.argtypes = (ctypes.c_int, ctypes.c_int)
-_libc.sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
-_libc.setdomainname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
-_libc.prctl.argtypes = (
-    ctypes.c_int,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-)
-_libc.syscall.restype = ctypes.c_long
+_f = ctypes.libc.function
+_c_int, _c_ulong, _c_char_p, _c_size_t, _c_long = (
+    ctypes.c_int, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_long)
+_mount = _f("mount", _c_int, (_c_char_p, _c_char_p, _c_char_p, _c_ulong, _c_char_p))
+_umount2 = _f("umount2", _c_int, (_c_char_p, _c_int))
+_unshare = _f("unshare", _c_int, (_c_int,))
+_setns = _f("setns", _c_int, (_c_int, _c_int))
+_sethostname = _f("sethostname", _c_int, (_c_char_p, _c_size_t))
+_setdomainname = _f("setdomainname", _c_int, (_c_char_p, _c_size_t))
+_prctl = _f("prctl", _c_int, (_c_int, _c_ulong, _c_ulong, _c_ulong, _c_ulong))
+_prctl_str = _f("prctl", _c_int, (_c_int, _c_char_p, _c_ulong, _c_ulong, _c_ulong))
+_syscall = _f("syscall", _c_long, None)
+_fstatfs = _f("fstatfs", _c_int, (_c_int, ctypes.c_void_p))
+_setrlimit = _f("setrlimit", _c_int, (_c_int, ctypes.c_void_p))
 
 
 def _b(s: str | bytes | None) -> bytes | None:
@@ -127,44 +121,44 @@ def _err(op: str, path: str | bytes | None = None) -> OSError:
 def mount(
     source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
 ) -> None:
-    if _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)) != 0:
+    if _mount(_b(source), _b(target), _b(fstype), flags, _b(data)) != 0:
         raise _err(f"mount {source or fstype or ''} on {target}", target)
 
 
 def umount2(target: str, flags: int = 0) -> None:
-    if _libc.umount2(_b(target), flags) != 0:
+    if _umount2(_b(target), flags) != 0:
         raise _err(f"umount {target}", target)
 
 
 def unshare(flags: int) -> None:
-    if _libc.unshare(flags) != 0:
+    if _unshare(flags) != 0:
         raise _err(f"unshare {flags:#x}")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    if _libc.setns(fd, nstype) != 0:
+    if _setns(fd, nstype) != 0:
         raise _err(f"setns {nstype:#x}")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    if _libc.syscall(_NR["pivot_root"], _b(new_root), _b(put_old)) != 0:
+    if _syscall(_NR["pivot_root"], _b(new_root), _b(put_old)) != 0:
         raise _err(f"pivot_root {new_root}", new_root)
 
 
 def sethostname(name: str) -> None:
     b = name.encode()
-    if _libc.sethostname(b, len(b)) != 0:
+    if _sethostname(b, len(b)) != 0:
         raise _err(f"sethostname {name}")
 
 
 def setdomainname(name: str) -> None:
     b = name.encode()
-    if _libc.setdomainname(b, len(b)) != 0:
+    if _setdomainname(b, len(b)) != 0:
         raise _err(f"setdomainname {name}")
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    r = _libc.prctl(option, arg2, arg3, arg4, arg5)
+    r = _prctl(option, arg2, arg3, arg4, arg5)
     if r < 0:
         raise _err(f"prctl {option}")
     return r
@@ -176,14 +170,14 @@ class _OpenHow(ctypes.Structure):
 
 def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
     how = _OpenHow(flags, mode, resolve)
-    fd = _libc.syscall(_NR["openat2"], dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how))
+    fd = _syscall(_NR["openat2"], dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how))
     if fd < 0:
         raise _err(f"openat2 {path}", path)
     return fd
 
 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
-    if _libc.syscall(_NR["pidfd_send_signal"], pidfd, sig, None, 0) != 0:
+    if _syscall(_NR["pidfd_send_signal"], pidfd, sig, None, 0) != 0:
         raise _err(f"pidfd_send_signal {sig}")
 
 
@@ -192,7 +186,7 @@ CLOSE_RANGE_CLOEXEC = 1 << 2
 
 
 def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
-    if _libc.syscall(_NR["close_range"], first, ctypes.c_uint(last), flags) != 0:
+    if _syscall(_NR["close_range"], first, ctypes.c_uint(last), flags) != 0:
         raise _err(f"close_range {first}")
 
 
@@ -204,13 +198,13 @@ IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE
 
 def ioprio_set(klass: int, level: int, pid: int = 0) -> None:
     value = klass << IOPRIO_CLASS_SHIFT | level
-    if _libc.syscall(_NR["ioprio_set"], IOPRIO_WHO_PROCESS, pid, value) != 0:
+    if _syscall(_NR["ioprio_set"], IOPRIO_WHO_PROCESS, pid, value) != 0:
         raise _err(f"ioprio_set class {klass} priority {level}")
 
 
 def ioprio_get(pid: int = 0) -> tuple[int, int]:
     """(class, priority) of process `pid`."""
-    r = _libc.syscall(_NR["ioprio_get"], IOPRIO_WHO_PROCESS, pid)
+    r = _syscall(_NR["ioprio_get"], IOPRIO_WHO_PROCESS, pid)
     if r < 0:
         raise _err(f"ioprio_get {pid}")
     return r >> IOPRIO_CLASS_SHIFT, r & ((1 << IOPRIO_CLASS_SHIFT) - 1)
@@ -235,7 +229,7 @@ class _SchedAttr(ctypes.Structure):
 def sched_setattr(policy: int, flags: int = 0, nice: int = 0, priority: int = 0,
                   runtime: int = 0, deadline: int = 0, period: int = 0) -> None:
     attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime, deadline, period)
-    if _libc.syscall(_NR["sched_setattr"], 0, ctypes.byref(attr), 0) != 0:
+    if _syscall(_NR["sched_setattr"], 0, ctypes.byref(attr), 0) != 0:
         raise _err(f"sched_setattr policy {policy}")
 
 
@@ -243,14 +237,13 @@ class _RLimit(ctypes.Structure):
     _fields_ = (("rlim_cur", ctypes.c_ulong), ("rlim_max", ctypes.c_ulong))
 
 
-_libc.setrlimit.argtypes = (ctypes.c_int, ctypes.c_void_p)
 RLIM_INFINITY = (1 << 64) - 1
 
 
 def setrlimit(resource: int, soft: int, hard: int) -> None:
     """setrlimit(2) without the `resource` module (a shared library to load)."""
     lim = _RLimit(min(soft, RLIM_INFINITY), min(hard, RLIM_INFINITY))
-    if _libc.setrlimit(resource, ctypes.byref(lim)) != 0:
+    if _setrlimit(resource, ctypes.byref(lim)) != 0:
         raise _err(f"setrlimit {resource} soft={soft} hard={hard}")
 
 
@@ -268,23 +261,14 @@ class _StatFS(ctypes.Structure):
     _fields_ = (("f_type", ctypes.c_long), ("_rest", ctypes.c_long * 15))
 
 
-_libc.fstatfs.argtypes = (ctypes.c_int, ctypes.c_void_p)
-
-
 def fstatfs_type(fd: int) -> int:
     """The filesystem magic number of the file open as `fd`."""
     buf = _StatFS()
-    if _libc.fstatfs(fd, ctypes.byref(buf)) != 0:
+    if _fstatfs(fd, ctypes.byref(buf)) != 0:
         raise _err("fstatfs")
     return buf.f_type & 0xFFFFFFFF
 
 
 def set_name(name: str) -> None:
     """The process title shown by ps (comm), at most 15 bytes."""
-    try:
-        prctl(
-            PR_SET_NAME,
-            ctypes.cast(ctypes.c_char_p(name.encode()[:15]), ctypes.c_void_p).value or 0,
-        )
-    except OSError:
-        pass
+    _prctl_str(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
