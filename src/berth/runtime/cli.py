@@ -72,7 +72,7 @@ COMMANDS: dict[str, tuple[dict, str, str]] = {
     }, "<container-id> <command> [command options]", "execute new process inside the container"),
 }
 # commands whose flags end at the first argument (the command after the id has its own)
-STOP_AT_ID = {"exec"}
+STOP_AT_ID = {"exec", "ps"}  # what follows the id belongs to the process (or to ps)
 for _c in COMMANDS.values():
     _c[0].setdefault("help", ("help", "bool"))
     _c[0].setdefault("h", ("help", "bool"))

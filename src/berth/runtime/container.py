@@ -174,7 +174,7 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
     undo = _Creation(paths, cid)
     st.make_container_dir(paths, cid)
     undo.dir_made = True
-    lock = st.Lock(paths.lock_file(cid))
+    lock = st.Lock(paths.lock_file(cid), create=True)
     parent_ch = child_ch = None
     try:
         fifo = paths.exec_fifo(cid)

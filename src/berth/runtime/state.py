@@ -76,9 +76,19 @@ class Lock:
 
     __slots__ = ("fd",)
 
-    def __init__(self, path: str) -> None:
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    def __init__(self, path: str, create: bool = False) -> None:
+        # only `create` makes the file: a command racing a `delete` must not
+        # make a new lock in a directory being removed
+        flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+        try:
+            self.fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:
+            raise NotFoundError("container does not exist") from None
         fcntl.flock(self.fd, fcntl.LOCK_EX)
+        if not create and not os.path.exists(path):
+            # deleted while we waited for the lock
+            os.close(self.fd)
+            raise NotFoundError("container does not exist")
 
     def release(self) -> None:
         if self.fd >= 0:
@@ -136,17 +146,20 @@ class ContainerState:
             return "creating" if os.path.exists(self.paths.exec_fifo(self.id)) else "stopped"
         if not self.is_alive():
             return "stopped"
+        if self.is_frozen():  # as runc: a container paused before start is "paused"
+            return "paused"
         if os.path.exists(self.paths.exec_fifo(self.id)):
             return "created"
-        if self.is_frozen():
-            return "paused"
         return "running"
 
     def is_frozen(self) -> bool:
         from berth.runtime.cgroup import manager_for
 
+        mgr = manager_for(self)
+        if mgr is None:
+            return False
         try:
-            return manager_for(self).is_frozen()
+            return mgr.is_frozen()
         except OSError:
             return False
 
