@@ -36,6 +36,7 @@ from berth.paths import Paths
 log = logging.getLogger(__name__)
 
 MONITOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
+ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
 DEFAULT_LOG_MAX_SIZE = 10 << 20
 DEFAULT_LOG_MAX_FILE = 3
 
@@ -399,6 +400,96 @@ class Engine:
             undo.pop_all()
 
     def _spawn_monitor(self, rec: ContainerRecord, attach: Attach | None) -> int:
+        """Start the container's monitor; returns the read end of its status
+        pipe. Forked by the zygote (started if none serves this engine), or,
+        failing that, started as a fresh interpreter."""
+        if attach is not None:
+            cfg_path = os.path.join(self.bundle(rec.id), "monitor.json")
+            cfg = jsonio.load_file(cfg_path)
+            assert isinstance(cfg, dict)
+            cfg["attach"] = True
+            cfg["stdin"] = attach.stdin >= 0
+            jsonio.write_atomic(cfg_path, jsonio.dumps(cfg), 0o600)
+        if os.environ.get("BERTH_MONITOR_ZYGOTE", "1") != "0":
+            r = self._spawn_by_zygote(rec, attach)
+            if r >= 0:
+                return r
+        return self._spawn_fresh(rec, attach)
+
+    def _zygote_path(self) -> str:
+        return os.path.join(self.paths.state, "monitor", "zygote.sock")
+
+    def _spawn_by_zygote(self, rec: ContainerRecord, attach: Attach | None) -> int:
+        import _socket
+
+        path = self._zygote_path()
+        for attempt in range(3):
+            s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+            try:
+                try:
+                    s.connect(path)
+                except OSError:
+                    if attempt == 2 or not self._start_zygote(path):
+                        return -1
+                    continue
+                r, w = os.pipe2(os.O_CLOEXEC)
+                fds, targets = [w], [3]
+                if attach is not None:
+                    for src, target in ((attach.stdout, 4), (attach.stderr, 5),
+                                        (attach.stdin, 6)):
+                        if src >= 0:
+                            fds.append(src)
+                            targets.append(target)
+                cfg_path = os.path.join(self.bundle(rec.id), "monitor.json")
+                msg = jsonio.dumps({"config": cfg_path, "fds": targets}).encode()
+                import array
+
+                try:
+                    s.sendmsg([msg], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                       array.array("i", fds).tobytes())])
+                    s.settimeout(10)
+                    reply = s.recv(4096)
+                except OSError:
+                    reply = b""
+                finally:
+                    os.close(w)
+                if reply:
+                    return r
+                os.close(r)  # the zygote was exiting: start another
+            finally:
+                s.close()
+        return -1
+
+    def _start_zygote(self, path: str) -> bool:
+        """Start a zygote for this engine's --state, unless one is starting;
+        True once its socket accepts."""
+        import fcntl
+
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if os.path.exists(path) and not _answers(path):
+                os.unlink(path)  # left by a zygote that died
+            if not os.path.exists(path):
+                null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+                try:
+                    actions = [(os.POSIX_SPAWN_DUP2, null, i) for i in (0, 1, 2)]
+                    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+                    os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", ZYGOTE, path],
+                                   env, file_actions=actions, setsid=True)
+                finally:
+                    os.close(null)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if os.path.exists(path):
+                    return True
+                time.sleep(0.002)
+            return False
+        finally:
+            os.close(lock)
+
+    def _spawn_fresh(self, rec: ContainerRecord, attach: Attach | None) -> int:
         import fcntl
 
         def high(fd: int) -> int:
@@ -420,11 +511,6 @@ class Engine:
                     fd = high(src)
                     sources.append(fd)
                     actions.append((os.POSIX_SPAWN_DUP2, fd, target))
-            cfg = jsonio.load_file(cfg_path)
-            assert isinstance(cfg, dict)
-            cfg["attach"] = True
-            cfg["stdin"] = attach.stdin >= 0
-            jsonio.write_atomic(cfg_path, jsonio.dumps(cfg), 0o600)
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
         try:
             os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", MONITOR, cfg_path], env,
@@ -648,6 +734,19 @@ def _read_message(fd: int) -> dict[str, Any]:
     except ValueError:
         raise InternalError(f"monitor: malformed status {line!r}") from None
     return msg if isinstance(msg, dict) else {}
+
+
+def _answers(path: str) -> bool:
+    import _socket
+
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 
 
 def _start_time(pid: int) -> int | None:

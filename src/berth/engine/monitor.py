@@ -175,6 +175,11 @@ class Monitor:
             self.conn = db.connect(self.cfg["database"])
         return self.conn
 
+    def close_db(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
     def record(self, **values: object) -> bool:
         """UPDATE the container's row; False when the row is gone (removed)."""
         from berth import db
@@ -204,26 +209,25 @@ class Monitor:
             err_r, err_w = os.pipe()
             null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
             stdin = self.stdin_fd if self.stdin_fd >= 0 else null
-            try:
-                pid = self.rt.create(self.cid, self.bundle, (stdin, out_w, err_w))
-                self.rt.start(self.cid)
-            except BaseException as exc:
+            result = self.start_container((stdin, out_w, err_w))
+            if "error" in result:
                 for fd in (out_r, out_w, err_r, err_w, null):
                     os.close(fd)
-                message = getattr(exc, "message", None) or str(exc)
+                message = str(result["error"])
                 self.note(f"start failed: {message}")
                 try:
                     self.rt.delete(self.cid, force=True)
                 except BaseException as exc2:
                     self.note(f"delete after failed start: {exc2}")
-                category = getattr(exc, "category", "internal")
                 exit_code = _exec_exit_code(message)
                 self.record(status="created" if first else "exited", pid=0, error=message,
                             exit_code=exit_code, finished_at=_now(),
                             reason=f"failed to start: {message}")
                 if first:
-                    self.tell(error=message, category=category, exit_code=exit_code)
+                    self.tell(error=message, category=result.get("category", "internal"),
+                              exit_code=exit_code)
                 return exit_code
+            pid = int(result["pid"])
             for fd in (out_w, err_w, null):
                 os.close(fd)
             if self.stdin_fd >= 0:
@@ -232,9 +236,8 @@ class Monitor:
                 os.close(self.stdin_fd)
                 self.stdin_fd = -1
             started = time.monotonic()
-            self.record(status="running", pid=pid, started_at=_now(), error="",
-                        restart_count=self.restart_count, monitor_pid=os.getpid(),
-                        monitor_start=_start_time(os.getpid()), oom_killed=0, reason="")
+            # an idle connection keeps sqlite's page cache: not worth its memory
+            self.close_db()
             if first:
                 self.tell(pid=pid)
                 first = False
@@ -270,6 +273,60 @@ class Monitor:
                     if row is not None:
                         self.record(status="exited")
                     return code
+
+    def start_container(self, stdio: tuple[int, int, int]) -> dict:
+        """Create and start the container from a short-lived fork of this
+        process, which also records it running: the runtime's code and the
+        database touch many shared pages, and would leave this long-lived
+        process with private copies of them. The container's init, orphaned
+        when the helper exits, is reparented to us (we are its subreaper)."""
+        from berth import jsonio
+
+        r, w = os.pipe()
+        helper = os.fork()
+        if helper == 0:
+            os.close(r)
+            out: dict = {}
+            try:
+                if self.cfg["runtime"] in ("berth", ""):
+                    _install_seccomp_cache(self.cfg)
+                pid = self.rt.create(self.cid, self.bundle, stdio)
+                self.rt.start(self.cid)
+                monitor = os.getppid()
+                self.record(status="running", pid=pid, started_at=_now(), error="",
+                            restart_count=self.restart_count, monitor_pid=monitor,
+                            monitor_start=_start_time(monitor), oom_killed=0, reason="")
+                out = {"pid": pid}
+            except BaseException as exc:
+                out = {"error": getattr(exc, "message", None) or str(exc),
+                       "category": getattr(exc, "category", "internal")}
+            try:
+                _write_all(w, jsonio.dumps(out).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        data = b""
+        while True:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            data += chunk
+        os.close(r)
+        while True:
+            try:
+                os.waitpid(helper, 0)
+                break
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+        try:
+            msg = jsonio.loads(data)
+        except ValueError:
+            msg = None
+        if not isinstance(msg, dict):
+            return {"error": "container start helper died", "category": "internal"}
+        return msg
 
     def should_restart(self, code: int, stop_requested: bool) -> bool:
         policy = self.cfg.get("restart") or {}
@@ -496,8 +553,6 @@ def main(argv: list[str]) -> int:
     except OSError:
         pass
     mon = Monitor(cfg)
-    if cfg["runtime"] in ("berth", ""):
-        _install_seccomp_cache(cfg)
     # the container's processes are forked from here: keep the imported
     # modules' objects out of the collector so their pages stay shared
     gc.freeze()

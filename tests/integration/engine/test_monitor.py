@@ -18,16 +18,23 @@ def _wait_for(fn, timeout=15.0):
 
 
 def _monitors(root: str) -> list[int]:
+    """Monitors of the engine whose --root is `root` (its --state is beside
+    it): forked by the zygote or started on their own, named berth-monitor."""
+    base = os.path.dirname(root).encode()
     out = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
+            with open(f"/proc/{name}/comm", "rb") as f:
+                comm = f.read().strip()
             with open(f"/proc/{name}/cmdline", "rb") as f:
                 cmd = f.read()
+            with open(f"/proc/{name}/stat", "rb") as f:
+                zombie = f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
         except OSError:
             continue
-        if b"monitor.py" in cmd and root.encode() in cmd:
+        if comm == b"berth-monitor" and base in cmd and not zombie:
             out.append(int(name))
     return out
 

@@ -1,0 +1,187 @@
+"""The monitor zygote: a lean process that has imported what a monitor needs
+(the runtime library, the database module) once, and forks one monitor per
+container on request. The monitors share its pages copy-on-write (objects
+frozen with `gc.freeze()` so the collector does not dirty them), which puts
+a monitor's proportional memory well under what a fresh interpreter costs,
+and a container start skips an interpreter start and its imports.
+
+It is not a daemon and not a shared monitor: each monitor is its own
+process in its own session, parent of its container, and outlives the
+zygote. The zygote exits once it has no monitor child and no request for
+IDLE_S seconds, and is started again by the next `berth run`.
+
+Protocol, on a SOCK_SEQPACKET path socket in a 0700 directory under the
+engine's --state (never an abstract socket a `--network host` container
+could reach, CVE-2020-15257): the CLI sends ``{"config": PATH, "fds":
+[3, 4, ...]}`` with the fds (SCM_RIGHTS) to install at those numbers; the
+zygote forks and answers ``{"pid": N}``.
+
+Run as ``python -I -S zygote.py SOCKET_PATH``.
+"""
+
+import os
+import sys
+import time
+
+IDLE_S = 1.0
+
+
+def _preload() -> None:
+    """Import everything a monitor and the container's init may import."""
+    import select  # noqa: F401
+    import sqlite3  # noqa: F401
+
+    from berth import db, jsonio  # noqa: F401
+    from berth.cgroups import open_manager
+    from berth.engine import monitor, runtimes  # noqa: F401
+    from berth.linux import capabilities, libc, seccomp  # noqa: F401
+    from berth.runtime import cgroup, container, hooks, init, process, rootfs, state, sync  # noqa: F401
+
+    try:
+        open_manager("/berth/zygote-preload", "zygote-preload")
+    except (OSError, ValueError, ImportError):
+        pass
+
+
+def serve(path: str) -> int:
+    import _socket
+    import gc
+    import select
+
+    from berth import jsonio
+
+    _preload()
+    from berth.linux import libc
+
+    try:
+        libc.set_name("berth-zygote")
+    except OSError:
+        pass
+    d = os.path.dirname(path)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    os.chmod(d, 0o700)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC, 0)
+    try:
+        sock.bind(path)
+    except OSError:
+        # a socket left by a zygote that died: take it over, unless one answers
+        probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC, 0)
+        try:
+            probe.connect(path)
+            return 1  # another zygote is serving this path
+        except ConnectionRefusedError:
+            os.unlink(path)
+            sock.bind(path)
+        finally:
+            probe.close()
+    sock.listen(128)
+    ino = os.stat(path).st_ino
+    gc.collect()
+    gc.freeze()
+    children: set[int] = set()
+    idle_since = time.monotonic()
+    fd_space = _socket.CMSG_SPACE(4 * 8)
+    while True:
+        while children:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                children.clear()
+                break
+            if pid == 0:
+                break
+            children.discard(pid)
+        if not children and time.monotonic() - idle_since > IDLE_S:
+            try:
+                if os.stat(path).st_ino == ino:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+            # a client that connected before the unlink gets EOF and retries
+            sock.close()
+            return 0
+        ready, _, _ = select.select([sock], [], [], 0.25)
+        if not ready:
+            continue
+        try:
+            cfd, _ = sock._accept()  # _socket has no accept(); this is socket.accept's core
+            conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, cfd)
+        except OSError:
+            continue
+        idle_since = time.monotonic()
+        try:
+            conn.settimeout(5)
+            msg, anc, _flags, _addr = conn.recvmsg(65536, fd_space)
+            fds: list[int] = []
+            for level, kind, data in anc:
+                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                    n = len(data) // 4
+                    fds.extend(int.from_bytes(data[i * 4:i * 4 + 4], sys.byteorder)
+                               for i in range(n))
+            req = jsonio.loads(msg)
+            assert isinstance(req, dict)
+            pid = os.fork()
+            if pid == 0:
+                sock.close()
+                conn.close()
+                _child(req["config"], list(zip(fds, req["fds"], strict=True)))
+            children.add(pid)
+            for fd in fds:
+                os.close(fd)
+            conn.send(jsonio.dumps({"pid": pid}).encode())
+        except (OSError, ValueError, KeyError, AssertionError) as exc:
+            _note(path, f"request: {type(exc).__name__}: {exc}")
+        finally:
+            conn.close()
+
+
+def _note(path: str, text: str) -> None:
+    fd = os.open(path + ".log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {text}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def _child(config: str, fds: list[tuple[int, int]]) -> None:
+    """In the forked monitor: its own session, the request's fds at their
+    numbers (everything else closed), then the monitor itself."""
+    code = 1
+    try:
+        os.setsid()
+        # move the received fds above every target first: a target may be
+        # another received fd's current number
+        moved = []
+        for fd, target in fds:
+            import fcntl
+
+            moved.append((fcntl.fcntl(fd, fcntl.F_DUPFD, 64), target))
+            os.close(fd)
+        null = os.open("/dev/null", os.O_RDWR)
+        for t in (0, 1, 2):
+            os.dup2(null, t)
+        if null > 2:
+            os.close(null)
+        for fd, target in moved:
+            os.dup2(fd, target)
+            os.close(fd)
+        os.closerange(max(t for _, t in fds) + 1 if fds else 3, 64)
+        from berth.engine import monitor
+
+        code = monitor.main(["monitor", config])
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+    try:
+        sys.exit(serve(sys.argv[1]))
+    except Exception as exc:
+        import traceback
+
+        _note(sys.argv[1], f"zygote failed: {exc}\n{traceback.format_exc()}")
+        raise
