@@ -294,6 +294,9 @@ def parse_duration(text: str) -> float:
 
 
 def cmd_events(paths: RuntimePaths, log: Log, opts: dict, args: list[str]) -> int:
+    import gc
+
+    gc.enable()  # a stream may run for days; the launcher turned the collector off
     cid = _one_id(args, "events")
     interval = parse_duration(opts.get("interval") or "5s")
     if interval <= 0:

@@ -132,15 +132,17 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 
 
 def bring_up_loopback() -> None:
+    """ip link set lo up, with two ioctls on a datagram socket."""
     import _socket
     import fcntl
-    import struct
 
     s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM, 0)
     try:
-        ifr = struct.pack("16sH22x", b"lo", 0)
-        flags = struct.unpack("16sH22x", fcntl.ioctl(s.fileno(), 0x8913, ifr))[1]  # SIOCGIFFLAGS
-        fcntl.ioctl(s.fileno(), 0x8914, struct.pack("16sH22x", b"lo", flags | 0x1 | 0x40))  # SIOCSIFFLAGS IFF_UP|IFF_RUNNING
+        # struct ifreq: 16 bytes of name, then (for these requests) short ifr_flags
+        name = b"lo".ljust(16, b"\0")
+        got = fcntl.ioctl(s.fileno(), 0x8913, name + bytes(24))  # SIOCGIFFLAGS
+        flags = int.from_bytes(got[16:18], "little") | 0x1 | 0x40  # IFF_UP | IFF_RUNNING
+        fcntl.ioctl(s.fileno(), 0x8914, name + flags.to_bytes(2, "little") + bytes(22))  # SIOCSIFFLAGS
     finally:
         s.close()
 
