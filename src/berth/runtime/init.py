@@ -405,6 +405,7 @@ def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str], status:
             step = "seccomp"
             _load_seccomp(s, status)
         step = f"exec {path}"
+        p.refuse_runtime_executable(path)
         os.execve(path, proc["args"], env)
     except BaseException as exc:
         if isinstance(exc, OSError) and not (exc.strerror and ": " in exc.strerror):

@@ -136,3 +136,31 @@ def check_cwd(cwd: str) -> None:
     here = os.getcwd()
     if not here.startswith("/"):
         raise PermissionDeniedError(f"chdir to cwd ({cwd}): outside the container's root")
+
+
+def refuse_runtime_executable(path: str) -> None:
+    """CVE-2019-5736: the runtime's own executable (the host's Python, reached
+    as /proc/self/exe, a symlink to it, or a script's #! line) must never run
+    as a container process, where the container could keep a handle to it
+    and rewrite it once it exits. Checked by device and inode, one #! level
+    deep (runc 1.1 runs from a sealed memfd copy instead, which costs a
+    re-exec berth's start-up cannot afford)."""
+    try:
+        me = os.stat("/proc/self/exe")
+        targets = [path]
+        try:
+            with open(path, "rb") as f:
+                head = f.read(256)
+            if head.startswith(b"#!"):
+                interp = head[2:].split(b"\n", 1)[0].strip().split(b" ", 1)[0]
+                if interp:
+                    targets.append(os.fsdecode(interp))
+        except OSError:
+            pass  # unreadable: execve fails for a script as well
+        for t in targets:
+            st = os.stat(t)
+            if (st.st_dev, st.st_ino) == (me.st_dev, me.st_ino):
+                raise PermissionDeniedError(
+                    f"exec {path}: {t} is the runtime's own executable (CVE-2019-5736): refused")
+    except FileNotFoundError:
+        return

@@ -179,12 +179,47 @@ def _locked_flags(target: str) -> int:
     return out
 
 
+# files lxcfs binds over /proc (runc's checkProcMount allows exactly these)
+PROC_BIND_ALLOWED = ("/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+                     "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+                     "/proc/sys/kernel/ns_last_pid")
+
+
+def check_proc_mount(spec: MountSpec, bundle: str) -> None:
+    """CVE-2019-16884: /proc, or anything under it, only from a procfs: a
+    tmpfs or a bind of the bundle's files there would hide /proc/self/attr
+    (LSM labels) or fake /proc files the runtime writes to."""
+    dest = os.path.normpath("/" + spec.destination.lstrip("/"))
+    if dest != "/proc" and not dest.startswith("/proc/"):
+        return
+    if dest == "/proc" and spec.type == "proc" and not spec.is_bind:
+        return
+    if spec.is_bind:
+        if dest in PROC_BIND_ALLOWED:
+            return
+        source = spec.source if spec.source.startswith("/") else os.path.join(bundle, spec.source)
+        try:
+            fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                if libc.fstatfs_type(fd) == libc.PROC_SUPER_MAGIC:
+                    return
+            finally:
+                os.close(fd)
+    raise PermissionDeniedError(
+        f"mount {spec.source or spec.type} on {dest}: only a procfs may be mounted on /proc (CVE-2019-16884): refused"
+    )
+
+
 def mount_one(root_fd: int, spec: MountSpec, bundle: str, cgroup_paths: dict[str, str] | None, in_userns: bool) -> None:
     dest = spec.destination
     if spec.type == "cgroup" or spec.type == "cgroup2":
         mount_cgroup(root_fd, spec, cgroup_paths or {}, in_userns)
         return
     no_symlinks = dest.rstrip("/") in ("/proc", "/sys", "/dev") or spec.type in ("proc", "sysfs")
+    check_proc_mount(spec, bundle)
     if spec.is_bind:
         source = spec.source if spec.source.startswith("/") else os.path.join(bundle, spec.source)
         try:
@@ -205,9 +240,6 @@ def mount_one(root_fd: int, spec: MountSpec, bundle: str, cgroup_paths: dict[str
         for prop in spec.propagation:
             remount(root_fd, dest, prop)
         return
-    if spec.type == "proc":
-        # CVE-2019-16884: /proc must be a real procfs, not a bind of something else
-        pass
     fd = resolve(root_fd, dest, "dir", no_symlinks)
     try:
         target = fd_path(fd)
