@@ -22,7 +22,7 @@ class Setup:
     """Everything the child and init need, built by the parent before fork."""
 
     __slots__ = ("bundle", "cgroup", "channel", "config", "console_fd", "container_id", "fifo_fd", "host_pid",
-                 "listener", "namespaces", "no_pivot", "parent_fds", "preserve_fds", "rootfs", "seccomp", "state")
+                 "listener", "namespaces", "no_new_keyring", "no_pivot", "parent_fds", "preserve_fds", "rootfs", "seccomp", "state")
 
     def __init__(self) -> None:
         self.config: dict = {}
@@ -37,6 +37,7 @@ class Setup:
         self.preserve_fds = 0
         self.state: dict = {}
         self.parent_fds: list[int] = []  # the parent's own fds (its lock): closed at once
+        self.no_new_keyring = False
         self.container_id = ""
         self.seccomp = None  # berth.linux.seccomp.Filter, compiled by the parent
         self.listener = None  # socket connected to linux.seccomp.listenerPath
@@ -49,6 +50,16 @@ def child_main(s: "Setup") -> None:
     try:
         for fd in s.parent_fds:
             os.close(fd)
+        # fds the caller left inheritable are not ours to keep: only stdio,
+        # --preserve-fds, the FIFO, the sync socket and the console reach the
+        # init (what a created container holds is visible from inside)
+        keep = {s.fifo_fd, ch.fileno(), s.console_fd}
+        prev = 3 + s.preserve_fds
+        for k in sorted(k for k in keep if k >= prev):
+            if k > prev:
+                libc.close_range(prev, k - 1)
+            prev = k + 1
+        libc.close_range(prev)
         libc.set_name("berth:[1:CHILD]")
         ns = s.namespaces
         if "user" not in ns:
@@ -262,6 +273,15 @@ def init_main(s: "Setup") -> None:
         if (cfg.get("root") or {}).get("readonly"):
             step = "remount / read-only"
             rfs.remount_root_readonly()
+        if not s.no_new_keyring:
+            # as runc: a session keyring of its own, so the container does not
+            # share the caller's keys (ENOSYS: a kernel without keys)
+            step = "join session keyring"
+            try:
+                libc.join_session_keyring(f"_ses.{s.container_id}")
+            except OSError as exc:
+                if exc.errno != 38:
+                    raise
         if "oomScoreAdj" in proc:
             step = "oom_score_adj"
             from berth.runtime.process import set_oom_score_adj
