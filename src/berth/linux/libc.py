@@ -83,9 +83,11 @@ TIOCSWINSZ = 0x5414
 # (<asm/unistd_64.h> on x86_64, <asm-generic/unistd.h> on arm64)
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "openat2": 437, "pidfd_send_signal": 424, "close_range": 436,
-               "ioprio_set": 251, "ioprio_get": 252, "sched_setattr": 314},
+               "ioprio_set": 251, "ioprio_get": 252, "sched_setattr": 314,
+               "keyctl": 250},
     "aarch64": {"pivot_root": 41, "openat2": 437, "pidfd_send_signal": 424, "close_range": 436,
-                "ioprio_set": 30, "ioprio_get": 31, "sched_setattr": 274},
+                "ioprio_set": 30, "ioprio_get": 31, "sched_setattr": 274,
+                "keyctl": 219},
 }
 _NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["x86_64"])
 
@@ -179,6 +181,18 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
     if _syscall(_NR["pidfd_send_signal"], pidfd, sig, None, 0) != 0:
         raise _err(f"pidfd_send_signal {sig}")
+
+
+# <linux/keyctl.h>
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def join_session_keyring(name: str) -> int:
+    """A new session keyring named `name` for this process (its id)."""
+    r = _syscall(_NR["keyctl"], KEYCTL_JOIN_SESSION_KEYRING, name.encode())
+    if r < 0:
+        raise _err(f"join session keyring {name}")
+    return r
 
 
 # <linux/close_range.h>

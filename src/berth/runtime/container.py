@@ -193,6 +193,7 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
         s.no_pivot = opts.no_pivot
         s.preserve_fds = opts.preserve_fds
         s.parent_fds = [lock.fd]
+        s.no_new_keyring = opts.no_new_keyring
         s.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         from berth.runtime.cgroup import effective_resources, new_manager
 

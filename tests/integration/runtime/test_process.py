@@ -97,3 +97,18 @@ def test_no_fd_leaks_into_the_container(runtime, make_bundle):
     b = make_bundle("ls", "/proc/self/fd")
     out = run_ok(runtime, b).split()
     assert sorted(int(x) for x in out) == [0, 1, 2, 3]
+
+
+def test_session_keyring_is_the_containers_own(runtime, make_bundle):
+    """As runc: a new session keyring named after the container, unless
+    --no-new-keyring (then the caller's is inherited)."""
+    b = make_bundle("sh", "-c", "cat /proc/keys | awk '{print $9}'")
+    b.config["linux"]["maskedPaths"].remove("/proc/keys")
+    cid = unique()
+    p = runtime.run("run", "--bundle", b.write(), cid)
+    assert p.returncode == 0, p.stderr
+    assert f"_ses.{cid}:" in p.stdout.split()
+    cid2 = unique()
+    p = runtime.run("run", "--no-new-keyring", "--bundle", b.path, cid2)
+    assert p.returncode == 0, p.stderr
+    assert f"_ses.{cid2}:" not in p.stdout.split()
