@@ -210,9 +210,17 @@ def init_main(s: "Setup") -> None:
             raise InvalidArgumentError("a container needs a mount namespace (linux.namespaces)")
         prop = linux.get("rootfsPropagation") or ""
         step = "make / " + (prop or "rslave")
-        libc.mount(None, "/", None, rfs.PROPAGATION.get(prop, libc.MS_SLAVE | libc.MS_REC) | libc.MS_REC, None)
+        prop_flags = rfs.PROPAGATION.get(prop, libc.MS_SLAVE | libc.MS_REC)
+        libc.mount(None, "/", None, prop_flags | libc.MS_REC, None)
+        shared = bool(prop_flags & libc.MS_SHARED)
+        if shared:
+            # pivot_root refuses a shared new root or parent (runc's
+            # rootfsParentMountPrivate); the root is made shared after it
+            rfs.make_parent_mount_private(s.rootfs)
         step = f"bind rootfs {s.rootfs}"
         libc.mount(s.rootfs, s.rootfs, None, libc.MS_BIND | libc.MS_REC, None)
+        if shared:
+            libc.mount(None, s.rootfs, None, libc.MS_PRIVATE, None)
         root_fd = os.open(s.rootfs, os.O_DIRECTORY | os.O_PATH | os.O_CLOEXEC)
         cg_paths = s.cgroup.host_paths() if s.cgroup is not None else None
         for i, m in enumerate(cfg.get("mounts") or []):
@@ -258,6 +266,9 @@ def init_main(s: "Setup") -> None:
             rfs.move_root(s.rootfs)
         else:
             rfs.pivot(s.rootfs)
+        if shared:
+            step = f"make / {prop}"
+            libc.mount(None, "/", None, prop_flags, None)
         if linux.get("sysctl"):
             step = "sysctl"
             rfs.write_sysctls(linux["sysctl"])

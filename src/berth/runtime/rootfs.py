@@ -405,6 +405,17 @@ def has_dev_mount(config: dict) -> bool:
     return any(m.get("destination", "").rstrip("/") == "/dev" for m in config.get("mounts") or [])
 
 
+def make_parent_mount_private(path: str) -> None:
+    """Make the mount that `path` lies on private (only its own propagation)."""
+    best = "/"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mnt = line.split()[4]
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                best = mnt
+    libc.mount(None, best, None, MS_PRIVATE, None)
+
+
 def pivot(rootfs: str) -> None:
     """pivot_root(".", ".") as runc does: no put_old directory inside the
     image; the old root is stacked under the new one, made a slave (so the

@@ -140,3 +140,17 @@ def test_proc_as_a_symlink_is_refused(runtime, make_bundle):
         assert "symlink" in p.stderr
     # nothing was mounted on the target of the link in either case
     assert not os.listdir(os.path.join(b.rootfs, "tmp"))
+
+
+def test_rootfs_propagation(runtime, make_bundle):
+    # (rslave cannot be told from private here: the host's own / is private)
+    for prop, field in (("private", ""), ("rshared", "shared:")):
+        b = make_bundle("sh", "-c", "awk '$5==\"/\"' /proc/self/mountinfo")
+        b.config["linux"]["rootfsPropagation"] = prop
+        out = run_ok(runtime, b)
+        if field and runtime.name == "runc":
+            continue  # runc 1.1.5 runs it, but leaves the new root private
+        if field:
+            assert field in out, (prop, out)
+        else:
+            assert "shared:" not in out and "master:" not in out, (prop, out)
