@@ -171,3 +171,30 @@ def test_spec_writes_a_config_that_runs(runtime, workdir, busybox_rootfs):
     p = runtime.run("run", "--bundle", bundle, unique())
     assert p.returncode == 0, p.stderr
     assert p.stdout == "ok\n"
+
+
+def test_state_carries_annotations(runtime, make_bundle):
+    b = make_bundle("sleep", "100")
+    b.config["annotations"] = {"org.example.key": "value", "io.berth.test": "1"}
+    cid = unique()
+    runtime.run("create", "--bundle", b.write(), cid, check=True)
+    try:
+        state = json.loads(runtime.run("state", cid, check=True).stdout)
+        assert state["annotations"] == {"org.example.key": "value", "io.berth.test": "1"}
+        assert state["ociVersion"]
+        assert state["created"].endswith("Z")
+    finally:
+        runtime.run("delete", "--force", cid, check=True)
+
+
+def test_list_table(runtime, make_bundle):
+    b = make_bundle("sleep", "100")
+    cid = unique()
+    runtime.run("create", "--bundle", b.write(), cid, check=True)
+    try:
+        lines = runtime.run("list", check=True).stdout.splitlines()
+        assert lines[0].split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+        row = lines[1].split()
+        assert row[0] == cid and row[2] == "created" and row[3] == b.path and row[5] == "root"
+    finally:
+        runtime.run("delete", "--force", cid, check=True)

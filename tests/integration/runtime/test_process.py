@@ -1,5 +1,7 @@
 """What the container's process sees: pid 1, user, cwd, env, rlimits, oom score."""
 
+import pytest
+
 from tests.integration.conftest import unique
 
 
@@ -112,3 +114,11 @@ def test_session_keyring_is_the_containers_own(runtime, make_bundle):
     p = runtime.run("run", "--no-new-keyring", "--bundle", b.path, cid2)
     assert p.returncode == 0, p.stderr
     assert f"_ses.{cid2}:" not in p.stdout.split()
+
+
+def test_domainname(runtime, make_bundle):
+    if runtime.name == "runc":
+        pytest.skip("runc 1.1.5 ignores config.domainname (runtime-spec 1.1 added it)")
+    b = make_bundle("cat", "/proc/sys/kernel/domainname")
+    b.config["domainname"] = "example.test"
+    assert run_ok(runtime, b) == "example.test\n"
