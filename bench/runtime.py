@@ -21,7 +21,8 @@ def main() -> None:
     if not shutil.which("runc"):
         sys.exit("runc is not installed (apt-get install runc)")
     bundle = busybox_bundle("true", ["/bin/true"])
-    roots = tempfile.mkdtemp(prefix="berth-bench-")
+    # both runtimes keep state on tmpfs, as with their defaults (/run/...)
+    roots = tempfile.mkdtemp(prefix="berth-bench-", dir="/run")
     try:
         n = [0]
 

@@ -129,15 +129,19 @@ def dumps(obj: object, indent: int | None = None) -> str:
     return "".join(out)
 
 
-def write_atomic(path: str, data: str | bytes, mode: int = 0o644) -> None:
-    """Write `data` to `path` crash-safely: temporary name, fsync, rename."""
+def write_atomic(path: str, data: str | bytes, mode: int = 0o644, durable: bool = True) -> None:
+    """Write `data` to `path` crash-safely: temporary name, fsync, rename.
+    Readers see the old or the new content, never a part. durable=False
+    skips the fsync, for state that does not outlive a reboot anyway (the
+    runtime's, in /run) where it would only cost time."""
     if isinstance(data, str):
         data = data.encode()
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)

@@ -275,7 +275,7 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
         state.save()
         if opts.pid_file:
             pf = os.path.abspath(opts.pid_file)
-            jsonio.write_atomic(pf, str(init_pid), 0o644)
+            jsonio.write_atomic(pf, str(init_pid), 0o644, durable=False)
         undo.pids.clear()
         return state, parent_ch
     except BaseException:

@@ -135,7 +135,8 @@ class ContainerState:
         return cls(paths, data)
 
     def save(self) -> None:
-        jsonio.write_atomic(self.paths.state_file(self.id), jsonio.dumps(self.data), 0o600)
+        # live-container state: meaningless after a reboot, so no fsync (as runc)
+        jsonio.write_atomic(self.paths.state_file(self.id), jsonio.dumps(self.data), 0o600, durable=False)
 
     def is_alive(self) -> bool:
         pid = self.pid
