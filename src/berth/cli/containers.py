@@ -271,7 +271,7 @@ def run(ctx: click.Context, image: str, command: tuple[str, ...], detach: bool,
         click.echo(rec.id)
         return
     _proxy_signals(eng, rec.id)
-    code = started.wait_exit()
+    code = started.wait_exit(eng)
     if code < 0:
         code = eng.wait(rec.id) if not kw["auto_remove"] else 125
     sys.stdout.flush()
@@ -316,7 +316,7 @@ def start(ctx: click.Context, containers: tuple[str, ...], attach: bool,
         if started.status_fd < 0:
             return
         _proxy_signals(eng, started.record.id)
-        ctx.exit(max(0, started.wait_exit()))
+        ctx.exit(max(0, started.wait_exit(eng)))
     for_each(containers, eng.start)
 
 

@@ -63,9 +63,11 @@ class Started:
     pid: int
     status_fd: int  # the monitor's status pipe (foreground runs read {"exit": N})
 
-    def wait_exit(self) -> int:
-        """The exit code the monitor reports once the container has exited
-        (and, with --rm, been removed)."""
+    def wait_exit(self, engine: Engine | None = None) -> int:
+        """The exit code the monitor reports once the container has exited.
+        With --rm the monitor asks us to remove it (we have the engine
+        loaded): done here, then the pipe is closed, which tells the monitor
+        (it removes the container itself if we die first)."""
         buf = b""
         try:
             while True:
@@ -76,16 +78,16 @@ class Started:
                 if not chunk:
                     break
                 buf += chunk
+                msg = _last_message(buf)
+                if msg.get("remove") and engine is not None:
+                    with contextlib.suppress(NotFoundError):
+                        engine.remove(self.record.id, force=True, volumes=True,
+                                      from_monitor=True)
+                    return int(msg["exit"])
         finally:
             os.close(self.status_fd)
-        for line in reversed(buf.splitlines()):
-            try:
-                msg = jsonio.loads(line)
-            except ValueError:
-                continue
-            if isinstance(msg, dict) and "exit" in msg:
-                return int(msg["exit"])
-        return -1
+        msg = _last_message(buf)
+        return int(msg["exit"]) if "exit" in msg else -1
 
 
 class Engine:
@@ -714,6 +716,17 @@ class StartError(BerthError):
 
 
 # helpers --------------------------------------------------------------------------------
+
+
+def _last_message(buf: bytes) -> dict[str, Any]:
+    for line in reversed(buf.split(b"\n")[:-1]):  # complete lines only
+        try:
+            msg = jsonio.loads(line)
+        except ValueError:
+            continue
+        if isinstance(msg, dict) and "exit" in msg:
+            return msg
+    return {}
 
 
 def _read_message(fd: int) -> dict[str, Any]:

@@ -413,20 +413,39 @@ class Monitor:
             _unmount(os.path.join(self.bundle, "rootfs"))
         except OSError as exc:
             self.note(f"unmount rootfs: {exc}")
-        if self.cfg.get("auto_remove") and self.row() is not None:
-            try:
-                for p in self.cfg.get("sys_path") or []:
-                    if p not in sys.path:
-                        sys.path.append(p)
-                from berth.engine.containers import Engine
-                from berth.paths import Paths
+        if not self.cfg.get("auto_remove"):
+            self.tell(exit=code)
+            return
+        if self.status_fd >= 0:
+            # a foreground `run --rm`: its CLI has the engine loaded and removes
+            # the container itself once told; we wait for it to be gone and
+            # remove the container only if it died first
+            self.tell(exit=code, remove=True)
+            if self.status_fd >= 0:
+                import select
 
-                eng = Engine(Paths(self.cfg["root"], self.cfg["state"]))
-                eng.remove(self.cid, force=True, volumes=True, from_monitor=True)
-                eng.close()
-            except BaseException as exc:
-                self.note(f"auto-remove: {exc}")
+                poller = select.poll()
+                poller.register(self.status_fd, 0)  # POLLERR: the reader is gone
+                while not poller.poll(1000):
+                    pass
+        self.close_db()
+        if self.row() is not None:
+            self.auto_remove()
         self.tell(exit=code)
+
+    def auto_remove(self) -> None:
+        try:
+            for p in self.cfg.get("sys_path") or []:
+                if p not in sys.path:
+                    sys.path.append(p)
+            from berth.engine.containers import Engine
+            from berth.paths import Paths
+
+            eng = Engine(Paths(self.cfg["root"], self.cfg["state"]))
+            eng.remove(self.cid, force=True, volumes=True, from_monitor=True)
+            eng.close()
+        except BaseException as exc:
+            self.note(f"auto-remove: {exc}")
 
 
 def _reap(pid: int) -> int | None:

@@ -1,7 +1,6 @@
 """Container ids and Docker-style random names (adjective_surname)."""
 
 import os
-import secrets
 
 # a subset of moby's pkg/namesgenerator lists
 ADJECTIVES = (
@@ -53,13 +52,19 @@ def new_id() -> str:
             return cid
 
 
+def _choice(seq: tuple[str, ...]) -> str:
+    # not `secrets`: its import (hmac, hashlib) costs more than a container
+    # start spends here; a name needs no cryptographic strength
+    return seq[int.from_bytes(os.urandom(4), "little") % len(seq)]
+
+
 def random_name(retry: int = 0) -> str:
     """adjective_surname; after a collision, Docker appends a digit."""
-    name = f"{secrets.choice(ADJECTIVES)}_{secrets.choice(SURNAMES)}"
+    name = f"{_choice(ADJECTIVES)}_{_choice(SURNAMES)}"
     if name == "boring_wozniak":  # Steve Wozniak is not boring (moby's rule)
         return random_name(retry)
     if retry:
-        name += str(secrets.randbelow(10))
+        name += str(os.urandom(1)[0] % 10)
     return name
 
 
