@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(python3 python3-venv busybox-static runc skopeo umoci docker-registry openssl debootstrap
-      libseccomp2 iproute2 nftables iptables apache2-utils hyperfine procps)
+      libseccomp2 iproute2 nftables iptables apache2-utils hyperfine procps containerd)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
