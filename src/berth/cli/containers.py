@@ -11,6 +11,7 @@ error, as the Docker CLI. A flag parse error exits 125 ("unknown flag").
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ import click
 from berth.errors import BerthError
 from berth.paths import Paths
 
-RUN_COMMANDS = ("run", "create")
+RUN_COMMANDS = ("run", "create", "exec")
 
 
 def exit_code_for(command: str, exc: BerthError) -> int:
@@ -407,6 +408,41 @@ def wait(ctx: click.Context, containers: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
+@command("exec", context_settings={"allow_interspersed_args": False,
+                                   "help_option_names": ["--help"]})
+@click.option("-d", "--detach", is_flag=True)
+@click.option("-i", "--interactive", is_flag=True)
+@click.option("-t", "--tty", is_flag=True)
+@click.option("-e", "--env", multiple=True)
+@click.option("--env-file", multiple=True)
+@click.option("-u", "--user", default="")
+@click.option("-w", "--workdir", default="")
+@click.option("--privileged", is_flag=True)
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_(ctx: click.Context, container: str, command: tuple[str, ...], detach: bool,
+          interactive: bool, tty: bool, env: tuple[str, ...], env_file: tuple[str, ...],
+          user: str, workdir: str, privileged: bool) -> None:
+    """Execute a command in a running container."""
+    from berth.engine import options as o
+    from berth.errors import NotImplementedYetError
+
+    if tty:
+        raise NotImplementedYetError("-t/--tty: pseudo-terminals are not supported by berth yet")
+    envs: list[str] = []
+    for path in env_file:
+        envs.extend(o.read_env_file(path))
+    envs.extend(o.parse_env(list(env)))
+    if not interactive:
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+    sys.stdout.flush()
+    code = engine(ctx).exec(container, list(command), envs, workdir, user, privileged, detach)
+    ctx.exit(code)
+
+
 @command("port")
 @click.argument("container")
 @click.argument("private_port", required=False)
@@ -466,7 +502,7 @@ def register(cli: click.Group) -> None:
     from berth.cli import listing
 
     top = [run, create, start, stop, restart, kill, rm, pause, unpause, rename, wait, port,
-           why, *listing.COMMANDS]
+           why, exec_, *listing.COMMANDS]
     for cmd in top:
         cli.add_command(cmd)
     group = click.Group("container", help="Manage containers.")

@@ -674,6 +674,45 @@ class Engine:
                 removed.append(rec.id)
         return removed
 
+    # exec -------------------------------------------------------------------------------
+
+    def exec(self, ref: str, args: list[str], env: list[str] | None = None, workdir: str = "",
+             user: str = "", privileged: bool = False, detach: bool = False) -> int:
+        """Run `args` in a running container with this process's stdio, as
+        `docker exec`: the container's environment, user and capabilities
+        unless overridden; returns its exit status."""
+        from berth.engine.options import merge_env
+
+        rec = self.get(ref)
+        if rec.status == "paused":
+            raise ConflictError(f"Container {rec.id} is paused, unpause the container before "
+                                "exec")
+        if rec.status != "running":
+            raise ConflictError(f"Container {rec.id} is not running")
+        cfg = jsonio.load_file(os.path.join(self.bundle(rec.id), "config.json"))
+        assert isinstance(cfg, dict)
+        proc = dict(cfg["process"])
+        proc["args"] = list(args)
+        proc["terminal"] = False
+        proc["env"] = merge_env(proc.get("env") or [], env or [])
+        if workdir:
+            proc["cwd"] = workdir
+        if user:
+            proc["user"] = spec.resolve_user(self.rootfs(rec.id), user)
+        if privileged:
+            caps = spec.capabilities([], [], True)
+            proc["capabilities"] = {k: list(caps) for k in ("bounding", "effective",
+                                                           "permitted")}
+        path = os.path.join(self.bundle(rec.id), f"exec-{os.urandom(6).hex()}.json")
+        jsonio.write_atomic(path, jsonio.dumps(proc), 0o600)
+        try:
+            return self.runtime(rec).exec(rec.id, path, detach)
+        except BerthError as exc:
+            raise StartError(exc.message, exit_code=_exec_code(exc.message)) from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
     # wait -------------------------------------------------------------------------------
 
     def wait(self, ref: str) -> int:
@@ -716,6 +755,13 @@ class StartError(BerthError):
 
 
 # helpers --------------------------------------------------------------------------------
+
+
+def _exec_code(message: str) -> int:
+    from berth.engine.monitor import _exec_exit_code
+
+    code = _exec_exit_code(message)
+    return 126 if code == 125 else code
 
 
 def _last_message(buf: bytes) -> dict[str, Any]:

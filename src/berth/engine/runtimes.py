@@ -112,6 +112,15 @@ class InProcessRuntime:
         except NotFoundError:
             return None
 
+    def exec(self, cid: str, process_file: str, detach: bool = False) -> int:
+        """Run the process of `process_file` (runtime-spec process JSON) in
+        the container, with this process's stdio; its exit status."""
+        from berth.runtime.exec import ExecOptions, exec_in
+
+        opts = ExecOptions(process=process_file)
+        opts.detach = detach
+        return exec_in(self.paths, self._log(), cid, opts)
+
     def pause(self, cid: str) -> None:
         self._cgroup(cid).freeze()
 
@@ -227,6 +236,30 @@ class CliRuntime:
             return None
         data = jsonio.loads(out)
         return data if isinstance(data, dict) else None
+
+    def exec(self, cid: str, process_file: str, detach: bool = False) -> int:
+        args = self._argv("exec", "--process", process_file, *(["--detach"] if detach else []),
+                          cid)
+        pid = os.posix_spawn(self.binary, args, os.environ)
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        code = os.waitstatus_to_exitcode(status)
+        code = 128 - code if code < 0 else code
+        if code == 255 or (code == 1 and self._last_error()):
+            err = self._error("exec", b"")
+            if "exec" in err.message:
+                raise err
+        return code
+
+    def _last_error(self) -> bool:
+        try:
+            return os.path.getsize(self.log_path) > 0
+        except OSError:
+            return False
 
     def pause(self, cid: str) -> None:
         self._run("pause", cid)

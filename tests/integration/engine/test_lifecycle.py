@@ -145,3 +145,24 @@ def test_log_rotation(berth, workdir):
     out = berth.out("logs", "rr").split()
     assert out[-1] == "line299" and len(out) < 300
     assert out == [f"line{i}" for i in range(300 - len(out), 300)]
+
+
+def test_exec(berth_rt):
+    b = berth_rt
+    b.run("-d", "--name", "ex", "-e", "KEEP=1", "busybox", "sleep", "100", check=True)
+    p = b("exec", "ex", "sh", "-c", "echo $KEEP $HOSTNAME; pwd; exit 3")
+    assert p.returncode == 3
+    assert p.stdout.split("\n")[1] == "/"
+    p = b("exec", "-e", "KEEP=2", "-u", "nobody", "-w", "/tmp", "ex", "sh", "-c",
+          "echo $KEEP; id -u; pwd")
+    assert (p.returncode, p.stdout) == (0, "2\n65534\n/tmp\n"), p.stderr
+    p = b("exec", "-i", "ex", "tr", "a-z", "A-Z", input=b"quiet\n")
+    assert p.stdout == "QUIET\n"
+    p = b("exec", "ex", "nosuchcommand")
+    assert p.returncode == 127
+    assert 'exec: "nosuchcommand": executable file not found in $PATH' in p.stderr
+    # the exec'd process runs in the container's pid namespace
+    assert b.out("exec", "ex", "sh", "-c", "echo $$") != ""
+    b.out("stop", "-t", "0", "ex")
+    p = b("exec", "ex", "true")
+    assert p.returncode == 125 and "is not running" in p.stderr
