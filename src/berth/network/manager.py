@@ -1,0 +1,552 @@
+"""NetworkManager: the network subsystem as the engine and the CLI see it.
+
+    nm = NetworkManager(paths)
+    nm.create("front", subnet="10.123.1.0/24")
+    ep = nm.attach(cid, pid, "front", aliases=("web",), ports=parse_port_spec("8080:80"),
+                   name="web1")
+    ...
+    nm.release_all(cid)          # on stop / rm
+
+A network's bridge exists while the network has endpoints; berth's nftables
+table exists while any network does, and is rewritten from the database as
+a whole after every change (see nft.py). Every public operation holds one
+file lock, so two berth processes never interleave their kernel changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import ipaddress
+import logging
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from berth.errors import (
+    BerthError,
+    ConflictError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
+from berth.network import nft
+from berth.network.model import (
+    DEFAULT_BRIDGE,
+    DEFAULT_MTU,
+    DEFAULT_NETWORK,
+    OPT_BRIDGE_NAME,
+    OPT_MTU,
+    Endpoint,
+    Network,
+    PortMapping,
+    check_bridge_name,
+    check_network_name,
+    parse_address,
+    parse_mtu,
+    parse_subnet,
+)
+from berth.network.store import NetworkStore
+from berth.paths import Paths
+
+log = logging.getLogger(__name__)
+
+# Docker's default address pools: 172.17-31/16, then 192.168.0.0/16 in /20s
+_POOLS = [ipaddress.IPv4Network(f"172.{i}.0.0/16") for i in range(17, 32)] + [
+    ipaddress.IPv4Network(f"192.168.{i}.0/20") for i in range(0, 256, 16)
+]
+RANDOM_PORTS = range(49153, 65536)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+class NetworkManager:
+    def __init__(
+        self,
+        paths: Paths,
+        *,
+        dns_upstreams: Sequence[str] | None = None,
+        default_bridge: str | None = None,
+        default_subnet: str | None = None,
+    ) -> None:
+        self.paths = paths
+        self.store = NetworkStore(paths.database)
+        self.table = nft.table_name(paths.root)
+        env = os.environ.get("BERTH_DNS_UPSTREAMS")
+        self.dns_upstreams = list(dns_upstreams) if dns_upstreams is not None else (
+            env.split(",") if env else None)
+        self.default_bridge = default_bridge or os.environ.get("BERTH_BRIDGE") or DEFAULT_BRIDGE
+        self.default_subnet = default_subnet or os.environ.get("BERTH_BRIDGE_SUBNET")
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> NetworkManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        os.makedirs(self.paths.root, exist_ok=True)
+        fd = os.open(f"{self.paths.root}/network.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    # networks
+
+    def _pick_subnet(self) -> ipaddress.IPv4Network:
+        from berth.network.netlink import host_routes
+
+        taken = [n.subnet for n in self.store.networks()] + host_routes()
+        for pool in _POOLS:
+            if not any(pool.overlaps(t) for t in taken):
+                return pool
+        raise UnavailableError("create network: all predefined address pools have been "
+                               "fully subnetted")
+
+    def create(
+        self,
+        name: str,
+        *,
+        subnet: str | None = None,
+        gateway: str | None = None,
+        ip_range: str | None = None,
+        internal: bool = False,
+        labels: dict[str, str] | None = None,
+        options: dict[str, str] | None = None,
+        driver: str = "bridge",
+    ) -> Network:
+        """`docker network create`: validated fully before anything is recorded;
+        the kernel is touched only when a container attaches."""
+        check_network_name(name)
+        if driver != "bridge":
+            raise NotFoundError(f"plugin \"{driver}\" not found", driver=driver)
+        if name in ("host", "none"):
+            raise ConflictError(f"operation is not permitted on predefined {name} network")
+        options = dict(options or {})
+        net_id = secrets.token_hex(32)
+        bridge = options.get(OPT_BRIDGE_NAME) or (
+            self.default_bridge if name == DEFAULT_NETWORK else f"br-{net_id[:12]}")
+        check_bridge_name(bridge)
+        mtu = parse_mtu(options[OPT_MTU]) if OPT_MTU in options else DEFAULT_MTU
+        if gateway and not subnet:
+            raise InvalidArgumentError("gateway with no subnet: every ip-range or gateway "
+                                       "must have a corresponding subnet")
+        if ip_range and not subnet:
+            raise InvalidArgumentError("ip-range with no subnet: every ip-range or gateway "
+                                       "must have a corresponding subnet")
+        with self._locked():
+            net = parse_subnet(subnet) if subnet else self._pick_subnet()
+            rng = parse_subnet(ip_range) if ip_range else None
+            if rng is not None and not rng.subnet_of(net):
+                raise InvalidArgumentError(f"invalid ip range {rng}: it is not within subnet {net}")
+            if gateway:
+                gw = parse_address(gateway, "gateway")
+                if gw not in net:
+                    raise InvalidArgumentError(
+                        f"invalid gateway {gw}: it does not belong to subnet {net}")
+            else:
+                gw = next(net.hosts())
+            network = Network(id=net_id, name=name, subnet=net, gateway=gw, bridge=bridge,
+                              ip_range=rng, internal=internal, mtu=mtu,
+                              labels=dict(labels or {}), options=options, created=_now())
+            self.store.insert_network(network)
+        return network
+
+    def ensure_default(self) -> Network:
+        """The default `bridge` network (bridge berth0), made on first use with
+        a subnet that collides with no host route."""
+        try:
+            return self.store.find_network(DEFAULT_NETWORK)
+        except NotFoundError:
+            pass
+        try:
+            return self.create(DEFAULT_NETWORK, subnet=self.default_subnet,
+                               options={OPT_BRIDGE_NAME: self.default_bridge})
+        except BerthError:
+            with contextlib.suppress(NotFoundError):
+                return self.store.find_network(DEFAULT_NETWORK)  # another engine won the race
+            raise
+
+    def get(self, ref: str) -> Network:
+        if ref in ("bridge", "default"):
+            return self.ensure_default()
+        return self.store.find_network(ref)
+
+    def list(self) -> list[Network]:
+        self.ensure_default()
+        return self.store.networks()
+
+    def remove(self, ref: str) -> Network:
+        if ref in ("host", "none", DEFAULT_NETWORK):
+            raise ConflictError(f"{ref} is a pre-defined network and cannot be removed")
+        with self._locked():
+            net = self.store.find_network(ref)
+            self.store.delete_network(net.id)
+            self._remove_bridge_if_unused(net)
+            self._sync_firewall()
+        return net
+
+    def prune(self) -> list[str]:
+        removed = []
+        for net in self.store.networks():
+            if net.is_default or self.store.endpoints(network_id=net.id):
+                continue
+            with contextlib.suppress(ConflictError, NotFoundError):
+                self.remove(net.id)
+                removed.append(net.name)
+        return removed
+
+    def inspect(self, net: Network) -> dict[str, Any]:
+        """Docker's JSON for `network inspect`."""
+        ipam_cfg: dict[str, str] = {"Subnet": str(net.subnet), "Gateway": str(net.gateway)}
+        if net.ip_range:
+            ipam_cfg["IPRange"] = str(net.ip_range)
+        containers = {
+            ep.container_id: {
+                "Name": ep.name,
+                "EndpointID": ep.id,
+                "MacAddress": ep.mac,
+                "IPv4Address": ep.cidr,
+                "IPv6Address": "",
+            }
+            for ep in self.store.endpoints(network_id=net.id)
+        }
+        options = dict(net.options)
+        if net.is_default:
+            options.setdefault(OPT_BRIDGE_NAME, net.bridge)
+        return {
+            "Name": net.name,
+            "Id": net.id,
+            "Created": net.created,
+            "Scope": "local",
+            "Driver": "bridge",
+            "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": {}, "Config": [ipam_cfg]},
+            "Internal": net.internal,
+            "Attachable": False,
+            "Ingress": False,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False,
+            "Containers": containers,
+            "Options": options,
+            "Labels": dict(net.labels),
+        }
+
+    # endpoints
+
+    def endpoints(self, container_id: str) -> list[Endpoint]:
+        return self.store.endpoints(container_id=container_id)
+
+    def attach(
+        self,
+        container_id: str,
+        netns: int | str,
+        network: str = DEFAULT_NETWORK,
+        *,
+        ip: str | None = None,
+        aliases: Iterable[str] = (),
+        ports: Iterable[PortMapping] = (),
+        name: str = "",
+        mac: str | None = None,
+        dns: Sequence[str] = (),
+    ) -> Endpoint:
+        """Connect the container whose network namespace is `netns` (its pid,
+        or a netns path) to `network`: an address, a veth pair, the default
+        route (first network), published ports, and the embedded DNS server on
+        user-defined networks. All of it, or nothing on failure."""
+        from berth.network import netlink
+
+        nft.nft_binary()  # fail before touching anything when nft is missing
+        net = self.get(network)
+        want_ip = parse_address(ip) if ip else None
+        if want_ip is not None and net.is_default:
+            raise InvalidArgumentError(
+                "user specified ip address is supported on user defined networks only")
+        if not isinstance(netns, int) and str(netns).isdigit():
+            netns = int(netns)
+        path = netlink.netns_path(netns)
+        if not os.path.exists(path):
+            raise NotFoundError(f"attach {container_id[:12]} to network {net.name}: "
+                                f"network namespace {path} not found", path=path)
+        ports = list(ports)
+        if ports and net.internal:
+            ports = []  # Docker: nothing is published from an internal network
+        errors: list[str] = []
+        with self._locked():
+            with contextlib.ExitStack() as undo:
+                undo.callback(self._quiet, self._sync_firewall, errors)
+                host_veth = "veth" + secrets.token_hex(4)[:7]
+                first = not self.store.endpoints(container_id=container_id)
+                ifname = "eth0" if first else netlink.free_ifname(netns)
+                ep = self.store.allocate(
+                    net, container_id, ip=want_ip, mac=mac, ifname=ifname, host_veth=host_veth,
+                    aliases=aliases, name=name, netns=path)
+                undo.callback(self._quiet, lambda: self.store.release(ep.id), errors)
+                resolved = self._resolve_ports(ep, ports)
+                self.store.set_ports(ep.id, resolved)
+                if not netlink.link_exists(net.bridge):
+                    self._check_routes(net)
+                if netlink.ensure_bridge(net.bridge, ipaddress.IPv4Interface(
+                        f"{net.gateway}/{net.subnet.prefixlen}"), net.mtu):
+                    undo.callback(self._quiet, lambda: self._remove_bridge_if_unused(net),
+                                  errors)
+                if not net.internal:
+                    netlink.write_sysctl("net/ipv4/ip_forward", "1")
+                gw = None if net.internal or netlink.has_default_route(netns) else net.gateway
+                netlink.add_veth(host_veth, net.bridge, netns, ifname,
+                                 ipaddress.IPv4Interface(ep.cidr), gw, net.mtu, ep.mac)
+                undo.callback(self._quiet, lambda: netlink.delete_link(host_veth), errors)
+                if any(p.host_ip in ("", "127.0.0.1") for p in resolved):
+                    # DNAT of 127.0.0.1 to a container routes a loopback source out of
+                    # the bridge, which the kernel drops as martian without this
+                    netlink.write_sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
+                self._sync_firewall()
+                if net.has_dns:
+                    self._ensure_dns(container_id, path, netns if isinstance(netns, int)
+                                     else None, dns, undo, errors)
+                undo.pop_all()
+            result = self.store.endpoints(network_id=net.id, container_id=container_id)[0]
+        return result
+
+    def _check_routes(self, net: Network) -> None:
+        from berth.network.netlink import host_routes
+
+        for r in host_routes():
+            if r.overlaps(net.subnet):
+                raise ConflictError(f"create bridge {net.bridge}: subnet {net.subnet} of network"
+                                    f" {net.name} overlaps host route {r}")
+
+    @staticmethod
+    def _quiet(fn: Callable[[], object], errors: list[str]) -> None:
+        try:
+            fn()
+        except (BerthError, OSError) as exc:
+            errors.append(str(exc))
+            log.warning("undo: %s", exc)
+
+    def _resolve_ports(self, ep: Endpoint, ports: Iterable[PortMapping]) -> list[PortMapping]:
+        """Host ports picked for 0 and ranges, each checked free on the host."""
+        taken = {(p.proto, p.host_port) for p in self.store.all_ports()}
+        out: list[PortMapping] = []
+        for m in ports:
+            if m.host_port and not m.host_port_end:
+                self._check_bindable(m.proto, m.host_ip, m.host_port, ep)
+                out.append(m)
+                continue
+            if m.host_port_end:
+                candidates = list(range(m.host_port, m.host_port_end + 1))
+            else:
+                start = random.choice(RANDOM_PORTS)
+                candidates = list(range(start, RANDOM_PORTS.stop)) + list(
+                    range(RANDOM_PORTS.start, start))
+            for port in candidates:
+                if (m.proto, port) in taken or any(
+                        o.proto == m.proto and o.host_port == port for o in out):
+                    continue
+                try:
+                    self._check_bindable(m.proto, m.host_ip, port, ep)
+                except ConflictError:
+                    continue
+                out.append(PortMapping(m.container_port, port, m.proto, m.host_ip))
+                break
+            else:
+                raise ConflictError(f"allocate host port for {m.key}: all ports are allocated")
+        return out
+
+    @staticmethod
+    def _check_bindable(proto: str, host_ip: str, port: int, ep: Endpoint) -> None:
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host_ip or "0.0.0.0", port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    raise InvalidArgumentError(
+                        f"driver failed programming external connectivity on endpoint "
+                        f"{ep.name or ep.container_id[:12]}: listen {proto}4 {host_ip}:{port}: "
+                        "bind: cannot assign requested address") from exc
+                raise ConflictError(
+                    f"driver failed programming external connectivity on endpoint "
+                    f"{ep.name or ep.container_id[:12]}: listen {proto}4 "
+                    f"{host_ip or '0.0.0.0'}:{port}: bind: address already in use") from exc
+
+    def detach(self, container_id: str, network: str, *, force: bool = False) -> None:
+        """Disconnect the container from `network`: its veth, address, ports
+        and (with its last user-defined network) its DNS server go."""
+        with self._locked():
+            net = self.store.find_network(network) if network not in (
+                "bridge", "default") else self.ensure_default()
+            eps = self.store.endpoints(network_id=net.id, container_id=container_id)
+            if not eps:
+                if force:
+                    return
+                raise NotFoundError(f"container {container_id[:12]} is not connected to "
+                                    f"network {net.name}")
+            self._detach(eps[0], net)
+
+    def release_all(self, container_id: str) -> None:
+        """Everything the container got, on stop or rm; safe to call twice."""
+        with self._locked():
+            for ep in self.store.endpoints(container_id=container_id):
+                self._detach(ep, self.store.find_network(ep.network_id))
+            self._stop_dns(container_id)
+
+    def _detach(self, ep: Endpoint, net: Network) -> None:
+        from berth.network import netlink
+
+        netlink.delete_link(ep.host_veth)
+        self.store.release(ep.id)
+        self._remove_bridge_if_unused(net)
+        self._sync_firewall()
+        if not any(self.store.find_network(e.network_id).has_dns
+                   for e in self.store.endpoints(container_id=ep.container_id)):
+            self._stop_dns(ep.container_id)
+
+    def _remove_bridge_if_unused(self, net: Network) -> None:
+        from berth.network import netlink
+
+        if not self.store.endpoints(network_id=net.id):
+            netlink.delete_link(net.bridge)
+
+    # ports
+
+    def ports(self, container_id: str) -> list[PortMapping]:
+        return [p for ep in self.store.endpoints(container_id=container_id) for p in ep.ports]
+
+    def change_ports(self, container_id: str, add: Iterable[PortMapping] = (),
+                     remove: Iterable[PortMapping] = ()) -> list[PortMapping]:
+        """`berth port add/rm`: published ports of a running container changed
+        in one transaction; the firewall follows or, on failure, keeps its
+        previous rules. Returns the mappings added."""
+        from berth.network import netlink
+
+        nft.nft_binary()
+        add, remove = list(add), list(remove)
+        with self._locked():
+            eps = [e for e in self.store.endpoints(container_id=container_id)
+                   if not self.store.find_network(e.network_id).internal]
+            if not eps:
+                raise ConflictError(f"publish ports of {container_id[:12]}: container is not "
+                                    "connected to a bridge network")
+            ep = eps[0]
+            current = {(p.proto, p.container_port, p.host_port) for p in ep.ports}
+            for m in remove:
+                if not any(p[0] == m.proto and p[1] == m.container_port and
+                           (not m.host_port or p[2] == m.host_port) for p in current):
+                    raise NotFoundError(f"unpublish {m.key} of {container_id[:12]}: "
+                                        "no such port mapping")
+            resolved = self._resolve_ports(ep, add)
+            before = self.store.endpoints(network_id=ep.network_id, container_id=container_id)[0]
+            self.store.set_ports(ep.id, resolved, remove)
+            try:
+                if any(p.host_ip in ("", "127.0.0.1") for p in resolved):
+                    net = self.store.find_network(ep.network_id)
+                    netlink.write_sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
+                self._sync_firewall()
+            except BaseException:
+                self.store.set_ports(ep.id, before.ports, resolved)
+                raise
+        return resolved
+
+    # firewall
+
+    def _sync_firewall(self) -> None:
+        """Make berth's table match the database (or delete it when unused)."""
+        bridges, dnat = [], []
+        for net in self.store.networks():
+            eps = self.store.endpoints(network_id=net.id)
+            if not eps:
+                continue
+            bridges.append(nft.BridgeRules(net.bridge, net.subnet, net.internal))
+            for ep in eps:
+                for p in ep.ports:
+                    dnat.append(nft.DnatRule(net.bridge, p.proto, p.host_ip, p.host_port,
+                                             str(ep.ip), p.container_port))
+        if bridges:
+            nft.apply(nft.ruleset(self.table, bridges, dnat))
+        elif nft.table_exists(self.table):
+            nft.apply(nft.delete_commands(self.table))
+
+    # embedded DNS
+
+    def _upstreams(self, dns: Sequence[str]) -> list[str]:
+        if dns:
+            return [d if ":" in d else f"{d}:53" for d in dns]
+        if self.dns_upstreams is not None:
+            return list(self.dns_upstreams)
+        from berth.network.dns import host_resolvers
+
+        return [f"{h}:{p}" for h, p in host_resolvers()]
+
+    def _ensure_dns(self, container_id: str, netns_path: str, watch_pid: int | None,
+                    dns: Sequence[str], undo: contextlib.ExitStack, errors: list[str]) -> None:
+        if self._dns_alive(container_id):
+            return
+        argv = [sys.executable, "-m", "berth.network.dns", "--database", self.paths.database,
+                "--container", container_id, "--netns", netns_path]
+        if watch_pid:
+            argv += ["--watch-pid", str(watch_pid)]
+        for u in self._upstreams(dns):
+            argv += ["--upstream", u]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                           stdin=subprocess.DEVNULL)
+        line = p.stdout.strip()
+        if p.returncode != 0 or not line.startswith("ready "):
+            raise UnavailableError(line.removeprefix("error: ") or
+                                   f"start dns server for {container_id[:12]}: {p.stderr.strip()}")
+        pid = int(line.split()[1])
+        self.store.set_dns_server(container_id, pid, _starttime(pid))
+        undo.callback(self._quiet, lambda: self._stop_dns(container_id), errors)
+
+    def _dns_alive(self, container_id: str) -> bool:
+        rec = self.store.dns_server(container_id)
+        return bool(rec) and _starttime(rec[0]) == rec[1]
+
+    def _stop_dns(self, container_id: str) -> None:
+        rec = self.store.dns_server(container_id)
+        if not rec:
+            return
+        pid, start = rec
+        if _starttime(pid) == start:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            for _ in range(200):
+                if _starttime(pid) != start:
+                    break
+                time.sleep(0.01)
+            else:
+                raise InternalError(f"stop dns server {pid} of {container_id[:12]}: still running")
+        self.store.set_dns_server(container_id, None)
+
+
+def _starttime(pid: int) -> str:
+    """The process's start time (field 22 of stat): with the pid, names one process
+    for good; "" when gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+    if rest[0] in ("Z", "X"):
+        return ""
+    return rest[19]

@@ -1,0 +1,180 @@
+"""Network values and pure parsers: port specs, subnets, Docker's option names.
+
+Nothing here does I/O, so it is unit-tested without root.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from berth.errors import InvalidArgumentError
+
+DEFAULT_NETWORK = "bridge"
+DEFAULT_BRIDGE = "berth0"
+OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
+OPT_MTU = "com.docker.network.driver.mtu"
+DEFAULT_MTU = 1500
+PROTOCOLS = ("tcp", "udp")
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """One published port: host_ip:host_port/proto -> container_port."""
+
+    container_port: int
+    host_port: int
+    proto: str = "tcp"
+    host_ip: str = ""  # "" = every host address (Docker's 0.0.0.0)
+    # `-p 8000-8010:80`: host_port..host_port_end are candidates, the first free is taken
+    host_port_end: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.container_port}/{self.proto}"
+
+    def __str__(self) -> str:
+        return f"{self.key} -> {self.host_ip or '0.0.0.0'}:{self.host_port}"
+
+
+@dataclass(frozen=True)
+class Network:
+    id: str
+    name: str
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    bridge: str
+    ip_range: ipaddress.IPv4Network | None = None
+    internal: bool = False
+    mtu: int = DEFAULT_MTU
+    labels: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == DEFAULT_NETWORK
+
+    @property
+    def has_dns(self) -> bool:
+        """Docker: embedded DNS on user-defined networks only."""
+        return not self.is_default
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A container's attachment to one network."""
+
+    id: str
+    network_id: str
+    network: str
+    container_id: str
+    ip: ipaddress.IPv4Address
+    prefixlen: int
+    gateway: ipaddress.IPv4Address | None
+    mac: str
+    ifname: str
+    host_veth: str
+    aliases: tuple[str, ...] = ()
+    name: str = ""
+    ports: tuple[PortMapping, ...] = ()
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.ip}/{self.prefixlen}"
+
+
+def _port_range(text: str, what: str, spec: str) -> tuple[int, int]:
+    lo, _, hi = text.partition("-")
+    try:
+        a, b = int(lo), int(hi or lo)
+    except ValueError:
+        raise InvalidArgumentError(f"invalid {what} port in '{spec}'")
+    if not (1 <= a <= 65535 and 1 <= b <= 65535) or b < a:
+        raise InvalidArgumentError(f"invalid range specified for {what} port: {text}")
+    return a, b
+
+
+def parse_port_spec(spec: str) -> list[PortMapping]:
+    """`[ip:][host[-end]:]container[-end][/proto]` as `docker run -p`; host
+    port 0 means "pick one". Ranges expand to one mapping per port."""
+    body, _, proto = spec.strip().partition("/")
+    proto = (proto or "tcp").lower()
+    if proto not in PROTOCOLS:
+        raise InvalidArgumentError(f"invalid proto: {proto}")
+    if body.startswith("["):
+        raise InvalidArgumentError(f"publish {spec}: ipv6 host addresses are not supported yet")
+    parts = body.split(":")
+    if len(parts) > 3 or not parts[-1]:
+        raise InvalidArgumentError(f"invalid port format '{spec}'")
+    host_ip = parts[0] if len(parts) == 3 else ""
+    host = parts[-2] if len(parts) >= 2 else ""
+    cont = parts[-1]
+    if host_ip:
+        try:
+            ipaddress.IPv4Address(host_ip)
+        except ValueError:
+            raise InvalidArgumentError(f"invalid ip address: {host_ip}")
+    if host_ip == "0.0.0.0":
+        host_ip = ""
+    c_lo, c_hi = _port_range(cont, "container", spec)
+    if not host:
+        return [PortMapping(p, 0, proto, host_ip) for p in range(c_lo, c_hi + 1)]
+    h_lo, h_hi = _port_range(host, "host", spec)
+    n = c_hi - c_lo + 1
+    if h_hi - h_lo + 1 != n:
+        if n == 1:  # a host range for one container port: Docker takes the first free
+            return [PortMapping(c_lo, h_lo, proto, host_ip, host_port_end=h_hi)]
+        raise InvalidArgumentError(f"invalid ranges specified for container and host ports: {spec}")
+    return [PortMapping(c_lo + i, h_lo + i, proto, host_ip) for i in range(n)]
+
+
+def parse_subnet(text: str) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise InvalidArgumentError(f"invalid subnet {text}: invalid CIDR address")
+    if not isinstance(net, ipaddress.IPv4Network):
+        raise InvalidArgumentError(f"invalid subnet {text}: ipv6 is not supported yet")
+    if net.prefixlen > 30:
+        raise InvalidArgumentError(f"invalid subnet {text}: too small for a bridge network")
+    return net
+
+
+def parse_address(text: str, what: str = "ip address") -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise InvalidArgumentError(f"invalid {what}: {text}")
+
+
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+def check_network_name(name: str) -> None:
+    if not _NAME_RE.match(name):
+        raise InvalidArgumentError(
+            f"invalid network name \"{name}\", only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+
+
+def check_bridge_name(name: str) -> None:
+    if not (1 <= len(name) <= 15) or not re.match(r"^[a-zA-Z0-9_.-]+$", name):
+        raise InvalidArgumentError(f"invalid bridge name {name!r}: 1 to 15 of [a-zA-Z0-9_.-]")
+
+
+def parse_mtu(text: str) -> int:
+    try:
+        mtu = int(text)
+    except ValueError:
+        raise InvalidArgumentError(f"invalid mtu {text!r}")
+    if not 68 <= mtu <= 65535:
+        raise InvalidArgumentError(f"invalid mtu {mtu}: must be between 68 and 65535")
+    return mtu
+
+
+def mac_for(ip: ipaddress.IPv4Address) -> str:
+    """Docker's scheme: 02:42 followed by the IPv4 address."""
+    b = ip.packed
+    return "02:42:" + ":".join(f"{x:02x}" for x in b)

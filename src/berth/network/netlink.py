@@ -1,0 +1,211 @@
+"""Links, addresses, routes and sysctls through netlink (pyroute2).
+
+The only module of berth that imports pyroute2, and only inside functions that
+need it, so importing `berth.network` stays cheap and the runtime never pays
+for it. A container's network namespace is named by a pid (its
+/proc/PID/ns/net) or by a path to a netns file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from berth.errors import BerthError, InternalError, NotFoundError, from_oserror
+
+log = logging.getLogger(__name__)
+
+
+def netns_path(netns: int | str) -> str:
+    """/proc/PID/ns/net for a pid, or the path itself."""
+    if isinstance(netns, int) or (isinstance(netns, str) and netns.isdigit()):
+        return f"/proc/{int(netns)}/ns/net"
+    return str(netns)
+
+
+def _netlink_error(exc: Exception, operation: str, obj: str) -> BerthError:
+    code = getattr(exc, "code", None) or getattr(exc, "errno", None) or 0
+    if code:
+        return from_oserror(OSError(code, os.strerror(code)), operation, obj)
+    return InternalError(f"{operation} {obj}: {exc}")
+
+
+@contextlib.contextmanager
+def _ipr(netns: int | str | None = None) -> Iterator[Any]:
+    from pyroute2 import IPRoute
+
+    if netns is None:
+        ipr = IPRoute()
+    else:
+        path = netns_path(netns)
+        if not os.path.exists(path):
+            raise NotFoundError(f"open network namespace {path}: no such file or directory",
+                                path=path)
+        ipr = IPRoute(netns=path)
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _index(ipr: Any, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def link_exists(name: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{name}")
+
+
+def host_routes() -> list[ipaddress.IPv4Network]:
+    """The destinations of the host's IPv4 routes (main table), default route excluded."""
+    out = []
+    with _ipr() as ipr:
+        for r in ipr.get_routes(family=2, table=254):
+            dst = r.get("RTA_DST")
+            if dst is None or r["dst_len"] == 0:
+                continue
+            out.append(ipaddress.IPv4Network(f"{dst}/{r['dst_len']}", strict=False))
+    return out
+
+
+def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface, mtu: int) -> bool:
+    """Create bridge `name` with address `gateway` and bring it up; return
+    whether it was created (an existing one is left as it is)."""
+    from pyroute2 import NetlinkError
+
+    with _ipr() as ipr:
+        if _index(ipr, name) is not None:
+            return False
+        try:
+            ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+        except NetlinkError as exc:
+            raise _netlink_error(exc, "create bridge", name) from exc
+        try:
+            idx = _index(ipr, name)
+            ipr.addr("add", index=idx, address=str(gateway.ip), prefixlen=gateway.network.prefixlen)
+            ipr.link("set", index=idx, state="up")
+        except NetlinkError as exc:
+            err = _netlink_error(exc, "configure bridge", name)
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=_index(ipr, name))
+            raise err from exc
+    return True
+
+
+def delete_link(name: str) -> bool:
+    """Delete link `name` (a bridge or the host end of a veth, which takes its
+    peer along); return whether it existed."""
+    from pyroute2 import NetlinkError
+
+    with _ipr() as ipr:
+        idx = _index(ipr, name)
+        if idx is None:
+            return False
+        try:
+            ipr.link("del", index=idx)
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                return False
+            raise _netlink_error(exc, "delete link", name) from exc
+    return True
+
+
+def bridge_ports(name: str) -> list[str]:
+    try:
+        return os.listdir(f"/sys/class/net/{name}/brif")
+    except FileNotFoundError:
+        return []
+
+
+def free_ifname(netns: int | str, prefix: str = "eth") -> str:
+    with _ipr(netns) as ipr:
+        names = {link.get("ifname") for link in ipr.get_links()}
+    n = 0
+    while f"{prefix}{n}" in names:
+        n += 1
+    return f"{prefix}{n}"
+
+
+def add_veth(
+    host_name: str,
+    bridge: str,
+    netns: int | str,
+    ifname: str,
+    address: ipaddress.IPv4Interface,
+    gateway: ipaddress.IPv4Address | None,
+    mtu: int,
+    mac: str,
+) -> None:
+    """A veth pair: `host_name` enslaved to `bridge`, its peer moved into
+    `netns` as `ifname` with `address`, `mac`, `mtu`, loopback up and, when
+    `gateway` is given, the default route through it. Undone on failure."""
+    from pyroute2 import NetlinkError
+
+    path = netns_path(netns)
+    peer_tmp = "p" + host_name[1:] if host_name[0] != "p" else "q" + host_name[1:]
+    with contextlib.ExitStack() as undo, _ipr() as ipr:
+        try:
+            ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer_tmp, "mtu": mtu},
+                     mtu=mtu)
+        except NetlinkError as exc:
+            raise _netlink_error(exc, "create veth", host_name) from exc
+        undo.callback(delete_link, host_name)
+        try:
+            br = _index(ipr, bridge)
+            if br is None:
+                raise NotFoundError(f"attach {host_name} to bridge {bridge}: no such device")
+            idx = _index(ipr, host_name)
+            peer = _index(ipr, peer_tmp)
+            ipr.link("set", index=idx, master=br)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                ipr.link("set", index=peer, net_ns_fd=fd)
+            finally:
+                os.close(fd)
+        except NetlinkError as exc:
+            raise _netlink_error(exc, "move veth into", path) from exc
+        except OSError as exc:
+            raise from_oserror(exc, "open network namespace", path) from exc
+        try:
+            with _ipr(path) as ns:
+                idx_in = _index(ns, peer_tmp)
+                ns.link("set", index=idx_in, ifname=ifname, address=mac, mtu=mtu)
+                ns.addr("add", index=idx_in, address=str(address.ip),
+                        prefixlen=address.network.prefixlen)
+                ns.link("set", index=idx_in, state="up")
+                lo = _index(ns, "lo")
+                if lo is not None:
+                    ns.link("set", index=lo, state="up")
+                if gateway is not None:
+                    ns.route("replace", dst="0.0.0.0/0", gateway=str(gateway), oif=idx_in)
+        except NetlinkError as exc:
+            raise _netlink_error(exc, f"configure {ifname} in", path) from exc
+        try:
+            ipr.link("set", index=_index(ipr, host_name), state="up")
+        except NetlinkError as exc:
+            raise _netlink_error(exc, "bring up", host_name) from exc
+        undo.pop_all()
+
+
+def has_default_route(netns: int | str) -> bool:
+    with _ipr(netns) as ipr:
+        return any(r["dst_len"] == 0 for r in ipr.get_routes(family=2, table=254))
+
+
+def write_sysctl(key: str, value: str) -> None:
+    """`key` under /proc/sys: net/ipv4/ip_forward (slashes, as a link name may hold dots)."""
+    path = "/proc/sys/" + key
+    try:
+        with open(path) as f:
+            if f.read().strip() == value:
+                return
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as exc:
+        raise from_oserror(exc, f"set sysctl {key}={value}", path) from exc

@@ -1,0 +1,178 @@
+"""berth's nftables table, written as one `nft -j -f -` transaction.
+
+The whole table is computed from the database each time (`ruleset`) and
+applied atomically: `add table` (idempotent), `flush table`, then every chain
+and rule. A failure leaves the previous table as it was; an unused table is
+deleted. Chains of `ip <table>`:
+
+- `prerouting` (nat, dstnat) and `output` (nat, dstnat): traffic to a local
+  address jumps to `ports`, which DNATs published ports to containers. The
+  `output` hook serves connections from the host itself (127.0.0.1 and the
+  host's own addresses); 127.0.0.1 needs `route_localnet` on the bridge and
+  the masquerade below.
+- `postrouting` (nat, srcnat): masquerade of a network's subnet leaving by
+  another link (not for `--internal`), of loopback sources sent to a bridge,
+  and of hairpin DNAT (a container reaching its own published port).
+- `forward` (filter): isolation between bridges, and `--internal` networks
+  kept to their bridge.
+
+Published ports and the host firewall: DNATed packets are forwarded, so a
+rule in an `input` hook never sees them (Docker's long-standing complaint).
+A rule that should block a host port and a published port alike goes in a
+chain hooked at prerouting with a priority before dstnat (-100), for example
+``table inet fw { chain pre { type filter hook prerouting priority -150;
+tcp dport 8080 drop } }``, or matches ``ct original proto-dst 8080`` in a
+forward chain. berth's own rules accept nothing, so any drop elsewhere wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from berth.errors import InternalError, UnavailableError
+
+FAMILY = "ip"
+
+
+@dataclass(frozen=True)
+class BridgeRules:
+    bridge: str
+    subnet: ipaddress.IPv4Network
+    internal: bool
+
+
+@dataclass(frozen=True)
+class DnatRule:
+    bridge: str
+    proto: str
+    host_ip: str
+    host_port: int
+    container_ip: str
+    container_port: int
+
+
+def table_name(root: str) -> str:
+    """`berth` for the default root; engines on other roots get their own table."""
+    if root == "/var/lib/berth":
+        return "berth"
+    return "berth_" + hashlib.sha1(root.encode()).hexdigest()[:8]
+
+
+def _m(left: Any, right: Any, op: str = "==") -> dict[str, Any]:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _meta(key: str) -> dict[str, Any]:
+    return {"meta": {"key": key}}
+
+
+def _payload(proto: str, field: str) -> dict[str, Any]:
+    return {"payload": {"protocol": proto, "field": field}}
+
+
+def _prefix(net: ipaddress.IPv4Network) -> dict[str, Any]:
+    return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+
+def ruleset(table: str, bridges: list[BridgeRules], dnat: list[DnatRule]) -> list[dict[str, Any]]:
+    """The commands (nft JSON) that make `table` hold exactly these rules."""
+    t = {"family": FAMILY, "name": table}
+    cmds: list[dict[str, Any]] = [{"add": {"table": t}}, {"flush": {"table": t}}]
+
+    def chain(name: str, ctype: str | None = None, hook: str | None = None,
+              prio: int = 0) -> None:
+        c: dict[str, Any] = {"family": FAMILY, "table": table, "name": name}
+        if ctype:
+            c.update(type=ctype, hook=hook, prio=prio, policy="accept")
+        cmds.append({"add": {"chain": c}})
+
+    def rule(chain_name: str, *expr: dict[str, Any]) -> None:
+        cmds.append({"add": {"rule": {"family": FAMILY, "table": table, "chain": chain_name,
+                                      "expr": list(expr)}}})
+
+    chain("ports")
+    chain("prerouting", "nat", "prerouting", -100)
+    chain("output", "nat", "output", -100)
+    chain("postrouting", "nat", "postrouting", 100)
+    chain("forward", "filter", "forward", 0)
+    local = _m({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
+    rule("prerouting", local, {"jump": {"target": "ports"}})
+    rule("output", local, {"jump": {"target": "ports"}})
+    for d in dnat:
+        expr = []
+        if d.host_ip:
+            expr.append(_m(_payload("ip", "daddr"), d.host_ip))
+        expr += [
+            _m(_meta("l4proto"), d.proto),
+            _m(_payload("th", "dport"), d.host_port),
+            {"dnat": {"addr": d.container_ip, "port": d.container_port}},
+        ]
+        rule("ports", *expr)
+    loopback = ipaddress.IPv4Network("127.0.0.0/8")
+    dnat_bridges = {d.bridge for d in dnat}
+    for b in bridges:
+        if not b.internal:
+            rule("postrouting", _m(_payload("ip", "saddr"), _prefix(b.subnet)),
+                 _m(_meta("oifname"), b.bridge, "!="), {"masquerade": None})
+        if b.bridge in dnat_bridges:
+            rule("postrouting", _m(_meta("oifname"), b.bridge),
+                 _m(_payload("ip", "saddr"), _prefix(loopback)), {"masquerade": None})
+            rule("postrouting", _m(_meta("oifname"), b.bridge),
+                 _m(_payload("ip", "saddr"), _prefix(b.subnet)),
+                 _m({"ct": {"key": "status"}}, "dnat", "in"), {"masquerade": None})
+        if b.internal:
+            rule("forward", _m(_meta("iifname"), b.bridge),
+                 _m(_meta("oifname"), b.bridge, "!="), {"drop": None})
+            rule("forward", _m(_meta("oifname"), b.bridge),
+                 _m(_meta("iifname"), b.bridge, "!="), {"drop": None})
+        for other in bridges:
+            if other.bridge != b.bridge:
+                rule("forward", _m(_meta("iifname"), b.bridge),
+                     _m(_meta("oifname"), other.bridge), {"drop": None})
+    return cmds
+
+
+def delete_commands(table: str) -> list[dict[str, Any]]:
+    t = {"family": FAMILY, "name": table}
+    return [{"add": {"table": t}}, {"delete": {"table": t}}]
+
+
+def nft_binary() -> str:
+    path = shutil.which("nft") or next(
+        (p for p in ("/usr/sbin/nft", "/sbin/nft") if os.path.exists(p)), None
+    )
+    if not path:
+        raise UnavailableError(
+            "apply firewall rules: nft not found (install Debian's nftables package)"
+        )
+    return path
+
+
+def apply(commands: list[dict[str, Any]]) -> None:
+    """Run `commands` as one nft transaction: all of them or none."""
+    doc = json.dumps({"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]})
+    p = subprocess.run([nft_binary(), "-j", "-f", "-"], input=doc, capture_output=True,
+                       text=True)
+    if p.returncode != 0:
+        raise InternalError(f"apply nftables rules: {p.stderr.strip() or p.stdout.strip()}")
+
+
+def table_exists(table: str) -> bool:
+    p = subprocess.run([nft_binary(), "-j", "list", "table", FAMILY, table],
+                       capture_output=True, text=True)
+    return p.returncode == 0
+
+
+def list_table(table: str) -> list[dict[str, Any]]:
+    p = subprocess.run([nft_binary(), "-j", "list", "table", FAMILY, table],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        return []
+    return json.loads(p.stdout)["nftables"]
