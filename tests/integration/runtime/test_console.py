@@ -65,3 +65,46 @@ def test_terminal_without_console_socket_is_refused_for_create(runtime, make_bun
     assert p.returncode == 1
     assert "console" in p.stderr
     assert runtime.run("state", cid).returncode == 1
+
+
+def test_run_with_terminal_relays_through_its_own_tty(runtime, make_bundle):
+    """`run` of a terminal: true config without --console-socket, from a
+    terminal: the runtime copies between its terminal and the container's pty."""
+    import pty
+    import subprocess
+
+    b = make_bundle("sh", "-c", "tty >/dev/null && echo on-a-tty; read line; echo got:$line")
+    b.config["process"]["terminal"] = True
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(runtime.cmd("run", "--bundle", b.write(), unique()),
+                                stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        out = b""
+        deadline = time.monotonic() + 15
+        sent = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            import select
+
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+            if b"on-a-tty" in out and not sent:
+                os.write(master, b"hello\n")
+                sent = True
+        assert proc.wait(timeout=10) == 0
+        try:
+            while select.select([master], [], [], 0.2)[0]:
+                chunk = os.read(master, 4096)
+                if not chunk:
+                    break
+                out += chunk
+        except OSError:
+            pass
+        text = out.decode(errors="replace")
+        assert "on-a-tty" in text
+        assert "got:hello" in text
+    finally:
+        os.close(master)
