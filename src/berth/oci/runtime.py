@@ -196,6 +196,18 @@ def _mapping(value: object, field: str) -> None:
                 raise _fail(f"{f}.{key}", f"{m[key]} is out of range")
         if m["size"] == 0:
             raise _fail(f"{f}.size", "must be at least 1")
+        for key in ("containerID", "hostID"):
+            if m[key] + m["size"] > 0xFFFFFFFF:
+                raise _fail(f"{f}.size", f"{key} {m[key]} + size {m['size']} exceeds 4294967295")
+    # the kernel's rules for /proc/<pid>/uid_map: at most 340 lines, no two
+    # ranges overlapping on either side (it would answer a bare EINVAL)
+    if len(value) > 340:  # type: ignore[arg-type]
+        raise _fail(field, f"{len(value)} mappings, the kernel takes at most 340")  # type: ignore[arg-type]
+    for side in ("containerID", "hostID"):
+        ranges = sorted((m[side], m[side] + m["size"], i) for i, m in enumerate(value))  # type: ignore[arg-type]
+        for k in range(1, len(ranges)):
+            if ranges[k][0] < ranges[k - 1][1]:
+                raise _fail(f"{field}[{ranges[k][2]}].{side}", f"overlaps {field}[{ranges[k - 1][2]}]")
 
 
 def _has_dotdot(path: str) -> bool:

@@ -235,3 +235,25 @@ def test_io_priority_and_scheduler(runtime, make_bundle):
     assert klass == 3
     assert policy == os.SCHED_BATCH
     assert nice == 7
+
+
+def _userns(b, uid_maps: list[dict]) -> None:
+    b.config["linux"]["namespaces"].append({"type": "user"})
+    b.config["linux"]["uidMappings"] = uid_maps
+    b.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+@pytest.mark.parametrize("maps", [
+    [{"containerID": 0, "hostID": 100000, "size": 1000}, {"containerID": 500, "hostID": 300000, "size": 10}],
+    [{"containerID": 0, "hostID": 100000, "size": 1000}, {"containerID": 2000, "hostID": 100500, "size": 10}],
+    [{"containerID": 0, "hostID": 4294967000, "size": 65536}],
+], ids=["inside-overlap", "outside-overlap", "exceeds"])
+def test_bad_id_mappings_fail_cleanly(runtime, make_bundle, maps):
+    b = make_bundle("true")
+    _userns(b, maps)
+    cid = unique()
+    p = runtime.run("run", "--bundle", b.write(), cid)
+    assert p.returncode != 0
+    if runtime.name == "berth":
+        assert "uidMappings" in p.stderr and ("overlaps" in p.stderr or "exceeds" in p.stderr), p.stderr
+    assert not os.path.isdir(os.path.join(runtime.root, cid))

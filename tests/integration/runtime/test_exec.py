@@ -227,3 +227,22 @@ def test_exec_refuses_bad_input(runtime, make_bundle):
     if runtime.name == "berth":
         assert p.returncode == 1 and "CAP_NOPE" in p.stderr
     runtime.run("delete", "--force", cid, check=True)
+
+
+def test_exec_in_a_user_namespace(runtime, make_bundle):
+    b = sleeper(make_bundle)
+    b.config["linux"]["namespaces"].append({"type": "user"})
+    b.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    b.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    os.system(f"chown -R 100000:100000 {b.rootfs}")
+    d = b.path
+    while d != "/":
+        os.chmod(d, os.stat(d).st_mode | 0o011)
+        d = os.path.dirname(d)
+    b.config["mounts"] = [m for m in b.config["mounts"] if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
+    cid, pid = start(runtime, b, "run")
+    p = runtime.run("exec", "--user", "5:5", cid, "sh", "-c", "cat /proc/self/uid_map; id -u; stat -c %u /bin/busybox")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["0", "100000", "65536", "5", "0"]
+    assert os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user")
+    runtime.run("delete", "--force", cid, check=True)
