@@ -76,6 +76,9 @@ def _register() -> None:
     image.register(cli)
     containers.register(cli)
     system.register(cli)
+    from berth.cli import network
+
+    network.register(cli)
 
 
 _register()

@@ -1,0 +1,271 @@
+"""`berth network ...` and `berth port [add|rm]`: thin adapters over
+`berth.network.NetworkManager`, with Docker's flags, output and errors."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from berth.cli.containers import DockerCommand
+from berth.errors import BerthError, InvalidArgumentError
+from berth.paths import Paths
+
+CTX = {"help_option_names": ["-h", "--help"]}
+
+
+class NetCommand(DockerCommand):
+    """Docker's network commands exit 1 with the daemon's message (never 125,
+    which DockerCommand keeps for `create` meaning `berth create`)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return click.Command.invoke(self, ctx)
+        except BerthError as exc:
+            click.echo(f"Error response from daemon: {exc.message}", err=True)
+            sys.exit(1)
+
+
+def _manager(ctx: click.Context):
+    from berth.network import NetworkManager
+
+    paths: Paths = ctx.find_object(Paths) or Paths()
+    nm = NetworkManager(paths)
+    ctx.call_on_close(nm.close)
+    return nm
+
+
+def _container(ctx: click.Context, ref: str):
+    from berth.engine.store import Store
+
+    paths: Paths = ctx.find_object(Paths) or Paths()
+    store = Store(paths)
+    ctx.call_on_close(store.close)
+    return store.resolve(ref)
+
+
+def _kv(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, _, val = v.partition("=")
+        out[key] = val
+    return out
+
+
+@click.group("network", context_settings=CTX, help="Manage networks.")
+def network() -> None:
+    pass
+
+
+@network.command("create", cls=NetCommand, context_settings=CTX)
+@click.option("-d", "--driver", default="bridge")
+@click.option("--subnet", default=None)
+@click.option("--gateway", default=None)
+@click.option("--ip-range", default=None)
+@click.option("--internal", is_flag=True)
+@click.option("--attachable", is_flag=True)
+@click.option("--label", multiple=True)
+@click.option("-o", "--opt", multiple=True)
+@click.argument("name")
+@click.pass_context
+def create(ctx: click.Context, name: str, driver: str, subnet: str | None,
+           gateway: str | None, ip_range: str | None, internal: bool, attachable: bool,
+           label: tuple[str, ...], opt: tuple[str, ...]) -> None:
+    """Create a network."""
+    net = _manager(ctx).create(name, subnet=subnet, gateway=gateway, ip_range=ip_range,
+                               internal=internal, labels=_kv(label), options=_kv(opt),
+                               driver=driver)
+    click.echo(net.id)
+
+
+def _row(net: Any) -> dict[str, Any]:
+    return {"ID": net.id[:12], "Name": net.name, "Driver": "bridge", "Scope": "local",
+            "Internal": str(net.internal).lower(), "IPv6": "false",
+            "Labels": ",".join(f"{k}={v}" for k, v in net.labels.items()),
+            "CreatedAt": net.created}
+
+
+@network.command("ls", cls=NetCommand, context_settings=CTX)
+@click.option("-q", "--quiet", is_flag=True)
+@click.option("--no-trunc", is_flag=True)
+@click.option("--format", "fmt", default="")
+@click.option("-f", "--filter", "filters", multiple=True)
+@click.pass_context
+def ls(ctx: click.Context, quiet: bool, no_trunc: bool, fmt: str,
+       filters: tuple[str, ...]) -> None:
+    """List networks."""
+    from berth.cli.listing import render_rows
+
+    nets = _manager(ctx).list()
+    for f in filters:
+        k, _, v = f.partition("=")
+        if k == "name":
+            nets = [n for n in nets if v in n.name]
+        elif k == "id":
+            nets = [n for n in nets if n.id.startswith(v)]
+        elif k == "driver":
+            nets = [n for n in nets if v == "bridge"]
+        elif k == "label":
+            lk, eq, lv = v.partition("=")
+            nets = [n for n in nets if lk in n.labels and (not eq or n.labels[lk] == lv)]
+        elif k == "type":
+            nets = [n for n in nets if (v == "builtin") == n.is_default]
+        else:
+            raise InvalidArgumentError(f"invalid filter '{k}'")
+    nets.sort(key=lambda n: n.name)
+    rows = [_row(n) for n in nets]
+    if no_trunc:
+        for r, n in zip(rows, nets, strict=True):
+            r["ID"] = n.id
+    if quiet:
+        for r in rows:
+            click.echo(r["ID"])
+        return
+    click.echo(render_rows(fmt or "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}", rows,
+                           {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER",
+                            "Scope": "SCOPE", "Internal": "INTERNAL", "IPv6": "IPV6",
+                            "Labels": "LABELS", "CreatedAt": "CREATED AT"}))
+
+
+@network.command("inspect", cls=NetCommand, context_settings=CTX)
+@click.option("-f", "--format", "fmt", default="")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+def inspect(ctx: click.Context, names: tuple[str, ...], fmt: str) -> None:
+    """Display detailed information on one or more networks."""
+    from berth import jsonio
+    from berth.engine import template
+
+    nm = _manager(ctx)
+    out, failed = [], False
+    for n in names:
+        try:
+            out.append(nm.inspect(nm.get(n)))
+        except BerthError as exc:
+            click.echo(f"Error response from daemon: {exc.message}", err=True)
+            failed = True
+    if fmt:
+        for o in out:
+            click.echo(template.render(fmt, o))
+    else:
+        click.echo(jsonio.dumps(out, indent=4))
+    if failed:
+        sys.exit(1)
+
+
+@network.command("rm", cls=NetCommand, context_settings=CTX)
+@click.option("-f", "--force", is_flag=True)
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+def rm(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
+    """Remove one or more networks."""
+    from berth.errors import NotFoundError
+
+    nm = _manager(ctx)
+    failed = False
+    for n in names:
+        try:
+            nm.remove(n)
+        except NotFoundError as exc:
+            if force:
+                continue
+            click.echo(f"Error response from daemon: {exc.message}", err=True)
+            failed = True
+            continue
+        except BerthError as exc:
+            click.echo(f"Error response from daemon: {exc.message}", err=True)
+            failed = True
+            continue
+        click.echo(n)
+    if failed:
+        sys.exit(1)
+
+
+@network.command("prune", cls=NetCommand, context_settings=CTX)
+@click.option("-f", "--force", is_flag=True)
+@click.option("--filter", "filters", multiple=True)
+@click.pass_context
+def prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove all unused networks."""
+    if not force and not click.confirm(
+            "WARNING! This will remove all custom networks not used by at least one "
+            "container.\nAre you sure you want to continue?", default=False):
+        return
+    removed = _manager(ctx).prune()
+    if removed:
+        click.echo("Deleted Networks:")
+        for n in removed:
+            click.echo(n)
+
+
+@network.command("connect", cls=NetCommand, context_settings=CTX)
+@click.option("--ip", default=None)
+@click.option("--alias", multiple=True)
+@click.argument("net")
+@click.argument("container")
+@click.pass_context
+def connect(ctx: click.Context, net: str, container: str, ip: str | None,
+            alias: tuple[str, ...]) -> None:
+    """Connect a running container to a network."""
+    from berth.errors import ConflictError
+
+    rec = _container(ctx, container)
+    if not rec.is_running or not rec.pid:
+        raise ConflictError(f"container {rec.id} is not running")
+    _manager(ctx).attach(rec.id, rec.pid, net, ip=ip, aliases=alias, name=rec.name)
+
+
+@network.command("disconnect", cls=NetCommand, context_settings=CTX)
+@click.option("-f", "--force", is_flag=True)
+@click.argument("net")
+@click.argument("container")
+@click.pass_context
+def disconnect(ctx: click.Context, net: str, container: str, force: bool) -> None:
+    """Disconnect a container from a network."""
+    rec = _container(ctx, container)
+    _manager(ctx).detach(rec.id, net, force=force)
+
+
+@click.command("port", cls=NetCommand, context_settings=CTX)
+@click.argument("args", nargs=-1, required=True)
+@click.pass_context
+def port(ctx: click.Context, args: tuple[str, ...]) -> None:
+    """List port mappings of a container, or change them on a running one.
+
+    \b
+    berth port CONTAINER [PRIVATE_PORT[/PROTO]]
+    berth port add CONTAINER [IP:][HOST:]PORT[/PROTO]...
+    berth port rm CONTAINER PORT[/PROTO]|HOST:PORT[/PROTO]...
+    """
+    from berth.network.model import parse_port_spec
+
+    if args[0] in ("add", "rm") and len(args) >= 3:
+        rec = _container(ctx, args[1])
+        nm = _manager(ctx)
+        specs = [m for s in args[2:] for m in parse_port_spec(s)]
+        if args[0] == "add":
+            for m in nm.change_ports(rec.id, add=specs):
+                click.echo(f"{m.key} -> {m.host_ip or '0.0.0.0'}:{m.host_port}")
+        else:
+            nm.change_ports(rec.id, remove=specs)
+        return
+    if len(args) > 2:
+        raise InvalidArgumentError(f"\"port\" requires at most 2 arguments, got {len(args)}")
+    rec = _container(ctx, args[0])
+    mappings = _manager(ctx).ports(rec.id)
+    if len(args) == 2:
+        key = args[1] if "/" in args[1] else f"{args[1]}/tcp"
+        mappings = [m for m in mappings if m.key == key]
+        if not mappings:
+            raise InvalidArgumentError(f"no public port '{key}' published for {rec.short_id}")
+        for m in mappings:
+            click.echo(f"{m.host_ip or '0.0.0.0'}:{m.host_port}")
+        return
+    for m in mappings:
+        click.echo(str(m))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(network)
+    cli.add_command(port)  # replaces the engine's placeholder `port`
