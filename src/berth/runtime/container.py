@@ -164,6 +164,7 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
     bundle = os.path.abspath(opts.bundle)
     st.check_id(cid)
     cfg = load_config(bundle)
+    log.debug(f"{cid}: config loaded")
     root_path = cfg["root"]["path"]
     rootfs = os.path.realpath(os.path.join(bundle, root_path))
     if not os.path.isdir(rootfs):
@@ -194,11 +195,14 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
         s.preserve_fds = opts.preserve_fds
         s.parent_fds = [lock.fd]
         s.no_new_keyring = opts.no_new_keyring
+        if log.level <= 10:
+            s.log = log
         s.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         from berth.runtime.cgroup import effective_resources, new_manager
 
         undo.cgroup = s.cgroup = new_manager(cfg, cid)
         s.cgroup.create()
+        log.debug(f"{cid}: cgroup made")
         resources = effective_resources(cfg)
         if resources:
             s.cgroup.apply(resources)
@@ -226,6 +230,7 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
 
         data["cgroup"] = to_state(s.cgroup)
         state = st.ContainerState(paths, data)
+        log.debug(f"{cid}: forking the child")
         child = os.fork()
         if child == 0:
             parent_ch.close()
@@ -265,6 +270,7 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
                 run_hooks(cfg, "createRuntime", oci, log)
                 _send(parent_ch, "hooks-done", state=oci)
             elif t == "ready":
+                log.debug(f"{cid}: init ready")
                 break
             elif t == "error":
                 from berth.runtime.sync import error_from_message
@@ -371,6 +377,7 @@ def run(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions) -> int:
             relay.close()
         try:
             _open_fifo_for_start(state)
+            log.debug(f"{cid}: started")
         except ConflictError:
             # the init died waiting: its own error is queued on the channel
             raise _queued_error(ch) from None
@@ -394,6 +401,7 @@ def run(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions) -> int:
     _poststart(state, log)
     if opts.detach:
         return 0
+    log.debug(f"{cid}: running")
     return _wait_and_destroy(paths, log, state, master)
 
 
@@ -447,6 +455,7 @@ def _wait_and_destroy(paths: RuntimePaths, log: Log, state: st.ContainerState, m
             code = os.waitstatus_to_exitcode(status)
             code = 128 - code if code < 0 else code
             break
+    log.debug(f"{state.id}: exited with {code}")
     try:
         delete(paths, log, state.id, force=True)
     except BerthError as exc:
@@ -519,6 +528,7 @@ def delete(paths: RuntimePaths, log: Log, cid: str, force: bool = False) -> None
         if mgr is not None:
             mgr.destroy()
         st.remove_container_dir(paths, cid)
+        log.debug(f"{cid}: deleted")
     finally:
         lock.release()
 

@@ -22,7 +22,7 @@ class Setup:
     """Everything the child and init need, built by the parent before fork."""
 
     __slots__ = ("bundle", "cgroup", "channel", "config", "console_fd", "container_id", "fifo_fd", "host_pid",
-                 "listener", "namespaces", "no_new_keyring", "no_pivot", "parent_fds", "preserve_fds", "rootfs", "seccomp", "state")
+                 "listener", "log", "namespaces", "no_new_keyring", "no_pivot", "parent_fds", "preserve_fds", "rootfs", "seccomp", "state")
 
     def __init__(self) -> None:
         self.config: dict = {}
@@ -38,6 +38,7 @@ class Setup:
         self.state: dict = {}
         self.parent_fds: list[int] = []  # the parent's own fds (its lock): closed at once
         self.no_new_keyring = False
+        self.log = None  # the runtime's Log: debug lines from the child and init
         self.container_id = ""
         self.seccomp = None  # berth.linux.seccomp.Filter, compiled by the parent
         self.listener = None  # socket connected to linux.seccomp.listenerPath
@@ -96,6 +97,8 @@ def child_main(s: "Setup") -> None:
             libc.unshare(flags)
         if "time" in ns and not ns["time"]:
             write_time_offsets((s.config.get("linux") or {}).get("timeOffsets") or {})
+        if s.log is not None:
+            s.log.debug(f"{s.container_id}: child: namespaces made")
         step = "fork init"
         pid = os.fork()
         if pid == 0:
@@ -261,6 +264,8 @@ def init_main(s: "Setup") -> None:
             step = "connect to seccomp listener"
             s.host_pid = int(os.readlink("/proc/self"))  # the host's /proc until pivot_root
             s.listener = connect_listener(linux["seccomp"]["listenerPath"])
+        if s.log is not None:
+            s.log.debug(f"{s.container_id}: init: mounts made")
         step = "pivot_root"
         if s.no_pivot:
             rfs.move_root(s.rootfs)
@@ -306,6 +311,8 @@ def init_main(s: "Setup") -> None:
         if not joined:
             step = "join cgroup"
             _join_cgroup(s)
+        if s.log is not None:
+            s.log.debug(f"{s.container_id}: init: in its cgroup")
         step = "wait for start"
         ch.send("ready")
         # blocks until `start` (or `run`) opens the FIFO for reading
