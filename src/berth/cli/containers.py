@@ -140,8 +140,6 @@ def build_options(kw: dict[str, Any], image: str, command: tuple[str, ...]):
     from berth.engine import options as o
     from berth.errors import InvalidArgumentError, NotImplementedYetError
 
-    if kw["tty"]:
-        raise NotImplementedYetError("-t/--tty: pseudo-terminals are not supported by berth yet")
     if kw["init"]:
         raise NotImplementedYetError("--init: berth has no init process yet")
     if kw["log_driver"] != "json-file":
@@ -257,26 +255,66 @@ def run(ctx: click.Context, image: str, command: tuple[str, ...], detach: bool,
         from berth.errors import InvalidArgumentError
 
         raise InvalidArgumentError("Conflicting options: --restart and --rm")
+    if kw["tty"] and kw["interactive"] and not detach and not os.isatty(0):
+        click.echo("the input device is not a TTY", err=True)
+        sys.exit(1)
     eng, rec = _create(ctx, image, command, kw)
-    attach = None if detach else Attach(1, 2, 0 if kw["interactive"] else -1)
+    attach = None if detach else Attach(1, 2, 0 if kw["interactive"] else -1,
+                                        _terminal_size() if kw["tty"] else None)
+    restore = None
+    if attach is not None and kw["tty"] and kw["interactive"]:
+        restore = _raw_terminal(0)
     try:
-        started = eng.start(rec.id, attach)
-    except BerthError:
-        if kw["auto_remove"]:
-            try:
-                eng.remove(rec.id, force=True)
-            except BerthError:
-                pass
-        raise
-    if detach:
-        click.echo(rec.id)
-        return
-    _proxy_signals(eng, rec.id)
-    code = started.wait_exit(eng)
+        try:
+            started = eng.start(rec.id, attach)
+        except BerthError:
+            if kw["auto_remove"]:
+                try:
+                    eng.remove(rec.id, force=True)
+                except BerthError:
+                    pass
+            raise
+        if detach:
+            click.echo(rec.id)
+            return
+        if not kw["tty"]:
+            _proxy_signals(eng, rec.id)
+        code = started.wait_exit(eng)
+    finally:
+        if restore is not None:
+            restore()
     if code < 0:
         code = eng.wait(rec.id) if not kw["auto_remove"] else 125
     sys.stdout.flush()
     ctx.exit(code)
+
+
+def _terminal_size() -> tuple[int, int] | None:
+    for fd in (0, 1):
+        try:
+            size = os.get_terminal_size(fd)
+            return size.lines, size.columns
+        except OSError:
+            continue
+    return None
+
+
+def _raw_terminal(fd: int) -> Callable[[], None] | None:
+    """Put the CLI's terminal in raw mode (keys go to the container's
+    terminal, which does the echoing); returns the restorer."""
+    import termios
+    import tty
+
+    try:
+        saved = termios.tcgetattr(fd)
+    except termios.error:
+        return None
+    tty.setraw(fd)
+
+    def restore() -> None:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+    return restore
 
 
 def _proxy_signals(eng, cid: str) -> None:

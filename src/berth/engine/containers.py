@@ -55,6 +55,7 @@ class Attach:
     stdout: int = 1
     stderr: int = 2
     stdin: int = -1
+    tty_size: tuple[int, int] | None = None  # rows, columns of the CLI's terminal
 
 
 @dataclass
@@ -391,6 +392,7 @@ class Engine:
                 "root": self.paths.root,
                 "state": self.paths.state,
                 "restart": hc.get("RestartPolicy") or {},
+                "tty": bool(rec.config.get("Tty")),
                 "auto_remove": bool(hc.get("AutoRemove")),
                 "restart_count": 0,
                 "seccomp_cache": os.path.join(self.paths.root, "seccomp-cache"),
@@ -411,6 +413,8 @@ class Engine:
             assert isinstance(cfg, dict)
             cfg["attach"] = True
             cfg["stdin"] = attach.stdin >= 0
+            if attach.tty_size:
+                cfg["tty_size"] = list(attach.tty_size)
             jsonio.write_atomic(cfg_path, jsonio.dumps(cfg), 0o600)
         if os.environ.get("BERTH_MONITOR_ZYGOTE", "1") != "0":
             r = self._spawn_by_zygote(rec, attach)

@@ -23,6 +23,7 @@ the rest only once the container has exited. Nothing here may print: fds
 0-2 are /dev/null, diagnostics go to BUNDLE/monitor.log.
 """
 
+import contextlib
 import os
 import sys
 import time
@@ -99,6 +100,8 @@ class Stream:
             data = os.read(self.fd, 65536)
         except BlockingIOError:
             return True
+        except OSError:
+            data = b""  # EIO: a pty master whose last slave closed
         if not data:
             self.flush()
             return False
@@ -210,6 +213,7 @@ class Monitor:
             null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
             stdin = self.stdin_fd if self.stdin_fd >= 0 else null
             result = self.start_container((stdin, out_w, err_w))
+            master = result.pop("master", -1)
             if "error" in result:
                 for fd in (out_r, out_w, err_r, err_w, null):
                     os.close(fd)
@@ -230,11 +234,16 @@ class Monitor:
             pid = int(result["pid"])
             for fd in (out_w, err_w, null):
                 os.close(fd)
-            if self.stdin_fd >= 0:
+            if self.stdin_fd >= 0 and master < 0:
                 # the container holds the attached stdin now; EOF reaches it
                 # only if nobody else keeps the terminal or pipe open
                 os.close(self.stdin_fd)
                 self.stdin_fd = -1
+            if master >= 0:
+                # a terminal: its master is both output streams, and input
+                os.close(out_r)
+                os.close(err_r)
+                out_r, err_r = master, -1
             started = time.monotonic()
             # an idle connection keeps sqlite's page cache: not worth its memory
             self.close_db()
@@ -275,6 +284,58 @@ class Monitor:
                     return code
 
     def start_container(self, stdio: tuple[int, int, int]) -> dict:
+        if not self.cfg.get("tty"):
+            return self._start_container(stdio)
+        import _socket
+
+        from berth.runtime.console import recv_fd
+
+        if self.cfg["runtime"] in ("berth", ""):
+            mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM, 0)
+            try:
+                result = self._start_container(stdio, console_fd=theirs.fileno())
+            finally:
+                theirs.close()
+            try:
+                if "pid" in result:
+                    result["master"] = recv_fd(mine)[0]
+            finally:
+                mine.close()
+        else:
+            # runc takes a path; relative to our cwd (the bundle) it always
+            # fits in sun_path
+            os.chdir(self.bundle)
+            name = "console.sock"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+            listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0)
+            listener.bind(name)
+            listener.listen(1)
+            try:
+                result = self._start_container(stdio, console_socket=name)
+                if "pid" in result:
+                    listener.settimeout(5)
+                    cfd, _ = listener._accept()
+                    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, cfd)
+                    try:
+                        result["master"] = recv_fd(conn)[0]
+                    finally:
+                        conn.close()
+            finally:
+                listener.close()
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name)
+        size = self.cfg.get("tty_size")
+        if result.get("master", -1) >= 0 and size:
+            import fcntl
+            import struct
+
+            fcntl.ioctl(result["master"], 0x5414,  # TIOCSWINSZ
+                        struct.pack("HHHH", size[0], size[1], 0, 0))
+        return result
+
+    def _start_container(self, stdio: tuple[int, int, int], console_socket: str | None = None,
+                         console_fd: int = -1) -> dict:
         """Create and start the container from a short-lived fork of this
         process, which also records it running: the runtime's code and the
         database touch many shared pages, and would leave this long-lived
@@ -290,7 +351,8 @@ class Monitor:
             try:
                 if self.cfg["runtime"] in ("berth", ""):
                     _install_seccomp_cache(self.cfg)
-                pid = self.rt.create(self.cid, self.bundle, stdio)
+                pid = self.rt.create(self.cid, self.bundle, stdio, console_socket=console_socket,
+                                     console_fd=console_fd)
                 self.rt.start(self.cid)
                 monitor = os.getppid()
                 self.record(status="running", pid=pid, started_at=_now(), error="",
@@ -346,9 +408,11 @@ class Monitor:
         import select
 
         os.set_blocking(out_r, False)
-        os.set_blocking(err_r, False)
-        streams = {out_r: Stream("stdout", out_r, self.log, self.attach_out),
-                   err_r: Stream("stderr", err_r, self.log, self.attach_err)}
+        streams = {out_r: Stream("stdout", out_r, self.log, self.attach_out)}
+        if err_r >= 0:
+            os.set_blocking(err_r, False)
+            streams[err_r] = Stream("stderr", err_r, self.log, self.attach_err)
+        relay_in = self.stdin_fd if err_r < 0 else -1  # a terminal's input
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
@@ -358,6 +422,8 @@ class Monitor:
             poller.register(fd, select.POLLIN | select.POLLHUP)
         if pidfd >= 0:
             poller.register(pidfd, select.POLLIN)
+        if relay_in >= 0:
+            poller.register(relay_in, select.POLLIN | select.POLLHUP)
         status = None
         drain_deadline = None
         while streams:
@@ -368,6 +434,20 @@ class Monitor:
             for fd, _ev in events:
                 if fd == pidfd:
                     poller.unregister(pidfd)
+                    continue
+                if fd == relay_in:
+                    try:
+                        data = os.read(relay_in, 65536)
+                    except OSError:
+                        data = b""
+                    if data:
+                        try:
+                            _write_all(out_r, data)
+                        except OSError:
+                            data = b""
+                    if not data:
+                        poller.unregister(relay_in)
+                        relay_in = -1
                     continue
                 if not streams[fd].read():
                     poller.unregister(fd)

@@ -51,10 +51,12 @@ class InProcessRuntime:
         return Log(self.log_path, "json")
 
     def create(self, cid: str, bundle: str, stdio: tuple[int, int, int],
-               console_socket: str | None = None) -> int:
+               console_socket: str | None = None, console_fd: int = -1) -> int:
         """Create the container with `stdio` as its fds 0, 1, 2; return the
         pid of its init. The init is forked from this process: its stdio is
-        ours for the duration of the call."""
+        ours for the duration of the call. With a terminal, the pty's master
+        is sent over `console_fd` (one end of a socket pair) or to
+        `console_socket`."""
         from berth.runtime import container
 
         saved = [os.dup(fd) for fd in (0, 1, 2)]
@@ -62,6 +64,7 @@ class InProcessRuntime:
             for fd, target in zip(stdio, (0, 1, 2), strict=True):
                 os.dup2(fd, target)
             opts = container.CreateOptions(bundle=bundle, console_socket=console_socket)
+            opts.console_fd = console_fd
             state, ch = container.create(self.paths, self._log(), cid, opts)
             # kept until start: the init reports a failed exec on it
             self._channels[cid] = ch
@@ -205,7 +208,7 @@ class CliRuntime:
         return InternalError(msg)
 
     def create(self, cid: str, bundle: str, stdio: tuple[int, int, int],
-               console_socket: str | None = None) -> int:
+               console_socket: str | None = None, console_fd: int = -1) -> int:
         pid_file = os.path.join(bundle, "init.pid")
         args = ["create", "--bundle", bundle, "--pid-file", pid_file]
         if console_socket:

@@ -178,3 +178,53 @@ def test_oom_kill_recorded(berth):
                      "hog").strip() == "true 137"
     why = berth.out("why", "hog")
     assert re.search(r"OOM killer: its memory limit of 8388608 bytes was hit", why), why
+
+
+def test_tty(berth_rt):
+    p = berth_rt.run("--rm", "-t", "busybox", "sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo both; "
+                     "exit 3")
+    assert p.returncode == 3
+    assert p.stdout == "/dev/pts/0\r\nboth\r\n"
+    p = berth_rt.run("--rm", "-it", "busybox", "true")
+    assert p.returncode == 1 and "the input device is not a TTY" in p.stderr
+
+
+def test_interactive_tty_through_a_pty(berth):
+    """`run -it` from a terminal: keys reach the container's shell, its
+    terminal echoes and answers, the exit code comes back."""
+    import pty
+    import select
+    import time
+
+    from tests.integration.engine.conftest import BERTH
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+        os.environ.update(berth.env)
+        os.execv(BERTH, [BERTH, "run", "--rm", "-it", "busybox", "sh"])
+    out = b""
+    deadline = time.monotonic() + 20
+    sent = False
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        if not sent and b"# " in out:
+            os.write(fd, b"stty size; echo in-$((6*7)); exit 4\r")
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 4, out
+    assert b"in-42" in out
+    assert b"\r\n33 111\r\n" in out, out  # the CLI's window size was passed on
