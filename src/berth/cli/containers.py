@@ -124,6 +124,9 @@ def run_options(f: Callable) -> Callable:
         click.option("--stop-signal", default=""),
         click.option("--stop-timeout", type=int, default=None),
         click.option("--network", "--net", default="none"),
+        click.option("--pid", default=""),
+        click.option("--ipc", default=""),
+        click.option("--uts", default=""),
         click.option("--runtime", default="berth"),
         click.option("--log-opt", multiple=True),
         click.option("--log-driver", default="json-file"),
@@ -193,7 +196,8 @@ def build_options(kw: dict[str, Any], image: str, command: tuple[str, ...]):
         cap_add=list(kw["cap_add"]), cap_drop=list(kw["cap_drop"]),
         security_opt=list(kw["security_opt"]), privileged=kw["privileged"], init=kw["init"],
         restart=o.parse_restart(kw["restart"]), stop_signal=kw["stop_signal"],
-        stop_timeout=kw["stop_timeout"], network=kw["network"], runtime=kw["runtime"],
+        stop_timeout=kw["stop_timeout"], network=kw["network"], pid=kw["pid"],
+        ipc=kw["ipc"], uts=kw["uts"], runtime=kw["runtime"],
         log_opts=log_opts, sysctls=sysctls,
     )
 

@@ -229,8 +229,9 @@ class Engine:
         labels = dict(getattr(icfg, "labels", None) or {})
         labels.update(opts.labels)
         config: dict[str, Any] = {
-            "Hostname": opts.hostname or (cid[:12] if opts.network != "host"
-                                          else os.uname().nodename),
+            "Hostname": opts.hostname or (os.uname().nodename if "host" in (opts.network,
+                                                                           opts.uts)
+                                          else cid[:12]),
             "Domainname": "",
             "User": opts.user or getattr(icfg, "user", None) or "",
             "AttachStdin": opts.interactive,
@@ -270,13 +271,22 @@ class Engine:
                                        f"{opts.log_opts['max-file']}")
         spec.capabilities(opts.cap_add, opts.cap_drop, opts.privileged)  # names checked now
         spec._security_opts(opts.security_opt)
-        if opts.network not in ("none", "host", "default", "bridge"):
-            raise NotFoundError(f"network {opts.network} not found")
+        for kind, mode in (("network", opts.network), ("pid", opts.pid), ("ipc", opts.ipc),
+                           ("uts", opts.uts)):
+            if mode.startswith("container:"):
+                self.get(mode.split(":", 1)[1])  # No such container: ... now, not at start
+            elif kind == "network" and mode not in ("none", "host", "default", "bridge", ""):
+                raise NotFoundError(f"network {opts.network} not found")
+            spec.check_mode(kind, mode)
         return {
             "Binds": [f"{m.source}:{m.target}{':ro' if m.read_only else ''}"
                       for m in opts.mounts if m.create_host_path or (m.source and
                       m.type == "volume")] or None,
-            "NetworkMode": "host" if opts.network == "host" else "none",
+            "NetworkMode": (opts.network if opts.network == "host"
+                            or opts.network.startswith("container:") else "none"),
+            "PidMode": opts.pid,
+            "IpcMode": opts.ipc or "private",
+            "UTSMode": opts.uts,
             "RestartPolicy": opts.restart.docker(),
             "AutoRemove": opts.auto_remove,
             # anonymous volumes (no source) are named and added by create
@@ -335,6 +345,8 @@ class Engine:
             if rec.status == "removing":
                 raise ConflictError(f"container {rec.id} is marked for removal and cannot be "
                                     "started")
+            # a monitor that recorded the exit may still be unmounting the rootfs
+            _wait_gone(rec.monitor_pid, rec.monitor_start, 15)
             self._prepare(rec)
             r = self._spawn_monitor(rec, attach)
             msg = _read_message(r)
@@ -371,7 +383,16 @@ class Engine:
             for m in hc.get("Mounts") or []:
                 if m.get("Type") == "volume":
                     copy_up(rootfs, m["Target"], self.volumes.path(m["Source"]))
-            cfg = spec.build(rec.id, rec.config, hc, rootfs, etc, user_mounts)
+            joins = {}
+            for kind, key in spec.MODE_KEYS.items():
+                mode = hc.get(key) or ""
+                if mode.startswith("container:"):
+                    other = self.get(mode.split(":", 1)[1])
+                    if other.status != "running" or not other.pid:
+                        raise ConflictError(f"cannot join {kind} namespace of a non running "
+                                            f"container: {other.id}")
+                    joins[kind] = other.pid
+            cfg = spec.build(rec.id, rec.config, hc, rootfs, etc, user_mounts, joins=joins)
             jsonio.write_atomic(os.path.join(bundle, "config.json"), jsonio.dumps(cfg), 0o600)
             opts = hc.get("LogConfig", {}).get("Config") or {}
             max_size = DEFAULT_LOG_MAX_SIZE

@@ -357,6 +357,9 @@ class RunOptions:
     stop_signal: str = ""
     stop_timeout: int | None = None
     network: str = "none"
+    pid: str = ""
+    ipc: str = ""
+    uts: str = ""
     runtime: str = "berth"
     log_opts: dict[str, str] = field(default_factory=dict)
     sysctls: dict[str, str] = field(default_factory=dict)

@@ -258,6 +258,7 @@ def build(
     etc_files: dict[str, str],
     mounts: list[dict[str, Any]],
     seccomp_profile: Any = None,
+    joins: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The OCI config.json of a container. `config`/`host_config` are the
     Docker-shaped records; `mounts` the user mounts already translated to OCI
@@ -308,9 +309,7 @@ def build(
         oci_mounts.append({"destination": target, "type": "tmpfs", "source": "tmpfs",
                            "options": options})
     oci_mounts.extend(mounts)
-    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    if network != "host":
-        namespaces.append({"type": "network"})
+    namespaces = _namespaces(hc, joins or {})
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "cgroupsPath": f"/berth/{cid}",
@@ -335,11 +334,43 @@ def build(
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": "rootfs", "readonly": bool(hc.get("ReadonlyRootfs"))},
-        "hostname": (config.get("Hostname") or cid[:12]) if network != "host" else "",
+        "hostname": ((config.get("Hostname") or cid[:12])
+                     if any(n["type"] == "uts" and "path" not in n for n in namespaces) else ""),
         "mounts": oci_mounts,
         "linux": linux,
         "annotations": {"berth.container.id": cid},
     }
+
+
+NS_FILES = {"pid": "pid", "ipc": "ipc", "uts": "uts", "network": "net"}
+MODE_KEYS = {"pid": "PidMode", "ipc": "IpcMode", "uts": "UTSMode", "network": "NetworkMode"}
+
+
+def _namespaces(hc: dict[str, Any], joins: dict[str, int]) -> list[dict[str, Any]]:
+    """A new namespace of each kind, none for `host` (the engine's own), or
+    another container's (`container:<ref>`, whose init pid is in `joins`)."""
+    out: list[dict[str, Any]] = []
+    for kind in ("pid", "ipc", "uts", "mount", "network"):
+        mode = hc.get(MODE_KEYS.get(kind, ""), "") or ""
+        if mode == "host":
+            continue
+        if mode.startswith("container:"):
+            out.append({"type": kind, "path": f"/proc/{joins[kind]}/ns/{NS_FILES[kind]}"})
+            continue
+        out.append({"type": kind})
+    return out
+
+
+def check_mode(kind: str, mode: str) -> None:
+    """Docker's values for --pid/--ipc/--uts/--network (bridge networking is
+    not here yet)."""
+    allowed = {"pid": ("", "host"), "ipc": ("", "host", "private", "shareable", "none"),
+               "uts": ("", "host"), "network": ("", "none", "host", "default", "bridge")}
+    if mode in allowed[kind] or (mode.startswith("container:") and kind != "uts"
+                                 and len(mode) > len("container:")):
+        return
+    flag = {"network": "--network", "pid": "--pid", "ipc": "--ipc", "uts": "--uts"}[kind]
+    raise InvalidArgumentError(f"invalid {flag}: {mode}")
 
 
 def _resources(hc: dict[str, Any], privileged: bool) -> dict[str, Any]:

@@ -228,3 +228,24 @@ def test_interactive_tty_through_a_pty(berth):
     assert os.waitstatus_to_exitcode(status) == 4, out
     assert b"in-42" in out
     assert b"\r\n33 111\r\n" in out, out  # the CLI's window size was passed on
+
+
+def test_namespace_modes(berth_rt):
+    b = berth_rt
+    p = b.run("--rm", "--pid", "host", "--uts", "host", "busybox", "sh", "-c",
+              "cat /proc/1/comm; hostname")
+    with open("/proc/1/comm") as f:
+        init = f.read().strip()
+    assert p.stdout.split() == [init, os.uname().nodename], p.stderr
+    b.run("-d", "--name", "shared", "busybox", "sleep", "100", check=True)
+    pid = b.out("inspect", "-f", "{{.State.Pid}}", "shared").strip()
+    p = b.run("--rm", "--network", "container:shared", "--pid", "container:shared", "--ipc",
+              "container:shared", "busybox", "sh", "-c",
+              "readlink /proc/self/ns/net; readlink /proc/self/ns/ipc; cat /proc/1/cmdline")
+    lines = p.stdout.split("\n")
+    assert lines[:2] == [os.readlink(f"/proc/{pid}/ns/net"), os.readlink(f"/proc/{pid}/ns/ipc")]
+    assert lines[2].replace("\0", " ").strip() == "sleep 100"
+    p = b.run("--rm", "--pid", "container:nosuch", "busybox", "true")
+    assert p.returncode == 125 and "No such container: nosuch" in p.stderr
+    p = b.run("--rm", "--uts", "container:shared", "busybox", "true")
+    assert p.returncode == 125 and "invalid --uts: container:shared" in p.stderr
