@@ -141,10 +141,8 @@ def run_options(f: Callable) -> Callable:
 
 def build_options(kw: dict[str, Any], image: str, command: tuple[str, ...]):
     from berth.engine import options as o
-    from berth.errors import InvalidArgumentError, NotImplementedYetError
+    from berth.errors import InvalidArgumentError
 
-    if kw["init"]:
-        raise NotImplementedYetError("--init: berth has no init process yet")
     if kw["log_driver"] != "json-file":
         raise InvalidArgumentError(f"logging driver {kw['log_driver']!r} is not supported "
                                    "(json-file only)")

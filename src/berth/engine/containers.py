@@ -392,7 +392,10 @@ class Engine:
                         raise ConflictError(f"cannot join {kind} namespace of a non running "
                                             f"container: {other.id}")
                     joins[kind] = other.pid
-            cfg = spec.build(rec.id, rec.config, hc, rootfs, etc, user_mounts, joins=joins)
+            init = spec.init_binary(os.path.join(self.paths.root, "bin")) if hc.get("Init") \
+                else ""
+            cfg = spec.build(rec.id, rec.config, hc, rootfs, etc, user_mounts, joins=joins,
+                             init_binary=init)
             jsonio.write_atomic(os.path.join(bundle, "config.json"), jsonio.dumps(cfg), 0o600)
             opts = hc.get("LogConfig", {}).get("Config") or {}
             max_size = DEFAULT_LOG_MAX_SIZE

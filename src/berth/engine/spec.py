@@ -17,6 +17,38 @@ from berth.errors import InvalidArgumentError, NotFoundError
 from berth.runtime import confinement
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+INIT_PATH = "/sbin/docker-init"  # where Docker puts its --init (tini)
+INIT_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "init.c")
+
+
+def init_binary(bin_dir: str) -> str:
+    """berth-init (init.c) built for this machine, static, under `bin_dir`
+    (named by the source's digest); built with the system's C compiler on
+    first use."""
+    import hashlib
+    import shutil
+    import subprocess
+
+    from berth.errors import UnavailableError
+
+    with open(INIT_SOURCE, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    path = os.path.join(bin_dir, f"berth-init-{digest}")
+    if os.path.exists(path):
+        return path
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise UnavailableError("--init: building berth-init needs a C compiler "
+                               "(apt install gcc libc6-dev)")
+    os.makedirs(bin_dir, mode=0o755, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    p = subprocess.run([cc, "-static", "-Os", "-s", "-o", tmp, INIT_SOURCE],
+                       capture_output=True, text=True, check=False)
+    if p.returncode != 0:
+        raise UnavailableError(f"--init: build berth-init: {p.stderr.strip()}")
+    os.chmod(tmp, 0o755)
+    os.rename(tmp, path)
+    return path
 
 # Docker's default device cgroup allowlist (oci/devices_linux.go DefaultLinuxSpec)
 DEFAULT_DEVICE_RULES: list[dict[str, Any]] = [
@@ -259,6 +291,7 @@ def build(
     mounts: list[dict[str, Any]],
     seccomp_profile: Any = None,
     joins: dict[str, int] | None = None,
+    init_binary: str = "",
 ) -> dict[str, Any]:
     """The OCI config.json of a container. `config`/`host_config` are the
     Docker-shaped records; `mounts` the user mounts already translated to OCI
@@ -274,10 +307,13 @@ def build(
     env.insert(0, f"HOSTNAME={config.get('Hostname') or cid[:12]}")
     if config.get("Tty") and not any(e.startswith("TERM=") for e in env):
         env.append("TERM=xterm")
+    args = process_args(config)
+    if hc.get("Init"):
+        args = [INIT_PATH, "--", *args]
     process: dict[str, Any] = {
         "terminal": bool(config.get("Tty")),
         "user": resolve_user(rootfs, config.get("User") or ""),
-        "args": process_args(config),
+        "args": args,
         "env": env,
         "cwd": config.get("WorkingDir") or "/",
         "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
@@ -309,6 +345,11 @@ def build(
         oci_mounts.append({"destination": target, "type": "tmpfs", "source": "tmpfs",
                            "options": options})
     oci_mounts.extend(mounts)
+    if hc.get("Init"):
+        if not init_binary:
+            raise InvalidArgumentError("--init: no init binary given")
+        oci_mounts.append({"destination": INIT_PATH, "type": "bind", "source": init_binary,
+                           "options": ["bind", "ro", "nosuid", "nodev"]})
     namespaces = _namespaces(hc, joins or {})
     linux: dict[str, Any] = {
         "namespaces": namespaces,

@@ -249,3 +249,19 @@ def test_namespace_modes(berth_rt):
     assert p.returncode == 125 and "No such container: nosuch" in p.stderr
     p = b.run("--rm", "--uts", "container:shared", "busybox", "true")
     assert p.returncode == 125 and "invalid --uts: container:shared" in p.stderr
+
+
+def test_init_reaps_and_forwards_signals(berth_rt):
+    b = berth_rt
+    # an orphan's zombie is reaped by the init; the command is its child
+    p = b.run("--rm", "--init", "busybox", "sh", "-c",
+              "sh -c 'sleep 0.1 &' ; sleep 0.5; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+              "ps -o stat,comm | grep -c '^Z' ; exit 6")
+    assert p.returncode == 6, p.stderr
+    lines = p.stdout.split("\n")
+    assert lines[0].startswith("/sbin/docker-init -- sh -c")
+    assert lines[1] == "0"
+    # SIGTERM reaches the command (sleep as pid 1 would ignore it)
+    b.run("-d", "--init", "--name", "ti", "busybox", "sleep", "100", check=True)
+    assert b.out("stop", "-t", "30", "ti") == "ti\n"
+    assert b.out("inspect", "-f", "{{.State.ExitCode}}", "ti") == "143\n"
