@@ -145,6 +145,12 @@ def delete_commands(table: str) -> list[dict[str, Any]]:
 
 
 def nft_binary() -> str:
+    """The nft program: $BERTH_NFT, else nft on PATH or in /usr/sbin, /sbin."""
+    env = os.environ.get("BERTH_NFT")
+    if env:
+        if not os.access(env, os.X_OK):
+            raise UnavailableError(f"apply firewall rules: nft not found at {env} (BERTH_NFT)")
+        return env
     path = shutil.which("nft") or next(
         (p for p in ("/usr/sbin/nft", "/sbin/nft") if os.path.exists(p)), None
     )
