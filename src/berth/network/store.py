@@ -325,7 +325,7 @@ class NetworkStore:
 def _first_free(network: Network, used: set[ipaddress.IPv4Address]) -> ipaddress.IPv4Address:
     pool = network.ip_range or network.subnet
     skip = {network.gateway, network.subnet.network_address, network.subnet.broadcast_address}
-    for ip in pool.hosts() if pool.prefixlen < 31 else pool:
+    for ip in pool:  # all of an --ip-range: only the subnet's own ends are reserved
         if ip not in used and ip not in skip:
             return ip
     raise ConflictError(f"no available ip addresses on network {network.name}")

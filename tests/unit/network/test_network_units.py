@@ -1,0 +1,137 @@
+"""Pure parts of berth.network: port specs, the nftables ruleset, DNS
+messages, /etc files, and IPAM against a temporary database (no root)."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+import pytest
+
+from berth.errors import AlreadyExistsError, ConflictError, InvalidArgumentError
+from berth.network import nft
+from berth.network.dns import build_answer, parse_question
+from berth.network.files import hosts_content, resolv_conf_content
+from berth.network.model import Network, PortMapping, parse_port_spec
+from berth.network.store import NetworkStore
+
+
+@pytest.mark.parametrize("spec,want", [
+    ("80", [PortMapping(80, 0)]),
+    ("8080:80", [PortMapping(80, 8080)]),
+    ("127.0.0.1:8080:80/udp", [PortMapping(80, 8080, "udp", "127.0.0.1")]),
+    ("127.0.0.1::80", [PortMapping(80, 0, "tcp", "127.0.0.1")]),
+    ("0.0.0.0:1:2", [PortMapping(2, 1)]),
+    ("8000-8001:80-81", [PortMapping(80, 8000), PortMapping(81, 8001)]),
+    ("8000-8010:80", [PortMapping(80, 8000, host_port_end=8010)]),
+    ("80-81", [PortMapping(80, 0), PortMapping(81, 0)]),
+])
+def test_parse_port_spec(spec, want):
+    assert parse_port_spec(spec) == want
+
+
+@pytest.mark.parametrize("spec,msg", [
+    ("80/sctp", "invalid proto"),
+    ("1.2.3:80:80", "invalid ip address"),
+    ("8000-8002:80-81", "invalid ranges"),
+    ("70000:80", "invalid range specified for host port"),
+    ("a:b:c:d", "invalid port format"),
+    ("80-79", "invalid range"),
+])
+def test_parse_port_spec_errors(spec, msg):
+    with pytest.raises(InvalidArgumentError, match=msg):
+        parse_port_spec(spec)
+
+
+def test_ruleset_shape():
+    br = [nft.BridgeRules("brt-a", ipaddress.IPv4Network("10.1.0.0/24"), False),
+          nft.BridgeRules("brt-b", ipaddress.IPv4Network("10.2.0.0/24"), True)]
+    dn = [nft.DnatRule("brt-a", "tcp", "", 8080, "10.1.0.2", 80)]
+    cmds = nft.ruleset("t", br, dn)
+    assert cmds[0] == {"add": {"table": {"family": "ip", "name": "t"}}}
+    assert cmds[1] == {"flush": {"table": {"family": "ip", "name": "t"}}}
+    rules = [c["add"]["rule"] for c in cmds if "rule" in c.get("add", {})]
+    by_chain: dict[str, list] = {}
+    for r in rules:
+        by_chain.setdefault(r["chain"], []).append(r["expr"])
+    (dnat,) = by_chain["ports"]
+    assert dnat[-1] == {"dnat": {"addr": "10.1.0.2", "port": 80}}
+    # masquerade for the non-internal network only; loopback masquerade where ports are
+    post = by_chain["postrouting"]
+    assert sum(1 for e in post if "10.2.0.0" in str(e) and "masquerade" in str(e)) == 0
+    assert any("127.0.0.0" in str(e) for e in post)
+    # isolation both ways plus the internal network kept in
+    fwd = by_chain["forward"]
+    assert len(fwd) == 4
+    assert nft.table_name("/var/lib/berth") == "berth"
+    assert nft.table_name("/tmp/x").startswith("berth_")
+
+
+def _query(name: str, qtype: int = 1) -> bytes:
+    q = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    return struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + q + struct.pack("!HH", qtype, 1)
+
+
+def test_dns_answer():
+    msg = _query("web.local")
+    q = parse_question(msg)
+    assert q is not None and q.name == "web.local" and q.qtype == 1
+    ans = build_answer(msg, q, ["10.1.0.2", "10.1.0.3"])
+    ident, flags, qd, an = struct.unpack("!HHHH", ans[:8])
+    assert (ident, qd, an) == (0x1234, 1, 2) and flags & 0x8000 and flags & 0x0F == 0
+    assert ans.endswith(ipaddress.IPv4Address("10.1.0.3").packed)
+    aaaa = _query("web", 28)
+    q6 = parse_question(aaaa)
+    assert struct.unpack("!H", build_answer(aaaa, q6, ["10.1.0.2"])[6:8])[0] == 0
+    assert parse_question(b"\x00" * 5) is None
+    assert parse_question(build_answer(msg, q, [])) is None  # a response is no question
+
+
+def test_files(tmp_path):
+    host = tmp_path / "resolv.conf"
+    host.write_text("nameserver 127.0.0.53\nnameserver 10.0.0.1\nsearch example.org\n")
+    assert resolv_conf_content(embedded_dns=True, host_resolv_conf=str(host)) == (
+        "nameserver 127.0.0.11\nsearch example.org\noptions ndots:0\n")
+    assert resolv_conf_content(embedded_dns=False, host_resolv_conf=str(host)) == (
+        "nameserver 10.0.0.1\nsearch example.org\n")
+    assert resolv_conf_content(embedded_dns=False, dns=["1.1.1.1"], dns_search=["a"],
+                               dns_options=["rotate"], host_resolv_conf=str(host)) == (
+        "nameserver 1.1.1.1\nsearch a\noptions rotate\n")
+    h = hosts_content("box", [], ["db:10.0.0.9", "x=10.0.0.8"])
+    assert "10.0.0.9\tdb\n" in h and "10.0.0.8\tx\n" in h and h.startswith("127.0.0.1\tlocalhost")
+
+
+def _network(name: str, subnet: str, **kw) -> Network:
+    net = ipaddress.IPv4Network(subnet)
+    return Network(id=name * 8, name=name, subnet=net, gateway=next(net.hosts()),
+                   bridge=f"brt-{name}", created="t", **kw)
+
+
+def test_ipam(tmp_path):
+    s = NetworkStore(str(tmp_path / "db"))
+    n = _network("a", "10.5.0.0/29", ip_range=ipaddress.IPv4Network("10.5.0.4/30"))
+    s.insert_network(n)
+    with pytest.raises(ConflictError):
+        s.insert_network(_network("b", "10.5.0.0/24"))
+    with pytest.raises(AlreadyExistsError):
+        s.insert_network(_network("a", "10.6.0.0/24"))
+
+    def alloc(cid: str, ip: str | None = None):
+        return s.allocate(n, cid, ip=ipaddress.IPv4Address(ip) if ip else None, mac=None,
+                          ifname="eth0", host_veth=f"veth{cid}", aliases=(), name=cid,
+                          netns="/x")
+
+    got = [alloc(c).ip for c in "pqr"]
+    assert [str(i) for i in got] == ["10.5.0.4", "10.5.0.5", "10.5.0.6"]
+    with pytest.raises(ConflictError, match="no available ip"):
+        alloc("s")  # .7 is the broadcast address
+    with pytest.raises(ConflictError, match="address already in use"):
+        alloc("t", "10.5.0.5")
+    assert str(alloc("u", "10.5.0.2").ip) == "10.5.0.2"  # static: whole subnet, not the range
+    s.release("vethq")
+    assert str(alloc("v").ip) == "10.5.0.5"
+    s.close()
+    again = NetworkStore(str(tmp_path / "db"))
+    assert sorted(str(e.ip) for e in again.endpoints()) == [
+        "10.5.0.2", "10.5.0.4", "10.5.0.5", "10.5.0.6"]
+    again.close()
