@@ -2,13 +2,16 @@
 
 Processes, as for `create` (runtime/__init__.py):
 
-- the runtime process ("parent") makes itself non-dumpable first of all
-  (CVE-2019-5736: the process that joins the container runs the host's
-  Python; non-dumpable, nothing in the container can open it through
-  /proc/<pid>/exe), loads the state, builds the process (process.json or
-  the container's process with the flags), becomes a subreaper and forks;
-- the "exec" child (berth:[3:EXEC]) compiles the seccomp filter, checks the
-  process, and joins the init's namespaces (user first, mount last) while
+- the runtime process ("parent") loads the state, builds the process
+  (process.json or the container's process with the flags) and forks; then
+  it moves the child into the container's cgroup, makes itself
+  non-dumpable and a subreaper;
+- the "exec" child (berth:[3:EXEC]) makes itself non-dumpable before it
+  touches the container (CVE-2019-5736: until its execve the process that
+  joins the container runs the host's Python; non-dumpable, nothing in the
+  container can open it through /proc/<pid>/exe), compiles the seccomp
+  filter, checks the process, and joins the init's namespaces (user first,
+  mount last) while
   the parent moves it into the container's cgroup (a write that can wait
   ~10 ms for an RCU grace period: done in parallel); then it forks the
   process and exits;
@@ -27,12 +30,17 @@ signals and returns the process's exit status (128+n for signal n).
 import os
 
 from berth.errors import ConflictError, InvalidArgumentError, NotFoundError
-from berth.linux import libc
 from berth.paths import RuntimePaths
 from berth.runtime import state as st
-from berth.runtime.init import JOIN_ORDER, NS_FLAGS, Setup
 from berth.runtime.log import Log
 from berth.runtime.sync import Channel, ChannelClosed
+
+# ctypes (berth.linux.libc, through berth.runtime.init) is imported after the
+# fork, in the child and in the parent while its cgroup write waits: 2 ms off
+# the path of every exec
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from berth.runtime.init import Setup
 
 # runtime-spec namespace type -> /proc/<pid>/ns/ name
 NS_FILES = {"user": "user", "mount": "mnt", "uts": "uts", "ipc": "ipc", "network": "net",
@@ -123,6 +131,8 @@ def build_process(config: dict, opts: ExecOptions) -> dict:
 def _open_namespaces(pid: int, config: dict) -> list[tuple[str, int]]:
     """(type, fd) of the init's namespaces, in join order; those we already
     share are left out (setns to one's own user namespace is EINVAL)."""
+    from berth.runtime.init import JOIN_ORDER
+
     types = {n.get("type") for n in (config.get("linux") or {}).get("namespaces") or []}
     out: list[tuple[str, int]] = []
     try:
@@ -184,21 +194,16 @@ def is_paused(state: st.ContainerState) -> bool:
 def exec_in(paths: RuntimePaths, log: Log, cid: str, opts: ExecOptions) -> int:
     """Run a process in container `cid`; return its exit status (0 with
     --detach once it has exec'd)."""
-    # before anything of the container is touched (CVE-2019-5736)
-    libc.prctl(libc.PR_SET_DUMPABLE, 0)
+    import gc
+
+    # a short-lived process: no collection may dirty every page of the forks
+    gc.disable()
     state = st.ContainerState.load(paths, cid)
     if not state.is_alive():
         raise ConflictError("cannot exec in a stopped container")
     proc = build_process(state.config, opts)
     if opts.detach and proc.get("terminal") and not opts.console_socket:
         raise InvalidArgumentError("cannot allocate tty if runc will detach without setting console socket")
-    # the process is the child's child: we adopt it when the child exits
-    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
-    s = Setup()
-    s.config = state.config
-    s.container_id = cid
-    s.bundle = state.data.get("bundle", "")
-    s.preserve_fds = opts.preserve_fds
     console = relay = None
     parent_ch, child_ch = Channel.pair()
     try:
@@ -214,14 +219,12 @@ def exec_in(paths: RuntimePaths, log: Log, cid: str, opts: ExecOptions) -> int:
                                         f"{os.strerror(exc.errno or 0).lower()}") from None
             else:
                 relay, console = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM, 0)
-            s.console_fd = console.fileno()
-        s.channel = child_ch
         child = os.fork()
         if child == 0:
             parent_ch.close()
             if relay is not None:
                 relay.close()
-            _child_main(s, state, proc, opts)
+            _child_main(child_ch, console.fileno() if console is not None else -1, state, proc, opts)
             os._exit(1)
         child_ch.close()
         if console is not None:
@@ -243,13 +246,35 @@ def _kill_and_reap(pid: int) -> None:
 
 
 def _parent(state: st.ContainerState, opts: ExecOptions, ch: Channel, child: int, relay) -> int:
+    import _thread
+
     pid = 0
     try:
+        # the cgroup write may wait an RCU grace period: meanwhile, ctypes
+        done = _thread.allocate_lock()
+        done.acquire()
+        failed: list[BaseException] = []
+
+        def move() -> None:
+            try:
+                enter_cgroup(state, child)
+            except BaseException as exc:
+                failed.append(exc)
+            finally:
+                done.release()
+
+        _thread.start_new_thread(move, ())
         try:
-            enter_cgroup(state, child)
-        except BaseException:
+            from berth.linux import libc
+
+            libc.prctl(libc.PR_SET_DUMPABLE, 0)
+            # the process is the child's child: we adopt it when the child exits
+            libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+        finally:
+            done.acquire()
+        if failed:
             _kill_and_reap(child)
-            raise
+            raise failed[0]
         try:
             ch.send("cgroup")
         except (BrokenPipeError, ConnectionResetError):
@@ -318,15 +343,18 @@ def _wait(pid: int, master: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def _child_main(s: Setup, state: st.ContainerState, proc: dict, opts: ExecOptions) -> None:
+def _child_main(ch: Channel, console_fd: int, state: st.ContainerState, proc: dict, opts: ExecOptions) -> None:
     """The child ("berth:[3:EXEC]"): checks and compiles what is left while
     the parent moves it into the cgroup, joins the namespaces, forks the
     process (born inside the pid namespace, already in the container's
     mount namespace: never visible there with the host's root), reports its
     pid and exits."""
-    ch = s.channel
     step = "exec"
     try:
+        from berth.linux import libc
+
+        # before anything of the container is touched (CVE-2019-5736)
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
         libc.set_name("berth:[3:EXEC]")
         # everything the process needs is imported now: it cannot import
         # once it has joined the container's mount namespace
@@ -334,7 +362,15 @@ def _child_main(s: Setup, state: st.ContainerState, proc: dict, opts: ExecOption
 
         from berth.linux import capabilities
         from berth.runtime import process  # noqa: F401
-        from berth.runtime.init import exec_process
+        from berth.runtime.init import NS_FLAGS, Setup, exec_process
+
+        s = Setup()
+        s.channel = ch
+        s.console_fd = console_fd
+        s.config = state.config
+        s.container_id = state.id
+        s.bundle = state.data.get("bundle", "")
+        s.preserve_fds = opts.preserve_fds
 
         if proc.get("terminal"):
             from berth.runtime import console  # noqa: F401
@@ -382,7 +418,9 @@ def _child_main(s: Setup, state: st.ContainerState, proc: dict, opts: ExecOption
         os._exit(1)
 
 
-def _process_main(s: Setup, proc: dict, exec_process) -> None:
+def _process_main(s: "Setup", proc: dict, exec_process) -> None:
+    from berth.linux import libc
+
     ch = s.channel
     step = "exec"
     try:
