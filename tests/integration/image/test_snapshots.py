@@ -9,8 +9,11 @@ import pytest
 from berth.errors import AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError
 from berth.image.layers import apply_layer
 from berth.image.snapshots import (
+    FS_IOC_GETFLAGS,
+    FS_TOPDIR_FL,
     CopySnapshotter,
     OverlaySnapshotter,
+    mark_topdir,
     mount_all,
     overlay_supported,
     unmount_all,
@@ -219,3 +222,34 @@ def test_rebase_on_commit(sn, mounted):
     assert sn.stat("L2").parent == "L1"
     root = mounted(sn.prepare("c", "L2"), "rootfs")
     assert os.listdir(root) == ["b"]
+
+
+def _inode_flags(path):
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        buf = bytearray(4)
+        fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf)
+        return int.from_bytes(buf, "little")
+    finally:
+        os.close(fd)
+
+
+def test_snapshot_root_is_a_top_directory(sn):
+    # snapshot directories are spread over block groups (ext4's Orlov), away
+    # from where the last removed layer freed its inodes
+    try:
+        flags = _inode_flags(sn.root)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTTY, errno.EOPNOTSUPP, errno.EINVAL):
+            pytest.skip(f"no inode flags on this filesystem: {exc}")
+        raise
+    assert flags & FS_TOPDIR_FL
+    assert mark_topdir(sn.root)  # idempotent
+    assert _inode_flags(sn.root) == flags
+
+
+def test_mark_topdir_where_there_is_no_flag():
+    assert mark_topdir("/proc") is False
+    assert mark_topdir("/nonexistent/berth-test") is False
