@@ -1,0 +1,192 @@
+"""What the engine calls to give a container its networks, in Docker's terms.
+
+The engine keeps Docker's container fields (HostConfig.NetworkMode,
+PortBindings, PublishAllPorts, Dns, DnsSearch, DnsOptions, ExtraHosts and
+NetworkingConfig.EndpointsConfig); `start_request` turns them into a plain
+dict the monitor carries in monitor.json, and `attach_container` runs
+between `runtime create` (the network namespace exists) and `runtime start`:
+
+    req = start_request(rec.host_config, rec.config, rec.name, endpoints_config)
+    ...                                   # in the monitor's start helper:
+    pid = rt.create(cid, bundle, ...)
+    attach_container(paths, cid, pid, req, bundle)      # all networks or none
+    rt.start(cid)
+    ...                                   # when the container stops or is removed:
+    release_container(paths, cid)
+
+/etc/hosts and /etc/resolv.conf are rewritten in place in the bundle (the
+files the engine bind-mounts), so the bind mounts made by create see them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from typing import Any
+
+from berth.errors import BerthError, InvalidArgumentError
+from berth.network.model import DEFAULT_NETWORK, PortMapping, parse_port_spec
+from berth.paths import Paths
+
+NO_NETWORK = ("none", "host")
+
+
+def is_networked(network_mode: str) -> bool:
+    """Whether berth.network has anything to do for this NetworkMode."""
+    mode = network_mode or DEFAULT_NETWORK
+    return mode not in NO_NETWORK and not mode.startswith("container:")
+
+
+def port_bindings(specs: list[str]) -> tuple[dict[str, list[dict[str, str]]], dict[str, dict]]:
+    """`-p` values as Docker's (HostConfig.PortBindings, Config.ExposedPorts)."""
+    bindings: dict[str, list[dict[str, str]]] = {}
+    exposed: dict[str, dict] = {}
+    for spec in specs:
+        for m in parse_port_spec(spec):
+            host = str(m.host_port) if m.host_port else ""
+            if m.host_port_end:
+                host = f"{m.host_port}-{m.host_port_end}"
+            bindings.setdefault(m.key, []).append({"HostIp": m.host_ip, "HostPort": host})
+            exposed[m.key] = {}
+    return bindings, exposed
+
+
+def mappings(port_bindings_: dict[str, Any] | None, exposed: dict[str, Any] | None = None,
+             publish_all: bool = False) -> list[PortMapping]:
+    """Docker's PortBindings (and, with -P, every exposed port) as mappings."""
+    out: list[PortMapping] = []
+    seen = set()
+    for key, binds in (port_bindings_ or {}).items():
+        port, _, proto = key.partition("/")
+        for b in binds or [{}]:
+            host = (b or {}).get("HostPort") or ""
+            ip = (b or {}).get("HostIp") or ""
+            spec = f"{ip}:{host}:{port}/{proto or 'tcp'}" if ip else (
+                f"{host}:{port}/{proto or 'tcp'}" if host else f"{port}/{proto or 'tcp'}")
+            out.extend(parse_port_spec(spec))
+        seen.add(f"{port}/{proto or 'tcp'}")
+    if publish_all:
+        for key in exposed or {}:
+            port, _, proto = key.partition("/")
+            if f"{port}/{proto or 'tcp'}" not in seen:
+                out.extend(parse_port_spec(f"{port}/{proto or 'tcp'}"))
+    return out
+
+
+def start_request(host_config: dict[str, Any], config: dict[str, Any], name: str,
+                  endpoints_config: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The network part of starting a container (JSON-able), or None when
+    berth.network has nothing to do (none, host, container:<id>)."""
+    mode = host_config.get("NetworkMode") or DEFAULT_NETWORK
+    if mode == "default":
+        mode = DEFAULT_NETWORK
+    if not is_networked(mode):
+        return None
+    eps = dict(endpoints_config or {})
+    networks = [mode] + [n for n in eps if n != mode]
+    return {
+        "name": name.lstrip("/"),
+        "hostname": config.get("Hostname") or "",
+        "networks": [
+            {"name": n,
+             "ip": ((eps.get(n) or {}).get("IPAMConfig") or {}).get("IPv4Address") or None,
+             "aliases": list((eps.get(n) or {}).get("Aliases") or []),
+             "mac": config.get("MacAddress") or None if n == mode else None}
+            for n in networks
+        ],
+        "ports": [asdict(m) for m in mappings(host_config.get("PortBindings"),
+                                                 config.get("ExposedPorts"),
+                                                 bool(host_config.get("PublishAllPorts")))],
+        "dns": list(host_config.get("Dns") or []),
+        "dns_search": list(host_config.get("DnsSearch") or []),
+        "dns_options": list(host_config.get("DnsOptions") or []),
+        "extra_hosts": list(host_config.get("ExtraHosts") or []),
+    }
+
+
+def _write_in_place(path: str, text: str) -> None:
+    # not write-and-rename: the container's bind mount holds this inode
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def attach_container(paths: Paths, container_id: str, pid: int, request: dict[str, Any],
+                     bundle: str | None = None) -> list[Any]:
+    """Attach the created container (init `pid`) to every network of
+    `request`, publish its ports on the first, and write bundle/hosts and
+    bundle/resolv.conf. On failure nothing stays attached."""
+    from berth.network.files import hosts_content, resolv_conf_content
+    from berth.network.manager import NetworkManager
+
+    ports = [PortMapping(**p) for p in request.get("ports") or []]
+    with NetworkManager(paths) as nm:
+        endpoints = []
+        try:
+            for i, n in enumerate(request["networks"]):
+                endpoints.append(nm.attach(
+                    container_id, pid, n["name"], ip=n.get("ip"), aliases=n.get("aliases") or (),
+                    ports=ports if i == 0 else (), name=request.get("name") or "",
+                    mac=n.get("mac"), dns=request.get("dns") or ()))
+        except BaseException as exc:
+            try:
+                nm.release_all(container_id)
+            except BerthError as cleanup:
+                exc.add_note(f"release networks of {container_id[:12]}: {cleanup}")
+            raise
+        if bundle:
+            embedded = any(nm.get(e.network).has_dns for e in endpoints)
+            hostname = request.get("hostname") or container_id[:12]
+            names = [hostname] if hostname else []
+            _write_in_place(os.path.join(bundle, "hosts"), hosts_content(
+                " ".join(names), endpoints, request.get("extra_hosts") or ()))
+            _write_in_place(os.path.join(bundle, "resolv.conf"), resolv_conf_content(
+                embedded_dns=embedded, dns=request.get("dns") or (),
+                dns_search=request.get("dns_search") or (),
+                dns_options=request.get("dns_options") or ()))
+        return endpoints
+
+
+def release_container(paths: Paths, container_id: str) -> None:
+    """Everything the container got from berth.network; idempotent."""
+    from berth.network.manager import NetworkManager
+
+    with NetworkManager(paths) as nm:
+        nm.release_all(container_id)
+
+
+def network_settings(paths: Paths, container_id: str) -> dict[str, Any]:
+    """Docker's NetworkSettings.Ports and .Networks of a container."""
+    from berth.network.manager import NetworkManager
+
+    with NetworkManager(paths) as nm:
+        eps = nm.endpoints(container_id)
+        ports: dict[str, list[dict[str, str]] | None] = {}
+        networks: dict[str, Any] = {}
+        for e in eps:
+            for m in e.ports:
+                ports.setdefault(m.key, []).append(
+                    {"HostIp": m.host_ip or "0.0.0.0", "HostPort": str(m.host_port)})
+            networks[e.network] = {
+                "IPAMConfig": None, "Links": None, "Aliases": list(e.aliases) or None,
+                "NetworkID": e.network_id, "EndpointID": e.id,
+                "Gateway": str(e.gateway or ""), "IPAddress": str(e.ip),
+                "IPPrefixLen": e.prefixlen, "IPv6Gateway": "", "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0, "MacAddress": e.mac, "DriverOpts": None,
+            }
+        first = eps[0] if eps else None
+        return {
+            "Ports": ports,
+            "Networks": networks,
+            "IPAddress": str(first.ip) if first else "",
+            "IPPrefixLen": first.prefixlen if first else 0,
+            "Gateway": str(first.gateway or "") if first else "",
+            "MacAddress": first.mac if first else "",
+        }
+
+
+def check_network_options(network_mode: str, ip: str | None) -> None:
+    """Docker's refusal at create time (ports with host/none are discarded, as Docker)."""
+    mode = network_mode or DEFAULT_NETWORK
+    if ip and mode in (DEFAULT_NETWORK, "default", *NO_NETWORK):
+        raise InvalidArgumentError("user specified ip address is supported on user defined "
+                                   "networks only")
