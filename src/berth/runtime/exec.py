@@ -273,7 +273,6 @@ def _parent(state: st.ContainerState, opts: ExecOptions, ch: Channel, child: int
         finally:
             done.acquire()
         if failed:
-            _kill_and_reap(child)
             raise failed[0]
         try:
             ch.send("cgroup")
@@ -284,6 +283,7 @@ def _parent(state: st.ContainerState, opts: ExecOptions, ch: Channel, child: int
         except ChannelClosed:
             msg = {"type": "error", "message": "exec: the runtime's child exited without a word"}
         os.waitpid(child, 0)
+        child = 0
         if msg.get("type") == "pid":
             pid = msg["pid"]
         else:
@@ -306,8 +306,9 @@ def _parent(state: st.ContainerState, opts: ExecOptions, ch: Channel, child: int
 
             raise error_from_message(msg)
     except BaseException:
-        if pid:
-            _kill_and_reap(pid)
+        for p in (child, pid):
+            if p:
+                _kill_and_reap(p)
         raise
     if opts.pid_file:
         from berth import jsonio
