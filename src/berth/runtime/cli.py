@@ -291,8 +291,10 @@ def cmd_list(paths: RuntimePaths, log: Log, opts: dict, args: list[str]) -> int:
 
 
 def cmd_features(paths: RuntimePaths, log: Log, opts: dict, args: list[str]) -> int:
+    from berth.linux import seccomp as sc
     from berth.linux.capabilities import CAPS
     from berth.oci.runtime import HOOK_KINDS, NAMESPACE_TYPES
+    from berth.runtime import lsm
     from berth.runtime.rootfs import FLAGS, PROPAGATION
 
     features = {
@@ -304,8 +306,11 @@ def cmd_features(paths: RuntimePaths, log: Log, opts: dict, args: list[str]) -> 
             "namespaces": list(NAMESPACE_TYPES),
             "capabilities": sorted(CAPS, key=CAPS.__getitem__),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
-            "apparmor": {"enabled": False},
-            "selinux": {"enabled": False},
+            "apparmor": {"enabled": lsm.apparmor_enabled()},
+            "selinux": {"enabled": lsm.selinux_enabled()},
+            "seccomp": {"enabled": True, "actions": sorted(sc._ACTIONS), "operators": sorted(sc._OPS),
+                        "archs": _seccomp_arches(sc), "knownFlags": sorted(sc._FLAGS),
+                        "supportedFlags": sorted(sc._FLAGS)},
             "intelRdt": {"enabled": False},
         },
         "annotations": {"org.opencontainers.runtime-spec.features.runtime": "berth-runtime",
@@ -313,6 +318,24 @@ def cmd_features(paths: RuntimePaths, log: Log, opts: dict, args: list[str]) -> 
     }
     sys.stdout.write(jsonio.dumps(features, indent=4) + "\n")
     return 0
+
+
+# runtime-spec's architecture names; `features` lists those libseccomp knows
+SECCOMP_ARCHES = ("SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM", "SCMP_ARCH_AARCH64",
+                  "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_MIPSEL",
+                  "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64",
+                  "SCMP_ARCH_PPC64LE", "SCMP_ARCH_S390", "SCMP_ARCH_S390X", "SCMP_ARCH_RISCV64")
+
+
+def _seccomp_arches(sc) -> list[str]:
+    out = []
+    for a in SECCOMP_ARCHES:
+        try:
+            sc.arch_token(a)
+        except BerthError:
+            continue
+        out.append(a)
+    return sorted(out)
 
 
 COMMAND_FUNCS = {
