@@ -97,7 +97,7 @@ def bench_exec(base: str, trials: int, confined: bool) -> None:
             subprocess.run([*runtimes[name], "delete", "--force", f"bench-{name}"], check=False)
 
 
-def bench_seccomp_loop(base: str, trials: int, n: int) -> None:
+def bench_seccomp_loop(base: str, trials: int, n: int, cpu: int) -> None:
     sys.path.insert(0, os.path.join(REPO, "bench"))
     from seccomp import C_SOURCE, LOOPS  # bench/seccomp.py
 
@@ -109,6 +109,12 @@ def bench_seccomp_loop(base: str, trials: int, n: int) -> None:
     for confined in (False, True):
         name = "confined" if confined else "plain"
         bundles[confined] = make_bundle(base, name, ["/loop", str(n)], confined)
+        # both on one CPU, as bench/seccomp.py pins its children
+        with open(os.path.join(bundles[confined], "config.json")) as f:
+            cfg = json.load(f)
+        cfg["linux"].setdefault("resources", {})["cpu"] = {"cpus": str(cpu)}
+        with open(os.path.join(bundles[confined], "config.json"), "w") as f:
+            json.dump(cfg, f)
         subprocess.run(["gcc", "-O2", "-static", "-o", os.path.join(bundles[confined], "rootfs", "loop"), src],
                        check=True)
     rt = [BERTH_RUNTIME, "--root", os.path.join(base, "berth-root")]
@@ -131,6 +137,7 @@ def main() -> None:
     ap.add_argument("--confined", action="store_true", help="Docker's default confinement on both containers")
     ap.add_argument("--seccomp-loop", action="store_true", help="also the seccomp cost inside a container")
     ap.add_argument("--n", type=int, default=400_000)
+    ap.add_argument("--cpu", type=int, default=0, help="the CPU the seccomp loop runs on")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/exec.py needs root")
@@ -140,7 +147,7 @@ def main() -> None:
     try:
         bench_exec(base, args.trials, args.confined)
         if args.seccomp_loop:
-            bench_seccomp_loop(base, min(args.trials, 15), args.n)
+            bench_seccomp_loop(base, min(args.trials, 21), args.n, args.cpu)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
