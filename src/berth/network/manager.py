@@ -200,12 +200,14 @@ class NetworkManager:
             raise ConflictError(f"{ref} is a pre-defined network and cannot be removed")
         with self._locked():
             net = self.store.find_network(ref)
+            self._collect_garbage()
             self.store.delete_network(net.id)
             self._remove_bridge_if_unused(net)
             self._sync_firewall()
         return net
 
     def prune(self) -> list[str]:
+        self.collect_garbage()
         removed = []
         for net in self.store.networks():
             if net.is_default or self.store.endpoints(network_id=net.id):
@@ -292,6 +294,7 @@ class NetworkManager:
             ports = []  # Docker: nothing is published from an internal network
         errors: list[str] = []
         with self._locked():
+            self._collect_garbage()
             with contextlib.ExitStack() as undo:
                 undo.callback(self._quiet, self._sync_firewall, errors)
                 host_veth = "veth" + secrets.token_hex(4)[:7]
@@ -427,6 +430,25 @@ class NetworkManager:
 
         if not self.store.endpoints(network_id=net.id):
             netlink.delete_link(net.bridge)
+
+    def collect_garbage(self) -> list[str]:
+        """Release endpoints whose container went without a release (its
+        engine was killed, the host rebooted): the host end of a veth dies
+        with the container's network namespace. Returns the containers freed."""
+        with self._locked():
+            return self._collect_garbage()
+
+    def _collect_garbage(self) -> list[str]:
+        from berth.network import netlink
+
+        freed = []
+        for ep in self.store.endpoints():
+            if netlink.link_exists(ep.host_veth):
+                continue
+            log.info("release stale endpoint %s of %s", ep.host_veth, ep.container_id[:12])
+            self._detach(ep, self.store.find_network(ep.network_id))
+            freed.append(ep.container_id)
+        return freed
 
     # ports
 

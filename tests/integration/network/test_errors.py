@@ -24,6 +24,7 @@ from tests.integration.network.conftest import (
     dns_servers,
     free_subnet,
     nft_tables,
+    wait_for,
 )
 
 
@@ -195,3 +196,22 @@ def test_cli_network_commands(workdir):
     p = run("network", "rm", "front", "nosuch")
     assert p.returncode == 1 and p.stdout == "front\n"
     assert run("network", "prune", "-f").returncode == 0
+
+
+def test_container_gone_without_release_is_collected(nm, boxes):
+    """An engine killed before it released a container: the next operation
+    frees the address, the ports and the DNS server."""
+    net = _net(nm, "n1")
+    a, b = boxes("a"), boxes("b")
+    ea = nm.attach("a" * 64, a.pid, "n1", name="alpha", ports=parse_port_spec("80"))
+    a.close()  # the container dies; nobody calls release_all
+    # its DNS server follows it (pidfd) and the kernel then frees the netns and the veth
+    assert wait_for(lambda: dns_servers(nm.paths.database) == [], 10)
+    assert wait_for(lambda: not os.path.exists(f"/sys/class/net/{ea.host_veth}"), 10)
+    assert nm.prune() == ["n1"]  # the stale endpoint released first, n1 is unused
+    assert nm.store.endpoints() == []
+    assert dns_servers(nm.paths.database) == []
+    net = _net(nm, "n1", subnet=str(net.subnet))
+    eb = nm.attach("b" * 64, b.pid, "n1", name="beta")
+    assert eb.ip == ea.ip
+    nm.release_all("b" * 64)
