@@ -16,6 +16,7 @@ Two whiteout modes:
   written in overlayfs' format (a 0/0 character device; ``trusted.overlay.opaque=y``).
 """
 
+import contextlib
 import errno
 import io
 import logging
@@ -138,9 +139,12 @@ class _Peek(io.RawIOBase):
         return len(out)
 
 
-def decompressed(stream: BinaryIO, compression: str | None = None) -> BinaryIO:
+def decompressed(stream: BinaryIO, compression: str | None = None,
+                 threaded: bool = True) -> BinaryIO:
     """A reader of the uncompressed tar in `stream`; compression is detected
-    from the magic bytes when not given ('' = none, 'gzip', 'zstd')."""
+    from the magic bytes when not given ('' = none, 'gzip', 'zstd'). With
+    `threaded`, gzip is inflated in a thread of its own (for a caller that
+    has none)."""
     head = stream.read(4)
     src: BinaryIO = _Peek(stream, head)  # type: ignore[assignment]
     if compression is None:
@@ -152,8 +156,10 @@ def decompressed(stream: BinaryIO, compression: str | None = None) -> BinaryIO:
             compression = ""
     if compression == "gzip":
         try:
-            from isal import igzip_threaded
+            from isal import igzip, igzip_threaded
 
+            if not threaded:
+                return igzip.IGzipFile(fileobj=src, mode="rb")  # type: ignore[return-value]
             return igzip_threaded.open(src, "rb", threads=1)  # type: ignore[return-value]
         except ImportError:
             import gzip
@@ -168,6 +174,176 @@ def decompressed(stream: BinaryIO, compression: str | None = None) -> BinaryIO:
     if compression == "":
         return src  # type: ignore[return-value]
     raise LayerError(f"decompress layer: unknown compression {compression!r}")
+
+
+class _Inflater:
+    """Decompresses and hashes a layer in a thread of its own (isal, zlib,
+    zstd and hashlib release the GIL), handing the plain tar on in chunks of
+    about `CHUNK` bytes through a bounded queue: the applier thread only
+    parses headers and writes files. The digest covers every byte the
+    decompressor produced, whether or not the tar reader looked at it."""
+
+    def __init__(self, stream: BinaryIO, compression: str | None,
+                 algorithm: str = dg.CANONICAL) -> None:
+        self.hash = dg.hasher(algorithm)
+        self.count = 0
+        self._plain = decompressed(stream, compression, threaded=False)
+        self._owned = self._plain is not stream
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=8)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="layer-inflate", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        item: bytes | BaseException | None = None
+        try:
+            while not self._stop.is_set():
+                chunk = self._plain.read(CHUNK)
+                if not chunk:
+                    item = None
+                    break
+                self.hash.update(chunk)
+                self.count += len(chunk)
+                self._queue.put(chunk)
+        except (OSError, EOFError) as exc:  # handed to the consumer, raised there
+            item = exc
+        except Exception as exc:  # zlib.error, IsalError, ZstdError: corrupt data
+            item = LayerError(f"apply layer: decompress: {exc}")
+        except BaseException as exc:
+            item = exc
+        if not self._stop.is_set():
+            self._queue.put(item)
+
+    def get(self) -> bytes | None:
+        """The next chunk; None at the end of the stream. A decompression
+        error is raised here, in the consumer's thread."""
+        if self._done:
+            return None
+        item = self._queue.get()
+        if item is None:
+            self._done = True
+            return None
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        return item
+
+    def drain(self) -> None:
+        """Read to the end, so that the digest covers the whole stream."""
+        while self.get() is not None:
+            pass
+
+    def close(self) -> None:
+        """Stop the thread (idempotent); the digest is final after `drain`."""
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)  # unblock a put
+        self._thread.join()
+        if self._owned:
+            close = getattr(self._plain, "close", None)
+            if close is not None:
+                close()
+            self._owned = False
+
+    @property
+    def digest(self) -> Digest:
+        return dg.from_hash(self.hash)
+
+
+class _TarStream:
+    """The plain tar as the chunks of an `_Inflater`, read forward only.
+    Headers are parsed by the standard library (`tarfile.TarInfo.fromtarfile`
+    needs only `read` and `tell`); file data is written from the chunks
+    without copying them."""
+
+    def __init__(self, source: _Inflater) -> None:
+        self._next = source.get
+        self.buf = b""
+        self.pos = 0
+        self.base = 0  # stream offset of buf[0]
+
+    def _fill(self) -> bool:
+        chunk = self._next()
+        if chunk is None:
+            return False
+        self.base += len(self.buf)
+        self.buf, self.pos = chunk, 0
+        return True
+
+    def tell(self) -> int:
+        return self.base + self.pos
+
+    def read(self, n: int) -> bytes:
+        end = self.pos + n
+        if end <= len(self.buf):
+            out = self.buf[self.pos:end]
+            self.pos = end
+            return out
+        parts = [self.buf[self.pos:]]
+        need = n - len(parts[0])
+        self.pos = len(self.buf)
+        while need > 0 and self._fill():
+            part = self.buf[:need]
+            parts.append(part)
+            need -= len(part)
+            self.pos = len(part)
+        return b"".join(parts)
+
+    def copy(self, fd: int | None, n: int, name: str) -> None:
+        """Write the next `n` bytes to `fd` (or skip them when None)."""
+        while n > 0:
+            if self.pos == len(self.buf) and not self._fill():
+                raise LayerError(f"apply layer entry {name!r}: truncated archive", path=name)
+            take = min(n, len(self.buf) - self.pos)
+            if fd is not None:
+                view = memoryview(self.buf)[self.pos:self.pos + take]
+                while view:
+                    view = view[os.write(fd, view):]
+            self.pos += take
+            n -= take
+
+    def skip_to(self, offset: int, name: str) -> None:
+        here = self.tell()
+        if offset < here:  # the standard library never asks for this
+            raise LayerError(f"apply layer entry {name!r}: bad tar archive: offset {offset} "
+                             f"is behind {here}", path=name)
+        self.copy(None, offset - here, name)
+
+
+class _TarHeaders:
+    """What `tarfile.TarInfo.fromtarfile` reads and sets on a TarFile: the
+    stream, the name encoding, global PAX headers and the offset of the next
+    header. Everything about header formats (ustar, GNU long names and
+    sparse maps, PAX, base-256 numbers, checksums) stays the standard
+    library's."""
+
+    def __init__(self, stream: _TarStream) -> None:
+        self.fileobj = stream
+        self.offset = 0
+        self.encoding = tarfile.ENCODING
+        self.errors = "surrogateescape"
+        self.pax_headers: dict[str, str] = {}
+
+    def next(self) -> tarfile.TarInfo | None:
+        """The next member, None at the end of the archive; as
+        `tarfile.TarFile.next` decides it."""
+        self.fileobj.skip_to(self.offset, "(archive)")
+        try:
+            return tarfile.TarInfo.fromtarfile(self)  # type: ignore[arg-type]
+        except tarfile.EOFHeaderError:
+            return None
+        except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as exc:
+            if self.offset == 0:
+                raise tarfile.ReadError(str(exc)) from None
+            return None
+        except tarfile.EmptyHeaderError:
+            if self.offset == 0:
+                raise tarfile.ReadError("empty file") from None
+            return None
+        except tarfile.SubsequentHeaderError as exc:
+            raise tarfile.ReadError(str(exc)) from None
 
 
 def clean_name(name: str, what: str = "entry") -> str:
@@ -288,16 +464,17 @@ class Applier:
         self.setgid_dirs: set[str] = set()
         self.umask = _umask()
 
-    def apply(self, tar_stream: BinaryIO) -> None:
+    def apply(self, source: _Inflater) -> None:
         tree = _Tree(self.target)
         # into an empty target (a new snapshot), a path exists only if this
         # layer made it: most lstat, chown and chmod calls can be skipped
         self.fresh = not os.listdir(tree.root_fd)
+        stream = _TarStream(source)
+        headers = _TarHeaders(stream)
         try:
-            with tarfile.open(fileobj=tar_stream, mode="r|", errorlevel=2) as tf:
-                for member in tf:
-                    self.entries += 1
-                    self._entry(tree, tf, member)
+            while (member := headers.next()) is not None:
+                self.entries += 1
+                self._entry(tree, stream, member)
             tree.forget()
             # directory mtimes last: adding children changed them
             for rel, member in reversed(self.dirs):
@@ -313,7 +490,7 @@ class Applier:
         finally:
             tree.close()
 
-    def _entry(self, tree: _Tree, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+    def _entry(self, tree: _Tree, stream: _TarStream, m: tarfile.TarInfo) -> None:
         rel = clean_name(m.name)
         if not rel:
             return  # the root itself: its metadata belongs to the snapshot
@@ -365,17 +542,18 @@ class Applier:
                              | os.O_CLOEXEC, m.mode & 0o777 if self.fresh else 0o600,
                              dir_fd=pfd)
                 try:
-                    src = tf.extractfile(m)
-                    assert src is not None
-                    remaining = m.size
-                    while remaining > 0:
-                        chunk = src.read(min(CHUNK, remaining))
-                        if not chunk:
-                            raise LayerError(f"apply layer entry {m.name!r}: truncated file")
-                        view = memoryview(chunk)
-                        while view:
-                            view = view[os.write(fd, view):]
-                        remaining -= len(chunk)
+                    stream.skip_to(m.offset_data, m.name)
+                    if m.sparse is None:
+                        stream.copy(fd, m.size, m.name)
+                    else:
+                        # the stored chunks, each at its place; the rest are holes
+                        for offset, length in m.sparse:
+                            if offset < 0 or length < 0 or offset + length > m.size:
+                                raise LayerError(f"apply layer entry {m.name!r}: bad sparse map",
+                                                 path=m.name)
+                            os.lseek(fd, offset, os.SEEK_SET)
+                            stream.copy(fd, length, m.name)
+                        os.ftruncate(fd, m.size)
                     self.size += m.size
                     self._meta(m, fd, None, follow=True)
                 finally:
@@ -455,12 +633,11 @@ def apply_layer(target: str, stream: BinaryIO, compression: str | None = None,
                 on_progress: Callable[[int], None] | None = None) -> ApplyResult:
     """Apply the layer archive read from `stream` (compressed or not) onto
     `target`; return its diff ID (digest of the uncompressed tar)."""
-    plain = decompressed(stream, compression)
-    reader = HashingReader(plain, background=True)
+    source = _Inflater(stream, compression)
     applier = Applier(target, mode)
     try:
-        applier.apply(io.BufferedReader(reader, CHUNK))  # type: ignore[arg-type]
-        reader.drain()
+        applier.apply(source)
+        source.drain()
     except OSError as exc:
         if isinstance(exc, LayerError):
             raise
@@ -470,11 +647,8 @@ def apply_layer(target: str, stream: BinaryIO, compression: str | None = None,
     except EOFError as exc:
         raise LayerError(f"apply layer onto {target}: truncated archive: {exc}") from None
     finally:
-        reader.stop()
-        close = getattr(plain, "close", None)
-        if close is not None and plain is not stream:
-            close()
-    return ApplyResult(reader.digest, applier.size, applier.entries)
+        source.close()
+    return ApplyResult(source.digest, applier.size, applier.entries)
 
 
 def _umask() -> int:

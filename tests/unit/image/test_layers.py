@@ -207,3 +207,169 @@ def test_pax_mtime_kept_to_the_nanosecond(tmp_path):
     root.mkdir()
     apply_layer(str(root), io.BytesIO(buf.getvalue()))
     assert os.stat(root / "f").st_mtime_ns == 1700000000123456789
+
+
+# the tar reader: standard-library headers over the inflater's chunks ---------------------
+
+
+def _tree(root):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            data = None
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    data = f.read()
+            elif stat.S_ISLNK(st.st_mode):
+                data = os.readlink(path)
+            out[os.path.relpath(path, root)] = (st.st_mode, st.st_size, data)
+    return out
+
+
+def test_entries_across_chunk_boundaries(tmp_path):
+    # files larger than a chunk, and headers that straddle chunk boundaries
+    import random
+
+    from berth.image.layers import CHUNK
+
+    rnd = random.Random(7)
+    entries = [("big", "file", {"data": rnd.randbytes(3 * CHUNK + 123)})]
+    for i in range(400):
+        entries.append((f"d{i % 7}/f{i}", "file", {"data": rnd.randbytes(rnd.randrange(0, 20_000))}))
+    entries.append(("tail", "file", {"data": b"end"}))
+    for compression in ("", "gzip"):
+        root = tmp_path / f"root-{compression or 'plain'}"
+        root.mkdir()
+        res = apply(root, entries, compression)
+        assert res.entries == len(entries)
+        assert res.size == sum(len(e[2]["data"]) for e in entries)
+        for name, _, extra in entries:
+            assert (root / name).read_bytes() == extra["data"], name
+
+
+def test_long_names_gnu_and_pax(tmp_path):
+    long_dir = "d" * 120
+    long_name = f"{long_dir}/{'f' * 150}"
+    link_target = f"{long_dir}/{'t' * 140}"
+    for fmt in (tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+            ti = tarfile.TarInfo(long_name)
+            ti.size, ti.mtime = 5, 1_600_000_000
+            tf.addfile(ti, io.BytesIO(b"hello"))
+            ti = tarfile.TarInfo(f"{long_dir}/{'s' * 130}")
+            ti.type, ti.linkname = tarfile.SYMTYPE, link_target
+            tf.addfile(ti)
+            ti = tarfile.TarInfo(f"{long_dir}/{'h' * 130}")
+            ti.type, ti.linkname = tarfile.LNKTYPE, long_name
+            tf.addfile(ti)
+        root = tmp_path / f"root-{fmt}"
+        root.mkdir()
+        res = apply_layer(str(root), io.BytesIO(buf.getvalue()))
+        assert res.entries == 3 and res.diff_id == dg.from_bytes(buf.getvalue())
+        assert (root / long_name).read_bytes() == b"hello"
+        assert os.readlink(root / long_dir / ("s" * 130)) == link_target
+        assert os.stat(root / long_dir / ("h" * 130)).st_ino == os.stat(root / long_name).st_ino
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_sparse_files(tmp_path, fmt):
+    import shutil
+    import subprocess
+
+    if not shutil.which("tar"):
+        pytest.skip("GNU tar not installed")
+    src = tmp_path / "src"
+    src.mkdir()
+    content = bytearray(3 << 20)
+    content[0:5] = b"start"
+    content[(1 << 20) + 17:(1 << 20) + 21] = b"mid!"
+    content[-3:] = b"end"
+    with open(src / "sparse", "wb") as f:
+        f.write(content[:5])
+        f.seek((1 << 20) + 17)
+        f.write(content[(1 << 20) + 17:(1 << 20) + 21])
+        f.seek(len(content) - 3)
+        f.write(content[-3:])
+    (src / "after").write_bytes(b"after the sparse file")
+    tar = tmp_path / "layer.tar"
+    subprocess.run(["tar", f"--format={fmt}", "--sparse", "-C", str(src), "-cf", str(tar),
+                    "sparse", "after"], check=True)
+    with tarfile.open(tar) as tf:
+        assert tf.getmember("sparse").sparse is not None
+    root = tmp_path / "root"
+    root.mkdir()
+    with open(tar, "rb") as f:
+        res = apply_layer(str(root), f)
+    assert res.entries == 2
+    assert (root / "sparse").read_bytes() == bytes(content)
+    assert os.stat(root / "sparse").st_blocks * 512 < 1 << 20  # holes stay holes
+    assert (root / "after").read_bytes() == b"after the sparse file"
+    with tarfile.open(tar) as tf:
+        tf.extractall(tmp_path / "stdlib")
+    assert _tree(root) == _tree(tmp_path / "stdlib")
+
+
+def test_truncated_in_file_data_uncompressed(tmp_path):
+    data, _ = make_tar([("a", "file", {"data": b"a"}), ("big", "file", {"data": b"x" * 100_000})])
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(LayerError, match="truncated"):
+        apply_layer(str(root), io.BytesIO(data[:5000]))
+
+
+def test_corrupt_gzip_refused(tmp_path):
+    data, _ = make_tar([("big", "file", {"data": os.urandom(200_000)})], "gzip")
+    bad = data[:1000] + bytes(5000) + data[6000:]
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(LayerError):
+        apply_layer(str(root), io.BytesIO(bad))
+
+
+def test_multi_member_gzip(tmp_path):
+    _, raw = make_tar([("a", "file", {"data": b"first"}), ("b", "file", {"data": b"second"})])
+    half = len(raw) // 2
+    data = gzip.compress(raw[:half]) + gzip.compress(raw[half:])
+    root = tmp_path / "root"
+    root.mkdir()
+    res = apply_layer(str(root), io.BytesIO(data))
+    assert res.diff_id == dg.from_bytes(raw)
+    assert (root / "a").read_bytes() == b"first" and (root / "b").read_bytes() == b"second"
+
+
+def test_empty_and_end_only_archives(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(LayerError, match="empty file"):
+        apply_layer(str(root), io.BytesIO(b""))
+    # Docker's empty layer: the end-of-archive blocks alone
+    res = apply_layer(str(root), io.BytesIO(gzip.compress(bytes(1024))))
+    assert res.entries == 0 and res.diff_id == dg.from_bytes(bytes(1024))
+    assert os.listdir(root) == []
+
+
+def test_trailing_data_after_the_archive_is_hashed(tmp_path):
+    # the diff ID covers the whole uncompressed stream, as the tar reader stops early
+    _, raw = make_tar([("a", "file", {"data": b"x"})])
+    raw += bytes(1 << 21)
+    root = tmp_path / "root"
+    root.mkdir()
+    res = apply_layer(str(root), io.BytesIO(gzip.compress(raw)))
+    assert res.diff_id == dg.from_bytes(raw) and res.entries == 1
+
+
+def test_hostile_layer_stops_the_inflater(tmp_path):
+    import threading
+
+    big = os.urandom(4 << 20)
+    data, _ = make_tar([("../escape", "file", {"data": b"x"}), ("big", "file", {"data": big}),
+                        ("big2", "file", {"data": big}), ("big3", "file", {"data": big})],
+                       "gzip")
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(LayerError, match="escapes"):
+        apply_layer(str(root), io.BytesIO(data))
+    assert not [t for t in threading.enumerate() if t.name == "layer-inflate"]
