@@ -120,6 +120,8 @@ def attach_container(paths: Paths, container_id: str, pid: int, request: dict[st
 
     ports = [PortMapping(**p) for p in request.get("ports") or []]
     with NetworkManager(paths) as nm:
+        # a restart (policy or `berth start`) after an exit nobody released
+        nm.release_all(container_id)
         endpoints = []
         try:
             for i, n in enumerate(request["networks"]):
