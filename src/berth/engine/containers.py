@@ -506,7 +506,9 @@ class Engine:
                 try:
                     actions = [(os.POSIX_SPAWN_DUP2, null, i) for i in (0, 1, 2)]
                     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
-                    os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", ZYGOTE, path],
+                    idle = os.environ.get("BERTH_ZYGOTE_IDLE", "1")
+                    os.posix_spawn(sys.executable,
+                                   [sys.executable, "-I", "-S", ZYGOTE, path, idle],
                                    env, file_actions=actions, setsid=True)
                 finally:
                     os.close(null)

@@ -16,7 +16,7 @@ could reach, CVE-2020-15257): the CLI sends ``{"config": PATH, "fds":
 [3, 4, ...]}`` with the fds (SCM_RIGHTS) to install at those numbers; the
 zygote forks and answers ``{"pid": N}``.
 
-Run as ``python -I -S zygote.py SOCKET_PATH``.
+Run as ``python -I -S zygote.py SOCKET_PATH [IDLE_SECONDS]``.
 """
 
 import os
@@ -43,7 +43,7 @@ def _preload() -> None:
         pass
 
 
-def serve(path: str) -> int:
+def serve(path: str, idle: float = IDLE_S) -> int:
     import _socket
     import gc
     import select
@@ -91,7 +91,7 @@ def serve(path: str) -> int:
             if pid == 0:
                 break
             children.discard(pid)
-        if not children and time.monotonic() - idle_since > IDLE_S:
+        if not children and time.monotonic() - idle_since > idle:
             try:
                 if os.stat(path).st_ino == ino:
                     os.unlink(path)
@@ -100,7 +100,7 @@ def serve(path: str) -> int:
             # a client that connected before the unlink gets EOF and retries
             sock.close()
             return 0
-        ready, _, _ = select.select([sock], [], [], 0.25)
+        ready, _, _ = select.select([sock], [], [], min(0.25, idle))
         if not ready:
             continue
         try:
@@ -179,7 +179,7 @@ if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))))
     try:
-        sys.exit(serve(sys.argv[1]))
+        sys.exit(serve(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else IDLE_S))
     except Exception as exc:
         import traceback
 

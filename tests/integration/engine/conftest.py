@@ -19,7 +19,10 @@ class Berth:
         self.root = root
         self.state = state
         self.runtime = runtime
-        self.env = {**os.environ, "BERTH_ROOT": root, "BERTH_STATE": state}
+        # the monitor zygote leaves 0.1 s after its last monitor (1 s by
+        # default): the leak check after each test waits for it
+        self.env = {**os.environ, "BERTH_ROOT": root, "BERTH_STATE": state,
+                    "BERTH_ZYGOTE_IDLE": "0.1"}
 
     def __call__(self, *args: str, timeout: float = 60, input: bytes | None = None,
                  check: bool = False) -> subprocess.CompletedProcess:
