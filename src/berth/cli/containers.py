@@ -131,6 +131,13 @@ def run_options(f: Callable) -> Callable:
         click.option("--log-opt", multiple=True),
         click.option("--log-driver", default="json-file"),
         click.option("--sysctl", multiple=True),
+        click.option("--health-cmd", default=None),
+        click.option("--health-interval", default=""),
+        click.option("--health-timeout", default=""),
+        click.option("--health-retries", type=int, default=0),
+        click.option("--health-start-period", default=""),
+        click.option("--no-healthcheck", is_flag=True),
+        click.option("--health-on-failure", default="none"),
         click.option("--pull", type=click.Choice(["missing", "always", "never"]),
                      default="missing"),
     ]
@@ -197,7 +204,19 @@ def build_options(kw: dict[str, Any], image: str, command: tuple[str, ...]):
         stop_timeout=kw["stop_timeout"], network=kw["network"], pid=kw["pid"],
         ipc=kw["ipc"], uts=kw["uts"], runtime=kw["runtime"],
         log_opts=log_opts, sysctls=sysctls,
+        health_cmd=kw["health_cmd"],
+        health_interval=_dur(kw["health_interval"], "--health-interval"),
+        health_timeout=_dur(kw["health_timeout"], "--health-timeout"),
+        health_retries=kw["health_retries"],
+        health_start_period=_dur(kw["health_start_period"], "--health-start-period"),
+        no_healthcheck=kw["no_healthcheck"], health_on_failure=kw["health_on_failure"],
     )
+
+
+def _dur(value: str, flag: str) -> int:
+    from berth.engine.options import parse_duration
+
+    return parse_duration(value, flag) if value else 0
 
 
 def ensure_image(ctx: click.Context, eng, name: str, pull: str) -> None:

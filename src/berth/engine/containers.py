@@ -255,6 +255,9 @@ class Engine:
             config["StopSignal"] = stop_signal
         if opts.stop_timeout is not None:
             config["StopTimeout"] = opts.stop_timeout
+        health = _healthcheck(getattr(icfg, "healthcheck", None), opts)
+        if health:
+            config["Healthcheck"] = health
         return config
 
     def _host_config(self, opts: RunOptions) -> dict[str, Any]:
@@ -417,12 +420,14 @@ class Engine:
                 "state": self.paths.state,
                 "restart": hc.get("RestartPolicy") or {},
                 "tty": bool(rec.config.get("Tty")),
+                "healthcheck": _monitor_health(rec),
                 "auto_remove": bool(hc.get("AutoRemove")),
                 "restart_count": 0,
                 "seccomp_cache": os.path.join(self.paths.root, "seccomp-cache"),
                 "sys_path": [p for p in sys.path if p],
             }
-            self.store.update(rec.id, stop_requested=0, error="", reason="", restart_count=0)
+            self.store.update(rec.id, stop_requested=0, error="", reason="", restart_count=0,
+                              health="")
             jsonio.write_atomic(os.path.join(bundle, "monitor.json"), jsonio.dumps(monitor_cfg),
                                 0o600)
             undo.pop_all()
@@ -447,7 +452,22 @@ class Engine:
         return self._spawn_fresh(rec, attach)
 
     def _zygote_path(self) -> str:
-        return os.path.join(self.paths.state, "monitor", "zygote.sock")
+        """The zygote's socket, named by the code it has loaded: a zygote
+        started before berth was upgraded keeps serving only the monitors
+        it already forked."""
+        here = os.path.dirname(os.path.abspath(__file__))
+        runtime = os.path.join(os.path.dirname(here), "runtime")
+        key = []
+        for d, files in ((here, ("monitor.py", "zygote.py", "runtimes.py")),
+                         (runtime, tuple(sorted(os.listdir(runtime))))):
+            for name in files:
+                if name.endswith(".py"):
+                    st = os.stat(os.path.join(d, name))
+                    key.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
+        import zlib
+
+        tag = f"{zlib.crc32(';'.join(key).encode()):08x}"
+        return os.path.join(self.paths.state, "monitor", f"zygote-{tag}.sock")
 
     def _spawn_by_zygote(self, rec: ContainerRecord, attach: Attach | None) -> int:
         import _socket
@@ -785,6 +805,42 @@ class StartError(BerthError):
 
 
 # helpers --------------------------------------------------------------------------------
+
+
+def _healthcheck(image: dict[str, Any] | None, opts: RunOptions) -> dict[str, Any] | None:
+    """Config.Healthcheck: the image's HEALTHCHECK with the --health-* flags
+    over it (Docker's merge); None when there is none or --no-healthcheck."""
+    if opts.no_healthcheck:
+        if opts.health_cmd:
+            raise InvalidArgumentError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    hc = dict(image or {})
+    if opts.health_cmd is not None:
+        hc["Test"] = ["CMD-SHELL", opts.health_cmd]
+    for key, value in (("Interval", opts.health_interval), ("Timeout", opts.health_timeout),
+                       ("StartPeriod", opts.health_start_period),
+                       ("Retries", opts.health_retries)):
+        if value < 0:
+            raise InvalidArgumentError(f"--health-{key.lower()} cannot be negative")
+        if value:
+            hc[key] = value
+    if opts.health_on_failure not in ("none", "kill", "restart", "stop"):
+        raise InvalidArgumentError(f"invalid --health-on-failure: {opts.health_on_failure}")
+    if opts.health_on_failure != "none":
+        if not hc.get("Test"):
+            raise InvalidArgumentError("--health-on-failure needs a health check")
+        hc["OnFailure"] = opts.health_on_failure
+    return hc or None
+
+
+def _monitor_health(rec: ContainerRecord) -> dict[str, Any] | None:
+    hc = rec.config.get("Healthcheck") or {}
+    test = hc.get("Test") or []
+    if not test or test[0] == "NONE":
+        return None
+    return {"Test": test, "Interval": hc.get("Interval") or 30_000_000_000,
+            "Timeout": hc.get("Timeout") or 30_000_000_000, "Retries": hc.get("Retries") or 3,
+            "StartPeriod": hc.get("StartPeriod") or 0, "OnFailure": hc.get("OnFailure", "none")}
 
 
 def _exec_code(message: str) -> int:

@@ -154,6 +154,8 @@ class Monitor:
         self.rt = runtime_for(cfg["runtime"], cfg["runtime_state"], cfg["runtime_log"])
         self.restart_count = cfg.get("restart_count", 0)
         self.conn = None
+        hc = cfg.get("healthcheck")
+        self.health = Health(hc) if hc else None
 
     def note(self, text: str) -> None:
         os.write(self.diag, f"{_now()} {text}\n".encode())
@@ -196,7 +198,8 @@ class Monitor:
 
     def row(self) -> dict | None:
         r = self.db().execute(
-            "SELECT status, stop_requested FROM containers WHERE id = ?", (self.cid,)).fetchone()
+            "SELECT status, stop_requested, reason FROM containers WHERE id = ?",
+            (self.cid,)).fetchone()
         return dict(r) if r is not None else None
 
     # the container ------------------------------------------------------------------
@@ -245,6 +248,8 @@ class Monitor:
                 os.close(err_r)
                 out_r, err_r = master, -1
             started = time.monotonic()
+            if self.health is not None:
+                self.health.reset(self)
             # an idle connection keeps sqlite's page cache: not worth its memory
             self.close_db()
             if first:
@@ -264,8 +269,11 @@ class Monitor:
             if row is None:  # removed meanwhile (rm -f)
                 return code
             reason = _reason(code, signaled, oom, bool(row["stop_requested"]))
+            if row["reason"].startswith("unhealthy:"):
+                reason = row["reason"]  # the health check's action killed it
             ran = time.monotonic() - started
-            restart = self.should_restart(code, bool(row["stop_requested"]))
+            restart = self.should_restart(code, bool(row["stop_requested"])) or (
+                reason == "unhealthy:restart" and not row["stop_requested"])
             self.record(status="restarting" if restart else "exited", pid=0, exit_code=code,
                         oom_killed=int(oom), finished_at=_now(), reason=reason)
             if not restart:
@@ -428,6 +436,12 @@ class Monitor:
         drain_deadline = None
         while streams:
             timeout = 1000
+            if self.health is not None and status is None:
+                due = self.health.due()
+                if due <= 0:
+                    self.health.probe(self)
+                    due = self.health.due()
+                timeout = min(timeout, max(1, int(due * 1000)))
             if drain_deadline is not None:
                 timeout = max(0, int((drain_deadline - time.monotonic()) * 1000))
             events = poller.poll(timeout)
@@ -526,6 +540,138 @@ class Monitor:
             eng.close()
         except BaseException as exc:
             self.note(f"auto-remove: {exc}")
+
+
+class Health:
+    """Docker's HEALTHCHECK: the test command run in the container every
+    `interval` (the first after `interval`), failing after `timeout`; the
+    container is unhealthy after `retries` failures in a row (failures
+    during `start_period` do not count). The last 5 results are kept, as
+    Docker's State.Health.Log. `on_failure` (berth's own) acts once the
+    container turns unhealthy: none, kill, restart or stop."""
+
+    def __init__(self, cfg: dict) -> None:
+        self.test: list[str] = cfg["Test"]
+        self.interval = cfg.get("Interval", 30e9) / 1e9
+        self.timeout = cfg.get("Timeout", 30e9) / 1e9
+        self.retries = cfg.get("Retries", 3)
+        self.start_period = cfg.get("StartPeriod", 0) / 1e9
+        self.on_failure = cfg.get("OnFailure", "none")
+        self.state: dict = {}
+        self.next = 0.0
+        self.started = 0.0
+
+    def reset(self, mon: "Monitor") -> None:
+        self.started = time.monotonic()
+        self.next = self.started + self.interval
+        self.state = {"Status": "starting", "FailingStreak": 0, "Log": []}
+        mon.record(health=_json(self.state))
+        mon.close_db()
+
+    def due(self) -> float:
+        return self.next - time.monotonic()
+
+    def probe(self, mon: "Monitor") -> None:
+        start = _now()
+        code, output = self.run(mon)
+        end = _now()
+        self.next = time.monotonic() + self.interval
+        st = self.state
+        st["Log"] = [*st["Log"], {"Start": start, "End": end, "ExitCode": code,
+                                  "Output": output}][-5:]
+        if code == 0:
+            st["Status"] = "healthy"
+            st["FailingStreak"] = 0
+        elif time.monotonic() - self.started >= self.start_period:
+            st["FailingStreak"] += 1
+            if st["FailingStreak"] >= self.retries:
+                turned = st["Status"] != "unhealthy"
+                st["Status"] = "unhealthy"
+                if turned:
+                    self.act(mon)
+        mon.record(health=_json(st))
+        mon.close_db()
+
+    def act(self, mon: "Monitor") -> None:
+        if self.on_failure in ("kill", "restart", "stop"):
+            mon.note(f"unhealthy: {self.on_failure}")
+            if self.on_failure == "stop":
+                mon.record(stop_requested=1)
+            mon.record(reason=f"unhealthy:{self.on_failure}")
+            try:
+                mon.rt.kill(mon.cid, 9 if self.on_failure != "stop" else 15)
+            except BaseException as exc:
+                mon.note(f"unhealthy: kill: {exc}")
+
+    def run(self, mon: "Monitor") -> tuple[int, str]:
+        """Run the test in the container from a fork (the runtime's exec),
+        its output captured (up to 4 KiB, as Docker), killed at the timeout."""
+        if not self.test or self.test[0] == "NONE":
+            return 0, ""
+        args = self.test[1:]
+        if self.test[0] == "CMD-SHELL":
+            args = ["/bin/sh", "-c", " ".join(args)]
+        import select
+
+        from berth import jsonio
+
+        proc_file = os.path.join(mon.bundle, "health.json")
+        try:
+            spec = jsonio.load_file(os.path.join(mon.bundle, "config.json"))
+            proc = dict(spec["process"])  # type: ignore[index]
+        except (OSError, ValueError, KeyError, TypeError):
+            return -1, "health check: no container config"
+        proc.update({"args": args, "terminal": False})
+        with open(proc_file, "w") as f:
+            f.write(jsonio.dumps(proc))
+        r, w = os.pipe()
+        helper = os.fork()
+        if helper == 0:
+            code = 1
+            try:
+                os.close(r)
+                null = os.open("/dev/null", os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(w, 1)
+                os.dup2(w, 2)
+                code = mon.rt.exec(mon.cid, proc_file)
+            except BaseException as exc:
+                os.write(2, f"{getattr(exc, 'message', exc)}\n".encode())
+                code = 126
+            finally:
+                os._exit(code & 0xFF)
+        os.close(w)
+        out = b""
+        deadline = time.monotonic() + self.timeout
+        timed_out = False
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([r], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(r, 4096)
+            if not chunk:
+                break
+            out = (out + chunk)[:4096]
+        os.close(r)
+        if timed_out:
+            try:
+                os.kill(helper, 9)
+            except ProcessLookupError:
+                pass
+        _, status = os.waitpid(helper, 0)
+        if timed_out:
+            return -1, f"Health check exceeded timeout ({self.timeout:g}s)"
+        return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def _json(obj: object) -> str:
+    from berth import jsonio
+
+    return jsonio.dumps(obj)
 
 
 def _reap(pid: int) -> int | None:

@@ -92,6 +92,30 @@ def signal_name(n: int) -> str:
     return str(n)
 
 
+def parse_duration(value: str, flag: str) -> int:
+    """A Go duration (1m30s, 500ms, 2h) in nanoseconds."""
+    units = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+             "m": 60_000_000_000, "h": 3_600_000_000_000}
+    text, total, i = value.strip(), 0.0, 0
+    if text == "0":
+        return 0
+    if not text:
+        raise flag_error(value, flag, f'time: invalid duration "{value}"')
+    while i < len(text):
+        j = i
+        while j < len(text) and (text[j].isdigit() or text[j] == "."):
+            j += 1
+        k = j
+        while k < len(text) and not (text[k].isdigit() or text[k] == "."):
+            k += 1
+        num, unit = text[i:j], text[j:k]
+        if not num or unit not in units:
+            raise flag_error(value, flag, f'time: invalid duration "{value}"')
+        total += float(num) * units[unit]
+        i = k
+    return int(total)
+
+
 def parse_env(values: list[str], lookup: dict[str, str] | None = None) -> list[str]:
     """-e KEY=VALUE, or -e KEY (taken from the CLI's environment if set,
     dropped otherwise, as Docker)."""
@@ -363,3 +387,10 @@ class RunOptions:
     runtime: str = "berth"
     log_opts: dict[str, str] = field(default_factory=dict)
     sysctls: dict[str, str] = field(default_factory=dict)
+    health_cmd: str | None = None
+    health_interval: int = 0
+    health_timeout: int = 0
+    health_retries: int = 0
+    health_start_period: int = 0
+    no_healthcheck: bool = False
+    health_on_failure: str = "none"

@@ -56,6 +56,7 @@ SCHEMA = [
         anonymous INTEGER NOT NULL DEFAULT 0
     );
     """,
+    "ALTER TABLE containers ADD COLUMN health TEXT NOT NULL DEFAULT '';",
 ]
 
 STATE_FIELDS = (
@@ -86,6 +87,7 @@ class ContainerRecord:
     monitor_start: int = 0
     stop_requested: bool = False
     reason: str = ""
+    health: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ContainerRecord:
@@ -99,6 +101,7 @@ class ContainerRecord:
             restart_count=row["restart_count"], monitor_pid=row["monitor_pid"],
             monitor_start=row["monitor_start"], stop_requested=bool(row["stop_requested"]),
             reason=row["reason"],
+            health=_obj(row["health"]) if row["health"] else {},
         )
 
     @property

@@ -11,6 +11,13 @@ from berth.engine.store import ZERO_TIME, ContainerRecord
 
 
 def state(rec: ContainerRecord) -> dict[str, Any]:
+    out = _state(rec)
+    if rec.health:
+        out["Health"] = rec.health
+    return out
+
+
+def _state(rec: ContainerRecord) -> dict[str, Any]:
     return {
         "Status": rec.status,
         "Running": rec.status in ("running", "paused", "restarting"),
@@ -127,7 +134,14 @@ def status_text(rec: ContainerRecord) -> str:
     now = time.time()
     if rec.status in ("running", "paused"):
         text = f"Up {human_duration(now - _parse_time(rec.started_at))}"
-        return text + " (Paused)" if rec.status == "paused" else text
+        if rec.status == "paused":
+            return text + " (Paused)"
+        health = rec.health.get("Status") if rec.health else None
+        if health == "starting":
+            return text + " (health: starting)"
+        if health:
+            return text + f" ({health})"
+        return text
     if rec.status == "restarting":
         return (f"Restarting ({rec.exit_code}) "
                 f"{human_duration(now - _parse_time(rec.finished_at))} ago")
@@ -181,6 +195,14 @@ def why(rec: ContainerRecord) -> str:
         tail = f"; restart policy {policy} did not restart it"
         if reason.startswith("stopped"):
             tail = f"; not restarted ({policy}) since it was stopped by request"
+    if reason.startswith("unhealthy:"):
+        log = (rec.health or {}).get("Log") or [{}]
+        last = log[-1]
+        streak = (rec.health or {}).get("FailingStreak", 0)
+        output = str(last.get("Output", "")).strip().replace("\n", " ")[:200]
+        return (f"{name} failed its health check {streak} times in a row (last exit code "
+                f"{last.get('ExitCode')}: {output!r}) and --health-on-failure="
+                f"{reason.split(':', 1)[1]} acted (exit code {code}){tail}")
     if reason.startswith("stopped"):
         return f"{name} was stopped by berth stop/kill/rm (exit code {code}){tail}"
     if reason.startswith("signal:"):

@@ -120,3 +120,27 @@ def test_rm_f_while_running_leaves_nothing(berth_rt):
     assert b.out("ps", "-aq") == ""
     assert not os.path.exists(os.path.join(b.root, "containers", cid))
     assert _wait_for(lambda: not _monitors(b.root))
+
+
+def test_healthcheck_states_and_on_failure(berth_rt):
+    b = berth_rt
+    b.run("-d", "--name", "hc", "--health-cmd", "test -f /tmp/ready && echo fine",
+          "--health-interval", "200ms", "--health-retries", "2", "busybox", "sh", "-c",
+          "sleep 2; touch /tmp/ready; sleep 100", check=True)
+    assert _wait_for(lambda: b.out("inspect", "-f", "{{.State.Health.Status}}", "hc") ==
+                     "unhealthy\n")
+    assert b.out("ps", "--format", "{{.Status}}").strip().endswith("(unhealthy)")
+    assert _wait_for(lambda: b.out("inspect", "-f", "{{.State.Health.Status}}", "hc") ==
+                     "healthy\n")
+    import json
+
+    health = json.loads(b.out("inspect", "-f", "{{json .State.Health}}", "hc"))
+    assert health["FailingStreak"] == 0 and health["Log"][-1]["Output"] == "fine\n"
+    assert health["Log"][-1]["ExitCode"] == 0 and len(health["Log"]) <= 5
+    b.run("-d", "--name", "sick", "--health-cmd", "echo broken; exit 1", "--health-interval",
+          "100ms", "--health-retries", "3", "--health-on-failure", "kill", "busybox",
+          "sleep", "100", check=True)
+    assert b.out("wait", "sick") == "137\n"
+    why = b.out("why", "sick")
+    assert "failed its health check 3 times in a row" in why and "broken" in why
+    assert "--health-on-failure=kill" in why
