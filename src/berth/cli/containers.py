@@ -68,6 +68,8 @@ def engine(ctx: click.Context):
     paths: Paths = ctx.find_object(Paths) or Paths()
     eng = Engine(paths, images=lambda: _service(ctx))
     ctx.call_on_close(eng.close)
+    # the first command after a reboot restarts `always`/`unless-stopped` ones
+    eng.maybe_boot()
     return eng
 
 

@@ -214,7 +214,22 @@ def _os_name() -> str:
     return "Linux"
 
 
+@click.group("system", help="Manage berth.")
+def system() -> None:
+    pass
+
+
+@system.command("boot", cls=DockerCommand)
+@click.pass_context
+def system_boot(ctx: click.Context) -> None:
+    """Start the containers a host boot stopped (restart policy always, or
+    unless-stopped and not stopped by a user); print their ids."""
+    for cid in engine(ctx).boot():
+        click.echo(cid)
+
+
 def register(cli: click.Group) -> None:
+    cli.add_command(system)
     cli.add_command(volume)
     cli.add_command(version)
     cli.add_command(info)

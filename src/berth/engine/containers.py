@@ -176,6 +176,60 @@ class Engine:
                               else rec.finished_at, reason="monitor:lost")
             return self.store.get(rec.id)
 
+    # boot -------------------------------------------------------------------------------
+
+    def maybe_boot(self) -> list[str]:
+        """Run `boot` once per host boot: on the first command after a
+        reboot (the kernel's boot_id differs from the one recorded under
+        --state, which is a tmpfs that a reboot empties anyway)."""
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                boot_id = f.read().strip()
+        except OSError:
+            return []
+        mark = os.path.join(self.paths.state, "boot_id")
+        try:
+            with open(mark) as f:
+                if f.read().strip() == boot_id:
+                    return []
+        except FileNotFoundError:
+            pass
+        import fcntl
+
+        os.makedirs(self.paths.state, mode=0o711, exist_ok=True)
+        lock = os.open(mark + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                with open(mark) as f:
+                    if f.read().strip() == boot_id:
+                        return []  # another berth did it meanwhile
+            except FileNotFoundError:
+                pass
+            started = self.boot() if os.path.exists(self.paths.database) else []
+            jsonio.write_atomic(mark, boot_id + "\n", 0o644)
+            return started
+        finally:
+            os.close(lock)
+
+    def boot(self) -> list[str]:
+        """After a host reboot (or `berth system boot`): containers whose
+        monitor is gone are recorded as exited, and those with restart policy
+        `always`, or `unless-stopped` and not stopped by a user, are started
+        again, as Docker does when its daemon starts."""
+        started = []
+        for rec in self.list():
+            policy = (rec.host_config.get("RestartPolicy") or {}).get("Name") or "no"
+            if rec.status in ("running", "paused", "restarting", "removing"):
+                continue
+            if policy == "always" or (policy == "unless-stopped" and not rec.stop_requested):
+                try:
+                    self.start(rec.id)
+                    started.append(rec.id)
+                except BerthError as exc:
+                    log.warning("start %s after boot: %s", rec.id, exc.message)
+        return started
+
     # create -----------------------------------------------------------------------------
 
     def create(self, opts: RunOptions) -> ContainerRecord:

@@ -144,3 +144,23 @@ def test_healthcheck_states_and_on_failure(berth_rt):
     why = b.out("why", "sick")
     assert "failed its health check 3 times in a row" in why and "broken" in why
     assert "--health-on-failure=kill" in why
+
+
+def test_boot_restarts_always_and_unless_stopped(berth):
+    """A reboot, simulated: monitors and containers killed, the boot id
+    changed; the next command starts `always` and `unless-stopped`
+    containers again, but not one a user stopped or one without a policy."""
+    for name, policy in (("al", "always"), ("us", "unless-stopped"), ("st", "unless-stopped"),
+                         ("no", "no")):
+        berth.run("-d", "--name", name, "--restart", policy, "busybox", "sleep", "100",
+                  check=True)
+    berth.out("stop", "-t", "0", "st")
+    pids = [int(berth.out("inspect", "-f", "{{.State.Pid}}", n)) for n in ("al", "us", "no")]
+    for pid in _monitors(berth.root) + pids:
+        os.kill(pid, signal.SIGKILL)
+    with open(os.path.join(berth.state, "boot_id"), "w") as f:
+        f.write("a-previous-boot\n")
+    ps = berth.out("ps", "-a", "--format", "{{.Names}} {{.State}}")
+    assert sorted(ps.split("\n")[:-1]) == ["al running", "no exited", "st exited",
+                                           "us running"]
+    assert "lost its monitor" in berth.out("why", "no")
