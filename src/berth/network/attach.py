@@ -82,7 +82,8 @@ def start_request(host_config: dict[str, Any], config: dict[str, Any], name: str
         mode = DEFAULT_NETWORK
     if not is_networked(mode):
         return None
-    eps = dict(endpoints_config or {})
+    eps = {(DEFAULT_NETWORK if k in ("default", "") else k): v
+           for k, v in (endpoints_config or {}).items()}
     networks = [mode] + [n for n in eps if n != mode]
     return {
         "name": name.lstrip("/"),

@@ -298,10 +298,8 @@ class NetworkManager:
             with contextlib.ExitStack() as undo:
                 undo.callback(self._quiet, self._sync_firewall, errors)
                 host_veth = "veth" + secrets.token_hex(4)[:7]
-                first = not self.store.endpoints(container_id=container_id)
-                ifname = "eth0" if first else netlink.free_ifname(netns)
                 ep = self.store.allocate(
-                    net, container_id, ip=want_ip, mac=mac, ifname=ifname, host_veth=host_veth,
+                    net, container_id, ip=want_ip, mac=mac, ifname="", host_veth=host_veth,
                     aliases=aliases, name=name, netns=path)
                 undo.callback(self._quiet, lambda: self.store.release(ep.id), errors)
                 resolved = self._resolve_ports(ep, ports)
@@ -314,9 +312,10 @@ class NetworkManager:
                                   errors)
                 if not net.internal:
                     netlink.write_sysctl("net/ipv4/ip_forward", "1")
-                gw = None if net.internal or netlink.has_default_route(netns) else net.gateway
-                netlink.add_veth(host_veth, net.bridge, netns, ifname,
-                                 ipaddress.IPv4Interface(ep.cidr), gw, net.mtu, ep.mac)
+                ifname = netlink.add_veth(host_veth, net.bridge, netns,
+                                          ipaddress.IPv4Interface(ep.cidr),
+                                          None if net.internal else net.gateway, net.mtu, ep.mac)
+                self.store.set_ifname(ep.id, ifname)
                 undo.callback(self._quiet, lambda: netlink.delete_link(host_veth), errors)
                 if any(p.host_ip in ("", "127.0.0.1") for p in resolved):
                     # DNAT of 127.0.0.1 to a container routes a loopback source out of

@@ -101,6 +101,8 @@ def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface, mtu: int) -> bool
 def delete_link(name: str) -> bool:
     """Delete link `name` (a bridge or the host end of a veth, which takes its
     peer along); return whether it existed."""
+    if not link_exists(name):
+        return False  # gone with its namespace: no need to load pyroute2
     from pyroute2 import NetlinkError
 
     with _ipr() as ipr:
@@ -123,28 +125,19 @@ def bridge_ports(name: str) -> list[str]:
         return []
 
 
-def free_ifname(netns: int | str, prefix: str = "eth") -> str:
-    with _ipr(netns) as ipr:
-        names = {link.get("ifname") for link in ipr.get_links()}
-    n = 0
-    while f"{prefix}{n}" in names:
-        n += 1
-    return f"{prefix}{n}"
-
-
 def add_veth(
     host_name: str,
     bridge: str,
     netns: int | str,
-    ifname: str,
     address: ipaddress.IPv4Interface,
     gateway: ipaddress.IPv4Address | None,
     mtu: int,
     mac: str,
-) -> None:
+) -> str:
     """A veth pair: `host_name` enslaved to `bridge`, its peer moved into
-    `netns` as `ifname` with `address`, `mac`, `mtu`, loopback up and, when
-    `gateway` is given, the default route through it. Undone on failure."""
+    `netns` as the first free ethN with `address`, `mac`, `mtu`, loopback up
+    and, when `gateway` is given and the namespace has no default route yet,
+    the default route through it. Returns the name inside. Undone on failure."""
     from pyroute2 import NetlinkError
 
     path = netns_path(netns)
@@ -172,8 +165,17 @@ def add_veth(
             raise _netlink_error(exc, "move veth into", path) from exc
         except OSError as exc:
             raise from_oserror(exc, "open network namespace", path) from exc
+        ifname = "eth0"
         try:
             with _ipr(path) as ns:
+                names = {link.get("ifname") for link in ns.get_links()}
+                n = 0
+                while f"eth{n}" in names:
+                    n += 1
+                ifname = f"eth{n}"
+                if gateway is not None and any(
+                        r["dst_len"] == 0 for r in ns.get_routes(family=2, table=254)):
+                    gateway = None  # the first network keeps the default route, as Docker
                 idx_in = _index(ns, peer_tmp)
                 ns.link("set", index=idx_in, ifname=ifname, address=mac, mtu=mtu)
                 ns.addr("add", index=idx_in, address=str(address.ip),
@@ -191,11 +193,7 @@ def add_veth(
         except NetlinkError as exc:
             raise _netlink_error(exc, "bring up", host_name) from exc
         undo.pop_all()
-
-
-def has_default_route(netns: int | str) -> bool:
-    with _ipr(netns) as ipr:
-        return any(r["dst_len"] == 0 for r in ipr.get_routes(family=2, table=254))
+    return ifname
 
 
 def write_sysctl(key: str, value: str) -> None:

@@ -216,6 +216,9 @@ class NetworkStore:
             )
         return ep
 
+    def set_ifname(self, endpoint_id: str, ifname: str) -> None:
+        self.conn.execute("UPDATE endpoints SET ifname = ? WHERE id = ?", (ifname, endpoint_id))
+
     def release(self, endpoint_id: str) -> None:
         with db.transaction(self.conn):
             self.conn.execute("DELETE FROM ports WHERE endpoint_id = ?", (endpoint_id,))
