@@ -504,6 +504,48 @@ def exec_(ctx: click.Context, container: str, command: tuple[str, ...], detach: 
     ctx.exit(code)
 
 
+@command("update")
+@click.option("-m", "--memory", default="")
+@click.option("--memory-swap", default="")
+@click.option("--memory-reservation", default="")
+@click.option("--cpus", default="")
+@click.option("-c", "--cpu-shares", type=int, default=None)
+@click.option("--cpuset-cpus", default=None)
+@click.option("--pids-limit", type=int, default=None)
+@click.option("--restart", default=None)
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def update(ctx: click.Context, containers: tuple[str, ...], memory: str, memory_swap: str,
+           memory_reservation: str, cpus: str, cpu_shares: int | None,
+           cpuset_cpus: str | None, pids_limit: int | None, restart: str | None) -> None:
+    """Update configuration of one or more containers."""
+    from berth.engine import options as o
+
+    changes: dict[str, Any] = {}
+    if memory:
+        changes["Memory"] = o.parse_size(memory, "-m, --memory")
+    if memory_swap:
+        changes["MemorySwap"] = o.parse_memory_swap(memory_swap)
+    if memory_reservation:
+        changes["MemoryReservation"] = o.parse_size(memory_reservation, "--memory-reservation")
+    if cpus:
+        changes["NanoCpus"] = o.parse_cpus(cpus)
+    if cpu_shares is not None:
+        changes["CpuShares"] = cpu_shares
+    if cpuset_cpus is not None:
+        changes["CpusetCpus"] = cpuset_cpus
+    if pids_limit is not None:
+        changes["PidsLimit"] = pids_limit
+    if restart is not None:
+        changes["RestartPolicy"] = o.parse_restart(restart).docker()
+    if not changes:
+        from berth.errors import InvalidArgumentError
+
+        raise InvalidArgumentError("you must provide one or more flags when using this command")
+    eng = engine(ctx)
+    for_each(containers, lambda ref: eng.update(ref, changes))
+
+
 @command("port")
 @click.argument("container")
 @click.argument("private_port", required=False)
@@ -563,7 +605,7 @@ def register(cli: click.Group) -> None:
     from berth.cli import listing
 
     top = [run, create, start, stop, restart, kill, rm, pause, unpause, rename, wait, port,
-           why, exec_, *listing.COMMANDS]
+           why, exec_, update, *listing.COMMANDS]
     for cmd in top:
         cli.add_command(cmd)
     group = click.Group("container", help="Manage containers.")

@@ -712,6 +712,31 @@ class Engine:
         self.runtime(rec).resume(rec.id)
         self.store.update(rec.id, status="running")
 
+    def update(self, ref: str, changes: dict[str, Any]) -> ContainerRecord:
+        """`docker update`: HostConfig resources (Memory, MemorySwap,
+        NanoCpus, CpuShares, CpusetCpus, PidsLimit) applied to the live
+        cgroup, and the RestartPolicy (read by the monitor at the next exit)."""
+        rec = self.get(ref)
+        with self.lock(rec.id):
+            rec = self.store.get(rec.id)
+            hc = dict(rec.host_config)
+            hc.update(changes)
+            if hc.get("MemorySwap") and hc.get("MemorySwap", 0) > 0 and \
+                    hc.get("Memory") and hc["MemorySwap"] < hc["Memory"]:
+                raise InvalidArgumentError("Minimum memoryswap limit should be larger than "
+                                           "memory limit, see usage")
+            if rec.status in ("running", "paused"):
+                resources = spec._resources(hc, bool(hc.get("Privileged")))
+                resources.pop("devices", None)
+                try:
+                    self.cgroup(rec).update(resources)
+                except OSError as exc:
+                    from berth.errors import from_oserror
+
+                    raise from_oserror(exc, "update cgroup of", rec.id) from exc
+            self.store.update(rec.id, host_config=hc)
+        return self.store.get(rec.id)
+
     def rename(self, ref: str, new_name: str) -> None:
         rec = self.get(ref)
         new_name = new_name.removeprefix("/")

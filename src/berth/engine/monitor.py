@@ -400,6 +400,17 @@ class Monitor:
 
     def should_restart(self, code: int, stop_requested: bool) -> bool:
         policy = self.cfg.get("restart") or {}
+        try:  # `berth update --restart` may have changed it since the start
+            from berth import jsonio
+
+            row = self.db().execute("SELECT host_config FROM containers WHERE id = ?",
+                                    (self.cid,)).fetchone()
+            if row is not None:
+                hc = jsonio.loads(row[0])
+                if isinstance(hc, dict) and hc.get("RestartPolicy"):
+                    policy = hc["RestartPolicy"]
+        except (OSError, ValueError):
+            pass
         name = policy.get("Name") or "no"
         if stop_requested or name == "no":
             return False

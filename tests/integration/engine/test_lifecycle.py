@@ -166,3 +166,25 @@ def test_exec(berth_rt):
     b.out("stop", "-t", "0", "ex")
     p = b("exec", "ex", "true")
     assert p.returncode == 125 and "is not running" in p.stderr
+
+
+def test_update_resources_and_restart_policy(berth):
+    cid = berth.run("-d", "--name", "up", "-m", "64m", "busybox", "sh", "-c",
+                    "sleep 1.5; exit 3", check=True).stdout.strip()
+    assert berth.out("update", "-m", "128m", "--memory-swap", "256m", "--pids-limit", "20",
+                     "--restart", "on-failure:1", "up") == "up\n"
+    import os
+
+    mem = f"/sys/fs/cgroup/memory/berth/{cid}/memory.limit_in_bytes"
+    if os.path.exists(mem):
+        with open(mem) as f:
+            assert f.read().strip() == str(128 << 20)
+        with open(f"/sys/fs/cgroup/pids/berth/{cid}/pids.max") as f:
+            assert f.read().strip() == "20"
+    assert berth.out("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+                     "up") == f"{128 << 20} 20\n"
+    # the new policy decides at the next exit: restarted once, then left exited
+    assert _wait_for(lambda: berth.out("inspect", "-f", "{{.RestartCount}} {{.State.Status}}",
+                                       "up") == "1 exited\n", timeout=20)
+    p = berth("update", "up")
+    assert p.returncode == 1 and "one or more flags" in p.stderr
