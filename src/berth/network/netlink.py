@@ -100,22 +100,42 @@ def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface, mtu: int) -> bool
 
 def delete_link(name: str) -> bool:
     """Delete link `name` (a bridge or the host end of a veth, which takes its
-    peer along); return whether it existed."""
-    if not link_exists(name):
-        return False  # gone with its namespace: no need to load pyroute2
-    from pyroute2 import NetlinkError
+    peer along); return whether it existed.
 
-    with _ipr() as ipr:
-        idx = _index(ipr, name)
-        if idx is None:
-            return False
-        try:
-            ipr.link("del", index=idx)
-        except NetlinkError as exc:
-            if exc.code == errno.ENODEV:
-                return False
-            raise _netlink_error(exc, "delete link", name) from exc
+    One RTM_DELLINK by name on a plain netlink socket rather than pyroute2:
+    this runs when a container stops, in its long-lived monitor, where
+    importing pyroute2 (~250 ms, ~20 MB) for one message would cost more than
+    the rest of the stop."""
+    import socket
+    import struct
+
+    if not link_exists(name):
+        return False
+    raw = name.encode() + b"\0"
+    attr = struct.pack("=HH", 4 + len(raw), IFLA_IFNAME) + raw
+    attr += b"\0" * (-len(attr) % 4)
+    body = struct.pack("=BxHiII", 0, 0, 0, 0, 0) + attr  # struct ifinfomsg, AF_UNSPEC
+    msg = struct.pack("=IHHII", 16 + len(body), RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
+        sock.bind((0, 0))
+        sock.send(msg + body)
+        reply = sock.recv(65536)
+    kind = struct.unpack_from("=H", reply, 4)[0]
+    code = -struct.unpack_from("=i", reply, 16)[0] if kind == NLMSG_ERROR else 0
+    if code == errno.ENODEV:
+        return False
+    if code:
+        raise from_oserror(OSError(code, os.strerror(code)), "delete link", name)
     return True
+
+
+# <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>
+NETLINK_ROUTE = 0
+NLMSG_ERROR = 2
+NLM_F_REQUEST = 1
+NLM_F_ACK = 4
+RTM_DELLINK = 17
+IFLA_IFNAME = 3
 
 
 def bridge_ports(name: str) -> list[str]:
