@@ -109,7 +109,13 @@ class Engine:
     @property
     def store(self) -> Store:
         if self._store is None:
-            os.makedirs(self.paths.root, mode=0o701, exist_ok=True)
+            # container roots, logs and volumes live below: not traversable by
+            # other users (CVE-2021-41091: a setuid binary in a container's
+            # rootfs reachable by an unprivileged host user)
+            for d in (self.paths.root, self.paths.state):
+                os.makedirs(d, mode=0o700, exist_ok=True)
+                if os.stat(d).st_mode & 0o077:
+                    os.chmod(d, 0o700)
             self._store = Store(self.paths)
         return self._store
 

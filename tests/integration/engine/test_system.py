@@ -49,3 +49,16 @@ def test_info_version_port(berth):
     assert re.fullmatch(r"\d+\.\d+\.\d+\n", berth.out("version", "--format",
                                                       "{{.Client.Version}}"))
     assert berth.out("port", "up") == ""
+
+
+def test_roots_not_traversable_by_others(berth):
+    """CVE-2021-41091: an unprivileged host user must not reach a container's
+    rootfs (a setuid binary in it) through the data root."""
+    berth.run("-d", "--name", "perm", "busybox", "sleep", "100", check=True)
+    for d in (berth.root, berth.state):
+        assert os.stat(d).st_mode & 0o077 == 0, oct(os.stat(d).st_mode)
+    # the zygote's socket sits in a 0700 directory (never an abstract socket)
+    monitor_dir = os.path.join(berth.state, "monitor")
+    assert os.stat(monitor_dir).st_mode & 0o077 == 0
+    with open("/proc/net/unix") as f:
+        assert "@" + berth.state not in f.read()
