@@ -9,7 +9,7 @@ under .cache/). Each run pulls into an empty store:
 - peer:   ``skopeo copy docker://IMAGE oci:D:tag`` + ``umoci unpack --image D:tag B``
 - docker: ``docker pull`` when a dockerd is running (its socket answers)
 
-Usage: .venv/bin/python bench/pull.py [--runs N] [--layers N] [--no-debian]
+Usage: .venv/bin/python bench/pull.py [--runs N] [--layers N] [--no-debian] [--no-many]
 Prints medians of N runs and the ratio berth / peer (lower is better).
 """
 
@@ -152,6 +152,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--layers", type=int, default=32)
     ap.add_argument("--no-debian", action="store_true")
+    ap.add_argument("--no-many", action="store_true", help="skip the many-layer image")
     args = ap.parse_args()
 
     from berth.image.service import ImageService
@@ -163,11 +164,12 @@ def main() -> None:
     try:
         svc = ImageService(Paths(os.path.join(work, "src-root"), os.path.join(work, "src-st")))
         images = []
-        img = many_layer_image(svc, args.layers, work)
-        svc.tag(img.id, f"{host}/bench/many:latest")
-        svc.push(f"{host}/bench/many:latest")
-        images.append((f"{args.layers}-layer image ({img.size / 1e6:.0f} MB)",
-                       f"{host}/bench/many:latest"))
+        if not args.no_many:
+            img = many_layer_image(svc, args.layers, work)
+            svc.tag(img.id, f"{host}/bench/many:latest")
+            svc.push(f"{host}/bench/many:latest")
+            images.append((f"{args.layers}-layer image ({img.size / 1e6:.0f} MB)",
+                           f"{host}/bench/many:latest"))
         tar = None if args.no_debian else debian_tar()
         if tar:
             from berth.image import archive

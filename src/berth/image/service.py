@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import io
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -61,6 +63,113 @@ class NoProgress:
 
     def message(self, text: str) -> None:
         log.info("%s", text)
+
+
+class _BlobTail(io.RawIOBase):
+    """A blob read while it downloads: the ingest file is followed as the
+    registry client appends to it, so a layer is unpacked during its
+    download instead of after it. Every byte read is hashed; the caller
+    commits the unpacked snapshot only if they are exactly the blob the
+    content store verified (a download restarted under the reader is caught
+    there, and the layer is unpacked again from the stored blob)."""
+
+    def __init__(self, algorithm: str) -> None:
+        self._cond = threading.Condition()
+        self._fd: int | None = None
+        self._done = False
+        self._failed = False
+        self._generation = 0  # bumped on every change the reader may wait for
+        self.hash = dg.hasher(algorithm)
+        self.count = 0
+
+    # the downloading side
+    def opened(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        with self._cond:
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = fd
+            self._generation += 1
+            self._cond.notify_all()
+
+    def advanced(self, _n: int = 0) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def finished(self, failed: bool) -> None:
+        with self._cond:
+            self._done, self._failed = True, failed
+            self._generation += 1
+            self._cond.notify_all()
+
+    # the reading side
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        view = memoryview(b).cast("B")
+        while True:
+            with self._cond:
+                fd, done, failed, gen = self._fd, self._done, self._failed, self._generation
+            if failed:
+                raise _DownloadFailed()
+            if fd is not None:
+                n = os.readv(fd, [view])
+                if n:
+                    self.hash.update(view[:n])
+                    self.count += n
+                    return n
+                if done:  # finished before this read: everything was flushed
+                    return 0
+            elif done:
+                raise _DownloadFailed()
+            with self._cond:
+                if self._generation == gen:
+                    self._cond.wait(0.5)
+
+    def close(self) -> None:
+        with self._cond:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+        super().close()
+
+    @property
+    def digest(self) -> Digest:
+        return dg.from_hash(self.hash)
+
+
+class _DownloadFailed(Exception):
+    """The download a `_BlobTail` follows failed; its own error is raised instead."""
+
+
+class _TailedStore:
+    """The content store as the registry client sees it during a streamed
+    pull: tells a `_BlobTail` which file the download goes to."""
+
+    def __init__(self, content: ContentStore, tail: _BlobTail) -> None:
+        self.content = content
+        self.tail = tail
+
+    @contextlib.contextmanager
+    def writer(self, ref: str, expected: str | None = None,
+               size: int | None = None) -> Iterator[Any]:
+        with self.content.writer(ref, expected, size) as w:
+            if w.committed is not None:  # another pull stored it meanwhile
+                self.tail.opened(self.content.path(w.committed))
+            else:
+                self.tail.opened(os.path.join(w.directory, "data"))
+            yield w
+
+
+def _empty_dir(path: str) -> None:
+    for name in os.listdir(path):
+        child = os.path.join(path, name)
+        if os.path.isdir(child) and not os.path.islink(child):
+            shutil.rmtree(child)
+        else:
+            os.unlink(child)
 
 
 @dataclass(frozen=True)
@@ -204,10 +313,16 @@ class ImageService:
         layers = self._check_layers(what, manifest, config)
         chain_ids = oi.chain_ids([str(lb.diff_id) for lb in layers])
 
-        def fetch(desc: oi.Descriptor) -> Digest:
+        def fetch(desc: oi.Descriptor, tail: _BlobTail | None = None) -> Digest:
             progress.status(desc.digest, "Downloading", desc.size)
-            d = reg.fetch_blob(ref.path, desc, self.content,
-                               lambda n: progress.advance(desc.digest, n))
+
+            def advance(n: int) -> None:
+                progress.advance(desc.digest, n)
+                if tail is not None:
+                    tail.advanced(n)
+
+            store = self.content if tail is None else _TailedStore(self.content, tail)
+            d = reg.fetch_blob(ref.path, desc, store, advance)  # type: ignore[arg-type]
             progress.status(desc.digest, "Download complete", desc.size)
             return d
 
@@ -276,7 +391,7 @@ class ImageService:
         def job(i: int, target: str, mode: str) -> ApplyResult:
             desc, layer = descs[i], layers[i]
             if not self.content.exists(desc.digest):
-                fetch(desc)
+                return self._fetch_and_apply(fetch, desc, layer, target, mode, progress)
             progress.status(layer.digest, "Extracting", layer.size)
             with self.content.open(layer.digest) as f:
                 return apply_layer(target, f, oi.layer_compression(layer.media_type), mode)
@@ -320,6 +435,63 @@ class ImageService:
                 with contextlib.suppress(NotFoundError):
                     self.snapshots.remove(key)
         return sizes
+
+    def _fetch_and_apply(self, fetch: Callable[..., Digest], desc: oi.Descriptor,
+                         layer: LayerBlob, target: str, mode: str,
+                         progress: Progress) -> ApplyResult:
+        """Download layer `desc` into the content store and unpack it onto
+        `target` at the same time. The result stands only once the blob is
+        committed (size and digest verified by the store) and the bytes
+        unpacked hash to that same digest."""
+        compression = oi.layer_compression(layer.media_type)
+        tail = _BlobTail(Digest(desc.digest).algorithm)
+        failure: list[BaseException] = []
+
+        def download() -> None:
+            try:
+                fetch(desc, tail)
+            except BaseException as exc:
+                failure.append(exc)
+                tail.finished(True)
+            else:
+                tail.finished(False)
+
+        thread = threading.Thread(target=download, name=f"fetch-{Digest(desc.digest).hex[:12]}",
+                                  daemon=True)
+        thread.start()
+        progress.status(layer.digest, "Extracting", layer.size)
+        error: BaseException | None = None
+        res: ApplyResult | None = None
+        try:
+            try:
+                res = apply_layer(target, tail, compression, mode)  # type: ignore[arg-type]
+            except Exception as exc:
+                error = exc
+            thread.join()
+        finally:
+            tail.close()
+        if failure:
+            raise failure[0]  # the download's own error explains the unpack's
+        # the blob is committed: was it what the unpacker read?
+        if res is not None and tail.count == desc.size and tail.digest == desc.digest:
+            return res
+        if error is not None and self._blob_prefix_digest(layer.digest, tail.count) == tail.digest:
+            raise error  # the unpacker failed on the blob's own bytes
+        log.info("unpack layer %s: the download restarted under the unpacker; "
+                 "unpacking the stored blob", desc.digest)
+        _empty_dir(target)
+        with contextlib.suppress(OSError):  # set on the root by an opaque whiteout
+            os.removexattr(target, "trusted.overlay.opaque")
+        with self.content.open(layer.digest) as f:
+            return apply_layer(target, f, compression, mode)
+
+    def _blob_prefix_digest(self, digest: Digest, n: int) -> Digest:
+        h = dg.hasher(digest.algorithm)
+        with self.content.open(digest) as f:
+            while n > 0 and (chunk := f.read(min(n, 1 << 20))):
+                h.update(chunk)
+                n -= len(chunk)
+        return dg.from_hash(h)
 
     def _check_layers(self, what: str, manifest: oi.Manifest,
                       config: oi.ImageConfig) -> list[LayerBlob]:
