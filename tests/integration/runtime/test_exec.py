@@ -226,6 +226,13 @@ def test_exec_refuses_bad_input(runtime, make_bundle):
     p = runtime.run("exec", "--cap", "CAP_NOPE", cid, "true")
     if runtime.name == "berth":
         assert p.returncode == 1 and "CAP_NOPE" in p.stderr
+    # without the LSM on the host a requested profile or label is an error (runc too)
+    no_lsm = not os.path.exists("/sys/module/apparmor") and not os.path.exists("/sys/fs/selinux/enforce")
+    for flag in ("--apparmor", "--process-label") if no_lsm else ():
+        p = runtime.run("exec", flag, "some-profile", cid, "true")
+        assert p.returncode != 0
+        if runtime.name == "berth":
+            assert "not enabled on this host" in p.stderr, p.stderr
     runtime.run("delete", "--force", cid, check=True)
 
 
