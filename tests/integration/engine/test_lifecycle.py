@@ -188,3 +188,14 @@ def test_update_resources_and_restart_policy(berth):
                                        "up") == "1 exited\n", timeout=20)
     p = berth("update", "up")
     assert p.returncode == 1 and "one or more flags" in p.stderr
+
+
+def test_logs_follow_across_rotation(berth):
+    """`logs -f` started before the container writes: every line once, in
+    order, while the file rotates under it (max-size=1k, 3 files)."""
+    berth.run("-d", "--name", "rot", "--log-opt", "max-size=1k", "--log-opt", "max-file=3",
+              "busybox", "sh", "-c",
+              "sleep 0.5; i=0; while [ $i -lt 60 ]; do echo line$i; i=$((i+1)); "
+              "[ $((i % 10)) = 0 ] && sleep 0.1; done", check=True)
+    p = berth("logs", "-f", "rot", timeout=30)
+    assert p.stdout.split() == [f"line{i}" for i in range(60)]
