@@ -454,7 +454,8 @@ class Applier:
             raise InvalidArgumentError(f"apply layer: unknown whiteout mode {mode!r}")
         self.target = target
         self.mode = mode
-        self.same_owner = os.geteuid() == 0 if same_owner is None else same_owner
+        self.is_root = os.geteuid() == 0
+        self.same_owner = self.is_root if same_owner is None else same_owner
         self.created: set[str] = set()
         self.dirs: list[tuple[str, tarfile.TarInfo]] = []
         self.size = 0
@@ -579,7 +580,7 @@ class Applier:
         is_link = m.issym()
         # a new entry of a fresh target is already root's (unless its parent is
         # setgid) and has the mode it was opened with, less the umask
-        owned = (self.fresh and m.uid == 0 and m.gid == 0 and os.geteuid() == 0
+        owned = (self.fresh and m.uid == 0 and m.gid == 0 and self.is_root
                  and self.parent not in self.setgid_dirs)
         if isinstance(where, int):
             if self.same_owner and not owned:
@@ -588,7 +589,8 @@ class Applier:
             if not (self.fresh and mode == (mode & 0o777 & ~self.umask)):
                 os.fchmod(where, mode)
             _set_xattrs(m, where, True)
-            os.utime(where, ns=(_mtime_ns(m), _mtime_ns(m)))
+            mtime = _mtime_ns(m)
+            os.utime(where, ns=(mtime, mtime))
             return
         assert dfd is not None
         if self.same_owner and not owned:
@@ -601,7 +603,8 @@ class Applier:
             # /proc/self/fd/N names the directory we hold; the last component is not followed
             _set_xattrs(m, f"/proc/self/fd/{dfd}/{where}", False)
         if not m.isdir():
-            os.utime(where, ns=(_mtime_ns(m), _mtime_ns(m)), dir_fd=dfd,
+            mtime = _mtime_ns(m)
+            os.utime(where, ns=(mtime, mtime), dir_fd=dfd,
                      follow_symlinks=False)
 
     def _whiteout(self, tree: _Tree, parent: str, base: str, name: str) -> None:

@@ -41,6 +41,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -182,13 +183,29 @@ class Snapshotter(ABC):
         # filled outside the transaction: a copy can take long
         try:
             shutil.rmtree(self.dir(info), ignore_errors=True)  # a stale directory
-            os.makedirs(self.fs(info))
+            self._make_dir(info)
             self._setup(info, chain)
         except BaseException:
             shutil.rmtree(self.dir(info), ignore_errors=True)
             self.conn.execute("DELETE FROM snapshots WHERE id = ?", (info.id,))
             raise
         return info, chain
+
+    def _make_dir(self, info: Info) -> None:
+        """The snapshot's directory with an empty ``fs``, made under a random
+        name and renamed into place. ext4 seeds the search for a block group
+        for a new top-level directory with the hash of its name (Orlov,
+        `find_group_orlov`): under its plain id, the first snapshot of every
+        fresh root would land in the group the previous one just freed (see
+        `mark_topdir`)."""
+        tmp = os.path.join(self.root, f".new-{uuid.uuid4().hex}")
+        os.mkdir(tmp)
+        try:
+            os.mkdir(os.path.join(tmp, "fs"))
+            os.rename(tmp, self.dir(info))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
     def _chain(self, info: Info) -> list[Info]:
         """`info` and its ancestors, nearest first."""

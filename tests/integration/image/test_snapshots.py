@@ -253,3 +253,13 @@ def test_snapshot_root_is_a_top_directory(sn):
 def test_mark_topdir_where_there_is_no_flag():
     assert mark_topdir("/proc") is False
     assert mark_topdir("/nonexistent/berth-test") is False
+
+
+def test_snapshot_directories_renamed_into_place(sn):
+    sn.prepare("a", "")
+    target, _ = sn.apply_target("a")
+    assert os.listdir(target) == []
+    assert not [n for n in os.listdir(sn.root) if n.startswith(".new-")]
+    os.makedirs(os.path.join(sn.root, ".new-crashed", "fs"))  # a crash before the rename
+    assert sn.cleanup() == [".new-crashed"]
+    assert sn.exists("a") and os.path.isdir(target)
