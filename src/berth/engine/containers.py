@@ -375,6 +375,7 @@ class Engine:
             "Runtime": opts.runtime or "berth",
             "LogConfig": log_config,
             "Sysctls": opts.sysctls or None,
+            "Devices": opts.devices or None,
         }
 
     def _anonymous_volumes(self, icfg: Any, opts: RunOptions) -> list[dict[str, Any]]:

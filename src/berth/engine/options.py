@@ -345,6 +345,28 @@ def parse_tmpfs(spec: str) -> tuple[str, str]:
     return target, opts
 
 
+def parse_device(spec: str) -> dict[str, str]:
+    """--device HOST[:CONTAINER[:PERMISSIONS]] (permissions from rwm)."""
+    parts = spec.split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise InvalidArgumentError(f"invalid device specification: {spec}")
+    host = parts[0]
+    container = host
+    perms = "rwm"
+    if len(parts) == 2:
+        if parts[1] and set(parts[1]) <= set("rwm") and not parts[1].startswith("/"):
+            perms = parts[1]
+        else:
+            container = parts[1]
+    elif len(parts) == 3:
+        container, perms = parts[1], parts[2]
+    if not set(perms) <= set("rwm") or not perms:
+        raise InvalidArgumentError(f"invalid device mode: {perms}")
+    if not container.startswith("/"):
+        raise InvalidArgumentError(f"{container} is not an absolute path")
+    return {"PathOnHost": host, "PathInContainer": container, "CgroupPermissions": perms}
+
+
 @dataclass
 class RunOptions:
     """Everything `berth create`/`run` takes besides the image."""
@@ -387,6 +409,7 @@ class RunOptions:
     runtime: str = "berth"
     log_opts: dict[str, str] = field(default_factory=dict)
     sysctls: dict[str, str] = field(default_factory=dict)
+    devices: list[dict[str, str]] = field(default_factory=list)
     health_cmd: str | None = None
     health_interval: int = 0
     health_timeout: int = 0

@@ -351,10 +351,12 @@ def build(
         oci_mounts.append({"destination": INIT_PATH, "type": "bind", "source": init_binary,
                            "options": ["bind", "ro", "nosuid", "nodev"]})
     namespaces = _namespaces(hc, joins or {})
+    devices, rules = _devices(hc.get("Devices") or [])
     linux: dict[str, Any] = {
         "namespaces": namespaces,
+        "devices": devices,
         "cgroupsPath": f"/berth/{cid}",
-        "resources": _resources(hc, privileged),
+        "resources": _resources(hc, privileged, rules),
         "sysctl": dict(hc.get("Sysctls") or {}),
     }
     if not privileged:
@@ -414,10 +416,40 @@ def check_mode(kind: str, mode: str) -> None:
     raise InvalidArgumentError(f"invalid {flag}: {mode}")
 
 
-def _resources(hc: dict[str, Any], privileged: bool) -> dict[str, Any]:
+def _devices(devs: list[dict[str, str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """--device: OCI linux.devices (the node made in the container) and the
+    device cgroup rules allowing them."""
+    import stat
+
+    out, rules = [], []
+    for d in devs:
+        host = d["PathOnHost"]
+        try:
+            st = os.stat(host)
+        except OSError as exc:
+            raise InvalidArgumentError(f"error gathering device information while adding "
+                                       f"custom device \"{host}\": "
+                                       f"{os.strerror(exc.errno or 0).lower()}") from None
+        if stat.S_ISCHR(st.st_mode):
+            kind = "c"
+        elif stat.S_ISBLK(st.st_mode):
+            kind = "b"
+        else:
+            raise InvalidArgumentError(f"error gathering device information while adding "
+                                       f"custom device \"{host}\": not a device node")
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        out.append({"path": d["PathInContainer"], "type": kind, "major": major, "minor": minor,
+                    "fileMode": st.st_mode & 0o777, "uid": 0, "gid": 0})
+        rules.append({"allow": True, "type": kind, "major": major, "minor": minor,
+                      "access": d["CgroupPermissions"]})
+    return out, rules
+
+
+def _resources(hc: dict[str, Any], privileged: bool,
+               device_rules: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     res: dict[str, Any] = {
         "devices": ([{"allow": True, "access": "rwm"}] if privileged
-                    else [dict(d) for d in DEFAULT_DEVICE_RULES]),
+                    else [dict(d) for d in DEFAULT_DEVICE_RULES] + list(device_rules or [])),
     }
     mem: dict[str, int] = {}
     if hc.get("Memory"):

@@ -265,3 +265,22 @@ def test_init_reaps_and_forwards_signals(berth_rt):
     b.run("-d", "--init", "--name", "ti", "busybox", "sleep", "100", check=True)
     assert b.out("stop", "-t", "30", "ti") == "ti\n"
     assert b.out("inspect", "-f", "{{.State.ExitCode}}", "ti") == "143\n"
+
+
+def test_device_and_sysctl(berth_rt):
+    # /dev/loop-control (10:237) is not among the default devices: --device
+    # makes the node and allows it in the device cgroup
+    if not os.path.exists("/dev/loop-control"):
+        import pytest
+
+        pytest.skip("no /dev/loop-control on this host")
+    p = berth_rt.run("--rm", "busybox", "sh", "-c", "ls /dev/loop-control")
+    assert p.returncode != 0
+    p = berth_rt.run("--rm", "--device", "/dev/loop-control:/dev/lc", "busybox", "sh", "-c",
+                     "ls -l /dev/lc | cut -c1,36-43")
+    assert p.stdout.split() == ["c", "10,", "237"], p.stdout + p.stderr
+    p = berth_rt.run("--rm", "--device", "/dev/nonexist", "busybox", "true")
+    assert p.returncode == 125 and 'custom device "/dev/nonexist"' in p.stderr
+    p = berth_rt.run("--rm", "--sysctl", "net.ipv4.ip_forward=1", "busybox", "cat",
+                     "/proc/sys/net/ipv4/ip_forward")
+    assert p.stdout == "1\n", p.stderr
