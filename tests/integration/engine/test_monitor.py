@@ -164,3 +164,33 @@ def test_boot_restarts_always_and_unless_stopped(berth):
     assert sorted(ps.split("\n")[:-1]) == ["al running", "no exited", "st exited",
                                            "us running"]
     assert "lost its monitor" in berth.out("why", "no")
+
+
+def test_kill_9_of_the_cli_during_stop_and_rm(berth):
+    # stop: the container ignores SIGTERM; the CLI dies during the grace period
+    berth.run("-d", "--name", "stubborn", "busybox", "sh", "-c",
+              "trap '' TERM; while true; do sleep 0.1; done", check=True)
+    proc = berth.popen("stop", "-t", "30", "stubborn", stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert berth.out("inspect", "-f", "{{.State.Status}}", "stubborn") == "running\n"
+    assert berth.out("stop", "-t", "0", "stubborn") == "stubborn\n"
+    assert berth.out("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "stubborn") == \
+        "exited 137\n"
+    # rm -f: whenever the CLI dies, `rm` again finishes the job
+    for delay in (0.05, 0.2, 0.4):
+        berth.run("-d", "--name", "doomed", "busybox", "sleep", "100", check=True)
+        proc = berth.popen("rm", "-f", "doomed", stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        state = berth.out("ps", "-a", "--filter", "name=doomed", "--format", "{{.State}}")
+        assert state in ("", "running\n", "removing\n", "exited\n"), state
+        if state:
+            assert berth.out("rm", "-f", "doomed") == "doomed\n"
+        assert berth.out("ps", "-aq", "--filter", "name=doomed") == ""
+    assert _wait_for(lambda: not _monitors(berth.root))
+    assert not _mounted(berth.root)
