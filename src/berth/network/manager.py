@@ -316,6 +316,10 @@ class NetworkManager:
                                           ipaddress.IPv4Interface(ep.cidr),
                                           None if net.internal else net.gateway, net.mtu, ep.mac)
                 self.store.set_ifname(ep.id, ifname)
+                if resolved:
+                    # a container reaching its own published port (hairpin NAT)
+                    # comes back out of the bridge port it came in by
+                    netlink.set_hairpin(host_veth)
                 undo.callback(self._quiet, lambda: netlink.delete_link(host_veth), errors)
                 if any(p.host_ip in ("", "127.0.0.1") for p in resolved):
                     # DNAT of 127.0.0.1 to a container routes a loopback source out of
@@ -483,6 +487,8 @@ class NetworkManager:
                 if any(p.host_ip in ("", "127.0.0.1") for p in resolved):
                     net = self.store.find_network(ep.network_id)
                     netlink.write_sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
+                if resolved:
+                    netlink.set_hairpin(ep.host_veth)
                 self._sync_firewall()
             except BaseException:
                 self.store.set_ports(ep.id, before.ports, resolved)

@@ -216,6 +216,16 @@ def add_veth(
     return ifname
 
 
+def set_hairpin(port: str) -> None:
+    """Hairpin mode on a bridge port (sysfs: the one knob pyroute2 is not needed for)."""
+    path = f"/sys/class/net/{port}/brport/hairpin_mode"
+    try:
+        with open(path, "w") as f:
+            f.write("1")
+    except OSError as exc:
+        raise from_oserror(exc, "set hairpin mode on", port) from exc
+
+
 def write_sysctl(key: str, value: str) -> None:
     """`key` under /proc/sys: net/ipv4/ip_forward (slashes, as a link name may hold dots)."""
     path = "/proc/sys/" + key

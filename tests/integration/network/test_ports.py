@@ -135,3 +135,20 @@ def test_port_add_and_rm_on_running_container(nm, boxes, outside):
     assert outside.box.tcp(outside.host_addr, hp, timeout=1) == ""
     nm.release_all("a" * 64)
     nm.release_all("b" * 64)
+
+
+def test_hairpin_and_container_to_published_port(nm, boxes, outside):
+    """A container reaches its own published port, and another container's,
+    on the host's address (DNAT back into the bridge, masqueraded)."""
+    _net(nm, "pub")
+    a, b = boxes("a"), boxes("b")
+    hp = free_port()
+    nm.attach("a" * 64, a.pid, "pub", name="web", ports=parse_port_spec(f"{hp}:80"))
+    nm.attach("b" * 64, b.pid, "pub", name="client")
+    a.serve("tcp", 80)
+    gw = str(nm.get("pub").gateway)
+    res_b = b.tcp(outside.host_addr, hp)
+    res_a = a.tcp(outside.host_addr, hp)
+    assert (res_a, res_b) == (f"peer={gw}", f"peer={gw}")
+    nm.release_all("a" * 64)
+    nm.release_all("b" * 64)

@@ -135,3 +135,27 @@ def test_ipam(tmp_path):
     assert sorted(str(e.ip) for e in again.endpoints()) == [
         "10.5.0.2", "10.5.0.4", "10.5.0.5", "10.5.0.6"]
     again.close()
+
+
+def test_start_request_from_docker_fields():
+    from berth.network.attach import mappings, port_bindings, start_request
+
+    bindings, exposed = port_bindings(["8080:80", "127.0.0.1::53/udp"])
+    assert bindings == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}],
+                        "53/udp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
+    assert exposed == {"80/tcp": {}, "53/udp": {}}
+    assert mappings(bindings) == [PortMapping(80, 8080), PortMapping(53, 0, "udp", "127.0.0.1")]
+    # -P: every exposed port not bound already, on a random host port
+    assert mappings({}, {"443/tcp": {}}, publish_all=True) == [PortMapping(443, 0)]
+    req = start_request({"NetworkMode": "default", "PortBindings": bindings, "Dns": ["1.1.1.1"],
+                         "ExtraHosts": ["db:10.0.0.9"]},
+                        {"Hostname": "web"}, "/web",
+                        {"default": {"Aliases": ["front"]},
+                         "back": {"IPAMConfig": {"IPv4Address": "10.9.0.5"}}})
+    assert [n["name"] for n in req["networks"]] == ["bridge", "back"]
+    assert req["networks"][0]["aliases"] == ["front"]
+    assert req["networks"][1]["ip"] == "10.9.0.5"
+    assert req["name"] == "web" and req["dns"] == ["1.1.1.1"]
+    assert len(req["ports"]) == 2 and req["ports"][0]["host_port"] == 8080
+    for mode in ("none", "host", "container:abc"):
+        assert start_request({"NetworkMode": mode}, {}, "x") is None
