@@ -194,3 +194,12 @@ def test_kill_9_of_the_cli_during_stop_and_rm(berth):
         assert berth.out("ps", "-aq", "--filter", "name=doomed") == ""
     assert _wait_for(lambda: not _monitors(berth.root))
     assert not _mounted(berth.root)
+
+
+def test_detached_rm_is_removed_by_the_monitor(berth_rt):
+    b = berth_rt
+    cid = b.run("-d", "--rm", "busybox", "sh", "-c", "sleep 0.3", check=True).stdout.strip()
+    assert _wait_for(lambda: b.out("ps", "-aq") == "")
+    assert not os.path.exists(os.path.join(b.root, "containers", cid))
+    assert _wait_for(lambda: not _monitors(b.root))
+    assert not _mounted(b.root)
