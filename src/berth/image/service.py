@@ -455,11 +455,11 @@ class ImageService:
                 tail.finished(True)
             else:
                 tail.finished(False)
+                progress.status(layer.digest, "Extracting", layer.size)
 
         thread = threading.Thread(target=download, name=f"fetch-{Digest(desc.digest).hex[:12]}",
                                   daemon=True)
         thread.start()
-        progress.status(layer.digest, "Extracting", layer.size)
         error: BaseException | None = None
         res: ApplyResult | None = None
         try:
