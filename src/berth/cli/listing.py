@@ -389,4 +389,91 @@ def _stats_row(rec, a, b, no_trunc: bool) -> dict[str, str]:
     return row
 
 
-COMMANDS = [ps, logs, inspect, top, stats]
+@command("events")
+@click.option("--since", default="")
+@click.option("--until", default="")
+@click.option("-f", "--filter", "filters", multiple=True)
+@click.option("--format", "fmt", default="")
+@click.pass_context
+def events(ctx: click.Context, since: str, until: str, filters: tuple[str, ...],
+           fmt: str) -> None:
+    """Get real time events from the engine (past ones with --since; streams
+    until --until, or until interrupted)."""
+    from berth import jsonio
+    from berth.engine import template
+
+    parsed: dict[str, list[str]] = {}
+    for f in filters:
+        k, eq, v = f.partition("=")
+        if not eq or k not in ("container", "event", "type", "image", "label"):
+            raise InvalidArgumentError(f"invalid filter '{f}'")
+        parsed.setdefault(k, []).append(v)
+    eng = engine(ctx)
+    now_ns = time.time_ns()
+    since_ns = _ns(since, now_ns) if since else now_ns
+    until_ns = _ns(until, now_ns) if until else 0
+
+    def matches(e: dict[str, Any]) -> bool:
+        attrs = e["Actor"]["Attributes"]
+        for k, values in parsed.items():
+            if k == "container":
+                ok = any(e["Actor"]["ID"].startswith(v) or attrs.get("name") == v
+                         for v in values)
+            elif k == "event":
+                ok = any(e["Action"] == v or e["Action"].split(":")[0] == v for v in values)
+            elif k == "type":
+                ok = e["Type"] in values
+            elif k == "image":
+                ok = attrs.get("image") in values
+            else:
+                ok = any(attrs.get(v.partition("=")[0]) == v.partition("=")[2]
+                         if "=" in v else v in attrs for v in values)
+            if not ok:
+                return False
+        return True
+
+    seq = 0
+    try:
+        while True:
+            for row in eng.store.events(seq, since_ns, until_ns):
+                seq = row["seq"]
+                attrs = jsonio.loads(row["attributes"])
+                e = {"Type": row["type"], "Action": row["action"], "status": row["action"],
+                     "id": row["actor"], "from": attrs.get("image", ""),
+                     "Actor": {"ID": row["actor"], "Attributes": attrs},
+                     "scope": "local", "time": row["time_nano"] // 1_000_000_000,
+                     "timeNano": row["time_nano"]}
+                if not matches(e):
+                    continue
+                if fmt:
+                    click.echo(template.render(fmt, e))
+                else:
+                    t = row["time_nano"]
+                    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9))
+                    pairs = ", ".join(f"{k}={v}" for k, v in sorted(attrs.items()))
+                    click.echo(f"{stamp}.{t % 10**9:09d}Z {row['type']} {row['action']} "
+                               f"{row['actor']} ({pairs})")
+            if until_ns and time.time_ns() >= until_ns:
+                return
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        return
+
+
+def _ns(text: str, now_ns: int) -> int:
+    """--since/--until: a unix time, a duration ago (10m), or RFC 3339."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    if text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return now_ns - int(float(text[:-1]) * units[text[-1]] * 1e9)
+    if text.replace(".", "", 1).isdigit():
+        return int(float(text) * 1e9)
+    try:
+        base = time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        raise InvalidArgumentError(f"invalid time: {text}") from None
+    import calendar
+
+    return calendar.timegm(base) * 10**9
+
+
+COMMANDS = [ps, logs, inspect, top, stats, events]

@@ -274,6 +274,7 @@ class Engine:
                 host_config["Mounts"] = [*host_config["Mounts"], *anonymous]
                 self.store.update(cid, host_config=host_config)
             undo.pop_all()
+        self._event("create", rec)
         return self.store.get(cid)
 
     def _docker_config(self, cid: str, opts: RunOptions, icfg: Any) -> dict[str, Any]:
@@ -424,6 +425,17 @@ class Engine:
             r = -1
         return Started(self.store.get(rec.id), int(msg["pid"]), r)
 
+    def _event(self, action: str, rec: ContainerRecord, **extra: str) -> None:
+        """Record an event (Docker's shape: type, action, actor with the
+        image, name and labels as attributes)."""
+        attrs = {"image": rec.image, "name": rec.name}
+        attrs.update({k: str(v) for k, v in (rec.config.get("Labels") or {}).items()})
+        attrs.update(extra)
+        try:
+            self.store.event(action, rec.id, attrs)
+        except BerthError as exc:
+            log.warning("record event %s of %s: %s", action, rec.id, exc.message)
+
     def _prepare(self, rec: ContainerRecord) -> None:
         """Mount the rootfs (if not yet), write /etc files, config.json and
         monitor.json. Everything it makes is undone by `_teardown`."""
@@ -481,6 +493,8 @@ class Engine:
                 "state": self.paths.state,
                 "restart": hc.get("RestartPolicy") or {},
                 "tty": bool(rec.config.get("Tty")),
+                "image": rec.image,
+                "name": rec.name,
                 "healthcheck": _monitor_health(rec),
                 "auto_remove": bool(hc.get("AutoRemove")),
                 "restart_count": 0,
@@ -648,6 +662,7 @@ class Engine:
             _wait_gone(rec.monitor_pid, rec.monitor_start, 70)
             return
         sig = parse_signal(signal) if signal else spec.stop_signal(rec.config)
+        self._event("kill", rec, signal=str(sig))
         if timeout is None:
             timeout = rec.config.get("StopTimeout")
             timeout = 10 if timeout is None else int(timeout)
@@ -663,6 +678,7 @@ class Engine:
                 rt.kill(rec.id, 9, all_processes=True)
             _wait_pid(rec.pid, 10)
         self._await_monitor(rec, 128 + sig)
+        self._event("stop", rec)
 
     def _await_monitor(self, rec: ContainerRecord, code: int) -> None:
         """Wait for the monitor to record the exit; without a monitor, record
@@ -685,6 +701,7 @@ class Engine:
             raise ConflictError(f"Cannot kill container: {ref}: Container {rec.id} is not "
                                 "running")
         rt = self.runtime(rec)
+        self._event("kill", rec, signal=str(sig))
         try:
             rt.kill(rec.id, sig)
         except ConflictError:
@@ -711,6 +728,7 @@ class Engine:
             raise ConflictError(f"Container {rec.id} is not running")
         self.runtime(rec).pause(rec.id)
         self.store.update(rec.id, status="paused")
+        self._event("pause", rec)
 
     def unpause(self, ref: str) -> None:
         rec = self.get(ref)
@@ -718,6 +736,7 @@ class Engine:
             raise ConflictError(f"Container {rec.id} is not paused")
         self.runtime(rec).resume(rec.id)
         self.store.update(rec.id, status="running")
+        self._event("unpause", rec)
 
     def update(self, ref: str, changes: dict[str, Any]) -> ContainerRecord:
         """`docker update`: HostConfig resources (Memory, MemorySwap,
@@ -755,6 +774,9 @@ class Engine:
             raise InvalidArgumentError("Renaming a container with the same name as its "
                                        "current name")
         self.store.rename(rec.id, new_name)
+        old = rec.name
+        rec.name = new_name
+        self._event("rename", rec, oldName=f"/{old}")
 
     # remove -----------------------------------------------------------------------------
 
@@ -784,6 +806,7 @@ class Engine:
             self._remove_snapshot(rec.id)
             shutil.rmtree(self.bundle(rec.id), ignore_errors=True)
             self.store.delete(rec.id)
+            self._event("destroy", rec)
             if volumes:
                 for m in rec.host_config.get("Mounts") or []:
                     if m.get("Anonymous"):

@@ -196,6 +196,18 @@ class Monitor:
                                (*values.values(), self.cid))
         return cur.rowcount == 1
 
+    def event(self, action: str, **attrs: object) -> None:
+        """An event row, as the engine writes them (store.EVENT_INSERT)."""
+        from berth import db, jsonio
+
+        a = {"image": self.cfg.get("image", ""), "name": self.cfg.get("name", "")}
+        a.update({k: str(v) for k, v in attrs.items()})
+        conn = self.db()
+        with db.transaction(conn):
+            conn.execute("INSERT INTO events (time_nano, type, action, actor, attributes)"
+                         " VALUES (?, ?, ?, ?, ?)",
+                         (time.time_ns(), "container", action, self.cid, jsonio.dumps(a)))
+
     def row(self) -> dict | None:
         r = self.db().execute(
             "SELECT status, stop_requested, reason FROM containers WHERE id = ?",
@@ -276,6 +288,9 @@ class Monitor:
                 reason == "unhealthy:restart" and not row["stop_requested"])
             self.record(status="restarting" if restart else "exited", pid=0, exit_code=code,
                         oom_killed=int(oom), finished_at=_now(), reason=reason)
+            if oom:
+                self.event("oom")
+            self.event("die", exitCode=code)
             if not restart:
                 return code
             # Docker's back-off: 100 ms doubling, capped at 1 min, reset when
@@ -366,6 +381,7 @@ class Monitor:
                 self.record(status="running", pid=pid, started_at=_now(), error="",
                             restart_count=self.restart_count, monitor_pid=monitor,
                             monitor_start=_start_time(monitor), oom_killed=0, reason="")
+                self.event("start")
                 out = {"pid": pid}
             except BaseException as exc:
                 out = {"error": getattr(exc, "message", None) or str(exc),
@@ -569,6 +585,7 @@ class Health:
         self.start_period = cfg.get("StartPeriod", 0) / 1e9
         self.on_failure = cfg.get("OnFailure", "none")
         self.state: dict = {}
+        self.reported = ""
         self.next = 0.0
         self.started = 0.0
 
@@ -601,6 +618,9 @@ class Health:
                 if turned:
                     self.act(mon)
         mon.record(health=_json(st))
+        if st["Status"] != self.reported:
+            self.reported = st["Status"]
+            mon.event(f"health_status: {st['Status']}")
         mon.close_db()
 
     def act(self, mon: "Monitor") -> None:

@@ -57,7 +57,21 @@ SCHEMA = [
     );
     """,
     "ALTER TABLE containers ADD COLUMN health TEXT NOT NULL DEFAULT '';",
+    """
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_nano INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        attributes TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_time ON events (time_nano);
+    """,
 ]
+
+EVENT_INSERT = ("INSERT INTO events (time_nano, type, action, actor, attributes)"
+                " VALUES (?, ?, ?, ?, ?)")
 
 STATE_FIELDS = (
     "status", "pid", "exit_code", "oom_killed", "error", "started_at", "finished_at",
@@ -212,6 +226,25 @@ class Store:
     def delete(self, cid: str) -> None:
         with db.transaction(self.conn):
             self.conn.execute("DELETE FROM containers WHERE id = ?", (cid,))
+
+    # events --------------------------------------------------------------------------------
+
+    def event(self, action: str, actor: str, attributes: dict[str, str],
+              kind: str = "container") -> None:
+        import time
+
+        with db.transaction(self.conn):
+            self.conn.execute(EVENT_INSERT, (time.time_ns(), kind, action, actor,
+                                             jsonio.dumps(attributes)))
+
+    def events(self, after_seq: int = 0, since_ns: int = 0, until_ns: int = 0
+               ) -> list[sqlite3.Row]:
+        q = "SELECT * FROM events WHERE seq > ? AND time_nano >= ?"
+        args: list[int] = [after_seq, since_ns]
+        if until_ns:
+            q += " AND time_nano <= ?"
+            args.append(until_ns)
+        return self.conn.execute(q + " ORDER BY seq", args).fetchall()
 
     # volumes -------------------------------------------------------------------------------
 

@@ -62,3 +62,32 @@ def test_roots_not_traversable_by_others(berth):
     assert os.stat(monitor_dir).st_mode & 0o077 == 0
     with open("/proc/net/unix") as f:
         assert "@" + berth.state not in f.read()
+
+
+def test_events(berth):
+    import subprocess
+    import time
+
+    follower = berth.popen("events", "--filter", "event=die", "--format",
+                           "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}",
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        berth.run("--name", "evt", "-l", "team=a", "busybox", "sh", "-c", "exit 4")
+        berth.out("rm", "evt")
+        deadline = time.monotonic() + 10
+        line = b""
+        os.set_blocking(follower.stdout.fileno(), False)
+        while time.monotonic() < deadline and not line.endswith(b"\n"):
+            line += follower.stdout.read() or b""
+            time.sleep(0.05)
+        assert line == b"die evt 4\n"
+    finally:
+        follower.kill()
+        follower.wait()
+    out = berth.out("events", "--since", "1m", "--until", "0s", "--filter", "container=evt",
+                    "--format", "{{.Action}}")
+    assert out.split() == ["create", "start", "die", "destroy"]
+    out = berth.out("events", "--since", "1m", "--until", "0s", "--filter", "label=team=a")
+    assert re.search(r"^\d{4}-\d\d-\d\dT[\d:.]+Z container create [0-9a-f]{64} \(image=busybox, "
+                     r"name=evt, team=a\)$", out.splitlines()[0]), out
