@@ -228,6 +228,91 @@ def system_boot(ctx: click.Context) -> None:
         click.echo(cid)
 
 
+@system.command("prune", cls=DockerCommand)
+@click.option("-a", "--all", "all_images", is_flag=True)
+@click.option("--volumes", is_flag=True)
+@click.option("-f", "--force", is_flag=True)
+@click.pass_context
+def system_prune(ctx: click.Context, all_images: bool, volumes: bool, force: bool) -> None:
+    """Remove stopped containers, dangling images (all unused ones with -a)
+    and, with --volumes, unused anonymous volumes."""
+    from berth.cli.image import human_size
+    from berth.image.service import ImageService
+
+    if not force:
+        click.echo("WARNING! This will remove all stopped containers and dangling images.\n"
+                   "Are you sure you want to continue? [y/N] ", nl=False)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return
+    eng = engine(ctx)
+    removed = eng.prune()
+    if removed:
+        click.echo("Deleted Containers:")
+        for cid in removed:
+            click.echo(cid)
+        click.echo("")
+    space = 0
+    if volumes:
+        names, space = eng.volumes.prune()
+        if names:
+            click.echo("Deleted Volumes:")
+            for n in names:
+                click.echo(n)
+            click.echo("")
+    svc = ImageService(eng.paths, os.environ.get("BERTH_SNAPSHOTTER", "auto"),
+                       in_use=eng.image_in_use)
+    try:
+        deleted, reclaimed = svc.prune(all_images)
+    finally:
+        svc.close()
+    if deleted:
+        click.echo("Deleted Images:")
+        for d in deleted:
+            for k, v in d.items():
+                click.echo(f"{k.lower()}: {v}")
+        click.echo("")
+    click.echo(f"Total reclaimed space: {human_size(space + reclaimed)}")
+
+
+@system.command("df", cls=DockerCommand)
+@click.pass_context
+def system_df(ctx: click.Context) -> None:
+    """Show disk usage of images, containers, volumes."""
+    from berth.cli.image import human_size
+    from berth.cli.listing import table
+    from berth.engine.volumes import _du
+
+    eng = engine(ctx)
+    images = eng.images.list()
+    recs = eng.list()
+    used = {r.image_id for r in recs}
+    img_size = sum(i.size for i in images)
+    img_unused = sum(i.size for i in images if str(i.id) not in used)
+    ctr_size = sum(_du(eng.bundle(r.id)) for r in recs)
+    ctr_unused = sum(_du(eng.bundle(r.id)) for r in recs if not r.is_running)
+    vols = eng.volumes.list()
+    vol_sizes = {v["Name"]: _du(v["Mountpoint"]) for v in vols}
+    vol_unused = sum(sz for n, sz in vol_sizes.items() if not eng.volumes.users(n))
+    rows = [
+        ["Images", str(len(images)), str(sum(str(i.id) in used for i in images)),
+         human_size(img_size), _pct(img_unused, img_size, human_size)],
+        ["Containers", str(len(recs)), str(sum(r.is_running for r in recs)),
+         human_size(ctr_size), _pct(ctr_unused, ctr_size, human_size)],
+        ["Local Volumes", str(len(vols)), str(sum(bool(eng.volumes.users(v["Name"]))
+                                               for v in vols)),
+         human_size(sum(vol_sizes.values())), _pct(vol_unused, sum(vol_sizes.values()),
+                                                   human_size)],
+        ["Build Cache", "0", "0", "0B", "0B"],
+    ]
+    click.echo(table(rows, ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]))
+
+
+def _pct(part: int, whole: int, fmt) -> str:
+    if not whole:
+        return fmt(part)
+    return f"{fmt(part)} ({part * 100 // whole}%)"
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(system)
     cli.add_command(volume)

@@ -872,6 +872,12 @@ class Engine:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
+    def image_in_use(self, image_id: str) -> bool:
+        """Whether a container (in any state) was made from `image_id`: the
+        image service must not remove it (pass this as its `in_use`)."""
+        return bool(self.store.conn.execute(
+            "SELECT 1 FROM containers WHERE image_id = ? LIMIT 1", (str(image_id),)).fetchone())
+
     # wait -------------------------------------------------------------------------------
 
     def wait(self, ref: str) -> int:

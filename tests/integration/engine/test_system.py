@@ -91,3 +91,18 @@ def test_events(berth):
     out = berth.out("events", "--since", "1m", "--until", "0s", "--filter", "label=team=a")
     assert re.search(r"^\d{4}-\d\d-\d\dT[\d:.]+Z container create [0-9a-f]{64} \(image=busybox, "
                      r"name=evt, team=a\)$", out.splitlines()[0]), out
+
+
+def test_system_df_and_prune(berth):
+    berth.run("--name", "gone", "busybox", "true", check=True)
+    berth.run("-d", "--name", "kept", "busybox", "sleep", "100", check=True)
+    df = berth.out("system", "df").splitlines()
+    assert re.split(r"\s{2,}", df[0]) == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert re.split(r"\s{2,}", df[1])[:3] == ["Images", "1", "1"]
+    assert re.split(r"\s{2,}", df[2])[:3] == ["Containers", "2", "1"]
+    out = berth.out("system", "prune", "-f", "-a")
+    gone = berth.out("inspect", "-f", "{{.Id}}", "kept")
+    assert out.startswith("Deleted Containers:\n") and gone.strip() not in out
+    # the image is used by a container: kept even with -a
+    assert berth.out("ps", "-a", "--format", "{{.Names}}") == "kept\n"
+    assert "busybox" in berth.out("images")
