@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from berth.errors import InvalidArgumentError, UnavailableError
+from berth.image.tarball import TarHeaders, TarStream
 from berth.oci import digest as dg
 from berth.oci.digest import Digest
 
@@ -252,100 +253,6 @@ class _Inflater:
         return dg.from_hash(self.hash)
 
 
-class _TarStream:
-    """The plain tar as the chunks of an `_Inflater`, read forward only.
-    Headers are parsed by the standard library (`tarfile.TarInfo.fromtarfile`
-    needs only `read` and `tell`); file data is written from the chunks
-    without copying them."""
-
-    def __init__(self, source: _Inflater) -> None:
-        self._next = source.get
-        self.buf = b""
-        self.pos = 0
-        self.base = 0  # stream offset of buf[0]
-
-    def _fill(self) -> bool:
-        chunk = self._next()
-        if chunk is None:
-            return False
-        self.base += len(self.buf)
-        self.buf, self.pos = chunk, 0
-        return True
-
-    def tell(self) -> int:
-        return self.base + self.pos
-
-    def read(self, n: int) -> bytes:
-        end = self.pos + n
-        if end <= len(self.buf):
-            out = self.buf[self.pos:end]
-            self.pos = end
-            return out
-        parts = [self.buf[self.pos:]]
-        need = n - len(parts[0])
-        self.pos = len(self.buf)
-        while need > 0 and self._fill():
-            part = self.buf[:need]
-            parts.append(part)
-            need -= len(part)
-            self.pos = len(part)
-        return b"".join(parts)
-
-    def copy(self, fd: int | None, n: int, name: str) -> None:
-        """Write the next `n` bytes to `fd` (or skip them when None)."""
-        while n > 0:
-            if self.pos == len(self.buf) and not self._fill():
-                raise LayerError(f"apply layer entry {name!r}: truncated archive", path=name)
-            take = min(n, len(self.buf) - self.pos)
-            if fd is not None:
-                view = memoryview(self.buf)[self.pos:self.pos + take]
-                while view:
-                    view = view[os.write(fd, view):]
-            self.pos += take
-            n -= take
-
-    def skip_to(self, offset: int, name: str) -> None:
-        here = self.tell()
-        if offset < here:  # the standard library never asks for this
-            raise LayerError(f"apply layer entry {name!r}: bad tar archive: offset {offset} "
-                             f"is behind {here}", path=name)
-        self.copy(None, offset - here, name)
-
-
-class _TarHeaders:
-    """What `tarfile.TarInfo.fromtarfile` reads and sets on a TarFile: the
-    stream, the name encoding, global PAX headers and the offset of the next
-    header. Everything about header formats (ustar, GNU long names and
-    sparse maps, PAX, base-256 numbers, checksums) stays the standard
-    library's."""
-
-    def __init__(self, stream: _TarStream) -> None:
-        self.fileobj = stream
-        self.offset = 0
-        self.encoding = tarfile.ENCODING
-        self.errors = "surrogateescape"
-        self.pax_headers: dict[str, str] = {}
-
-    def next(self) -> tarfile.TarInfo | None:
-        """The next member, None at the end of the archive; as
-        `tarfile.TarFile.next` decides it."""
-        self.fileobj.skip_to(self.offset, "(archive)")
-        try:
-            return tarfile.TarInfo.fromtarfile(self)  # type: ignore[arg-type]
-        except tarfile.EOFHeaderError:
-            return None
-        except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as exc:
-            if self.offset == 0:
-                raise tarfile.ReadError(str(exc)) from None
-            return None
-        except tarfile.EmptyHeaderError:
-            if self.offset == 0:
-                raise tarfile.ReadError("empty file") from None
-            return None
-        except tarfile.SubsequentHeaderError as exc:
-            raise tarfile.ReadError(str(exc)) from None
-
-
 def clean_name(name: str, what: str = "entry") -> str:
     """The target-relative form of a layer entry name ('' for the root).
     Refuses absolute names and names that climb out with ``..``."""
@@ -470,8 +377,8 @@ class Applier:
         # into an empty target (a new snapshot), a path exists only if this
         # layer made it: most lstat, chown and chmod calls can be skipped
         self.fresh = not os.listdir(tree.root_fd)
-        stream = _TarStream(source)
-        headers = _TarHeaders(stream)
+        stream = TarStream(source.get)
+        headers = TarHeaders(stream)
         try:
             while (member := headers.next()) is not None:
                 self.entries += 1
@@ -491,7 +398,7 @@ class Applier:
         finally:
             tree.close()
 
-    def _entry(self, tree: _Tree, stream: _TarStream, m: tarfile.TarInfo) -> None:
+    def _entry(self, tree: _Tree, stream: TarStream, m: tarfile.TarInfo) -> None:
         rel = clean_name(m.name)
         if not rel:
             return  # the root itself: its metadata belongs to the snapshot
