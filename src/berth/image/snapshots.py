@@ -398,13 +398,15 @@ def mark_topdir(path: str) -> bool:
     """Mark `path` the top of directory hierarchies (chattr +T) where the
     filesystem has the flag; return whether it is set.
 
-    ext4's Orlov allocator then spreads each snapshot directory made in it
-    over the block groups with the most free inodes, instead of packing it
-    next to its siblings. That matters without a journal: every inode
-    allocation in a group first steps over each inode freed there in the last
-    minutes (ext4 `recently_deleted()`, a block lookup each), so a layer
-    unpacked where the previous one was just removed pays for that removal
-    on every file it creates. Best effort: other filesystems have no such flag."""
+    ext4's Orlov allocator then places each snapshot directory made in it in
+    a block group of its own choosing (fewest directories, at least average
+    free inodes and blocks), instead of next to its siblings. That matters
+    on ext4 without a journal: there every inode allocation in a group first
+    steps over each inode freed in that group in the last minute or more
+    (`find_inode_bit()` -> `recently_deleted()`, a buffer lookup each), so a
+    layer unpacked where the previous one was just removed pays for that
+    removal on every file it creates (measured: ~300 us instead of ~30 us
+    per file). Best effort: other filesystems have no such flag."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
