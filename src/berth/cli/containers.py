@@ -547,6 +547,92 @@ def update(ctx: click.Context, containers: tuple[str, ...], memory: str, memory_
     for_each(containers, lambda ref: eng.update(ref, changes))
 
 
+@command("attach")
+@click.option("--no-stdin", is_flag=True)
+@click.option("--detach-keys", default="ctrl-p,ctrl-q")
+@click.option("--sig-proxy/--no-sig-proxy", default=True)
+@click.argument("container")
+@click.pass_context
+def attach(ctx: click.Context, container: str, no_stdin: bool, detach_keys: str,
+           sig_proxy: bool) -> None:
+    """Attach to a running container's output (and, for a terminal, its
+    input; detach with ctrl-p ctrl-q)."""
+    import select
+
+    eng = engine(ctx)
+    rec = eng.get(container)
+    tty = bool(rec.config.get("Tty"))
+    keys = _detach_sequence(detach_keys)
+    pipe_r = pipe_w = -1
+    if tty and not no_stdin and rec.config.get("OpenStdin"):
+        pipe_r, pipe_w = os.pipe()
+    sock = eng.attach(container, 1, 2, pipe_r)
+    if pipe_r >= 0:
+        os.close(pipe_r)
+    if sig_proxy and not tty:
+        _proxy_signals(eng, rec.id)
+    restore = _raw_terminal(0) if pipe_w >= 0 and os.isatty(0) else None
+    code = 0
+    try:
+        watch = [sock.fileno()] + ([0] if pipe_w >= 0 else [])
+        typed = b""
+        buf = b""
+        while True:
+            ready, _, _ = select.select(watch, [], [])
+            if sock.fileno() in ready:
+                try:
+                    chunk = sock.recv(1024)
+                except OSError:
+                    chunk = b""
+                buf += chunk
+                if not chunk or b"\n" in buf:
+                    break
+            if 0 in ready:
+                data = os.read(0, 1024)
+                if not data:
+                    watch.remove(0)
+                    continue
+                typed = (typed + data)[-len(keys):]
+                if keys and typed.endswith(keys):
+                    if restore is not None:
+                        restore()
+                        restore = None
+                    click.echo("read escape sequence", err=True)
+                    return
+                os.write(pipe_w, data)
+        if b"\n" in buf:
+            from berth import jsonio
+
+            msg = jsonio.loads(buf.split(b"\n")[0])
+            if isinstance(msg, dict):
+                code = int(msg.get("exit", 0))
+        else:
+            code = eng.wait(rec.id)  # the monitor went away without a word
+    finally:
+        if restore is not None:
+            restore()
+        sock.close()
+        if pipe_w >= 0:
+            os.close(pipe_w)
+    ctx.exit(code)
+
+
+def _detach_sequence(spec: str) -> bytes:
+    out = b""
+    for key in filter(None, spec.split(",")):
+        if key.startswith("ctrl-") and len(key) == 6:
+            c = key[5]
+            special = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+            out += bytes([special[c] if c in special else ord(c.lower()) - 96])
+        elif len(key) == 1:
+            out += key.encode()
+        else:
+            from berth.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"invalid detach keys ({spec}) provided")
+    return out
+
+
 @command("port")
 @click.argument("container")
 @click.argument("private_port", required=False)
@@ -606,7 +692,7 @@ def register(cli: click.Group) -> None:
     from berth.cli import listing
 
     top = [run, create, start, stop, restart, kill, rm, pause, unpause, rename, wait, port,
-           why, exec_, update, *listing.COMMANDS]
+           why, exec_, update, attach, *listing.COMMANDS]
     for cmd in top:
         cli.add_command(cmd)
     group = click.Group("container", help="Manage containers.")

@@ -872,6 +872,37 @@ class Engine:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
+    def attach(self, ref: str, stdout: int, stderr: int, stdin: int = -1) -> Any:
+        """Connect to the monitor of a running container: its output is
+        copied to `stdout`/`stderr` from now on (and `stdin` to its terminal).
+        Returns the connection: the monitor writes ``{"exit": N}`` on it when
+        the container stops; closing it detaches."""
+        import _socket
+        import array
+
+        rec = self.get(ref)
+        if rec.status not in ("running", "paused"):
+            raise ConflictError("You cannot attach to a stopped container, start it first")
+        if not _alive(rec.monitor_pid, rec.monitor_start):
+            raise ConflictError(f"container {rec.id} has no monitor to attach to")
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC, 0)
+        cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            # relative to the bundle: a path of any length fits sun_path
+            os.chdir(self.bundle(rec.id))
+            sock.connect("attach.sock")
+        except OSError as exc:
+            sock.close()
+            raise ConflictError(f"attach to container {rec.id}: "
+                                f"{os.strerror(exc.errno or 0).lower()}") from None
+        finally:
+            os.fchdir(cwd)
+            os.close(cwd)
+        fds = [stdout, stderr] + ([stdin] if stdin >= 0 else [])
+        sock.sendmsg([b"attach"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                    array.array("i", fds).tobytes())])
+        return sock
+
     def image_in_use(self, image_id: str) -> bool:
         """Whether a container (in any state) was made from `image_id`: the
         image service must not remove it (pass this as its `in_use`)."""

@@ -92,6 +92,7 @@ class Stream:
         self.fd = fd
         self.log = log
         self.attach = attach
+        self.extra: list[int] = []  # fds of `berth attach` sessions
         self.buf = b""
 
     def read(self) -> bool:
@@ -112,6 +113,11 @@ class Stream:
                 # the attached CLI is gone: keep logging, stop copying
                 os.close(self.attach)
                 self.attach = -1
+        for fd in list(self.extra):
+            try:
+                _write_all(fd, data)
+            except OSError:
+                self.extra.remove(fd)
         self.buf += data
         while True:
             i = self.buf.find(b"\n")
@@ -156,6 +162,8 @@ class Monitor:
         self.conn = None
         hc = cfg.get("healthcheck")
         self.health = Health(hc) if hc else None
+        self.listener = None
+        self.sessions: list[Session] = []
 
     def note(self, text: str) -> None:
         os.write(self.diag, f"{_now()} {text}\n".encode())
@@ -279,6 +287,7 @@ class Monitor:
                 self.note(f"delete after exit: {exc}")
             row = self.row()
             if row is None:  # removed meanwhile (rm -f)
+                self.end_sessions(code)
                 return code
             reason = _reason(code, signaled, oom, bool(row["stop_requested"]))
             if row["reason"].startswith("unhealthy:"):
@@ -291,6 +300,8 @@ class Monitor:
             if oom:
                 self.event("oom")
             self.event("die", exitCode=code)
+            # after the record: an attach that comes later sees it stopped
+            self.end_sessions(code)
             if not restart:
                 return code
             # Docker's back-off: 100 ms doubling, capped at 1 min, reset when
@@ -305,6 +316,82 @@ class Monitor:
                     if row is not None:
                         self.record(status="exited")
                     return code
+
+    def listen(self) -> None:
+        """The attach socket: BUNDLE/attach.sock, a path socket in the
+        bundle (under the 0700 data root), bound relative to it so any
+        --root fits sun_path (never an abstract socket, CVE-2020-15257)."""
+        import _socket
+
+        os.chdir(self.bundle)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink("attach.sock")
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC, 0)
+        sock.bind("attach.sock")
+        os.chmod("attach.sock", 0o600)
+        sock.listen(8)
+        sock.setblocking(False)
+        self.listener = sock
+
+    def accept(self, streams: dict, master: int) -> int:
+        """A `berth attach`: its stdout/stderr fds (and a pipe of its input
+        for a terminal) arrive with SCM_RIGHTS; returns the input fd or -1."""
+        import _socket
+
+        try:
+            cfd, _ = self.listener._accept()
+        except OSError:
+            return -1
+        conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, cfd)
+        conn.settimeout(2)
+        try:
+            _msg, anc, _f, _a = conn.recvmsg(1024, _socket.CMSG_SPACE(4 * 3))
+        except OSError:
+            conn.close()
+            return -1
+        fds = []
+        for level, kind, data in anc:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                fds.extend(int.from_bytes(data[i:i + 4], sys.byteorder)
+                           for i in range(0, len(data) - len(data) % 4, 4))
+        if len(fds) < 2:
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return -1
+        conn.setblocking(False)
+        sess = Session(conn, fds[0], fds[1], fds[2] if len(fds) > 2 else -1)
+        self.sessions.append(sess)
+        out = [st for st in streams.values() if st.name == "stdout"]
+        err = [st for st in streams.values() if st.name == "stderr"]
+        if out:
+            out[0].extra.append(sess.out)
+        if err:
+            err[0].extra.append(sess.err)
+        if sess.inp >= 0 and master < 0:
+            os.close(sess.inp)  # input only goes to a terminal
+            sess.inp = -1
+        return sess.inp
+
+    def drop(self, sess: "Session", streams: dict) -> None:
+        for st in streams.values():
+            for fd in (sess.out, sess.err):
+                if fd in st.extra:
+                    st.extra.remove(fd)
+        sess.close()
+        if sess in self.sessions:
+            self.sessions.remove(sess)
+
+    def end_sessions(self, code: int) -> None:
+        for sess in list(self.sessions):
+            try:
+                sess.conn.setblocking(True)
+                sess.conn.settimeout(1)
+                sess.conn.send(f'{{"exit": {code}}}\n'.encode())
+            except OSError:
+                pass
+            sess.close()
+        self.sessions = []
 
     def start_container(self, stdio: tuple[int, int, int]) -> dict:
         if not self.cfg.get("tty"):
@@ -459,6 +546,12 @@ class Monitor:
             poller.register(pidfd, select.POLLIN)
         if relay_in >= 0:
             poller.register(relay_in, select.POLLIN | select.POLLHUP)
+        master = out_r if err_r < 0 else -1
+        listen_fd = self.listener.fileno() if self.listener is not None else -1
+        if listen_fd >= 0:
+            poller.register(listen_fd, select.POLLIN)
+        session_of: dict[int, Session] = {}
+        inputs: dict[int, Session] = {}
         status = None
         drain_deadline = None
         while streams:
@@ -476,6 +569,39 @@ class Monitor:
                 if fd == pidfd:
                     poller.unregister(pidfd)
                     continue
+                if fd == listen_fd:
+                    n = len(self.sessions)
+                    inp = self.accept(streams, master)
+                    if len(self.sessions) > n:
+                        sess = self.sessions[-1]
+                        session_of[sess.conn.fileno()] = sess
+                        poller.register(sess.conn.fileno(), select.POLLIN | select.POLLHUP)
+                        if inp >= 0:
+                            inputs[inp] = sess
+                            poller.register(inp, select.POLLIN | select.POLLHUP)
+                    continue
+                if fd in session_of:
+                    sess = session_of.pop(fd)
+                    poller.unregister(fd)
+                    if sess.inp in inputs:
+                        poller.unregister(sess.inp)
+                        del inputs[sess.inp]
+                    self.drop(sess, streams)
+                    continue
+                if fd in inputs:
+                    try:
+                        data = os.read(fd, 65536)
+                    except OSError:
+                        data = b""
+                    if data and master >= 0:
+                        with contextlib.suppress(OSError):
+                            _write_all(master, data)
+                    if not data:
+                        poller.unregister(fd)
+                        sess = inputs.pop(fd)
+                        os.close(fd)
+                        sess.inp = -1
+                    continue
                 if fd == relay_in:
                     try:
                         data = os.read(relay_in, 65536)
@@ -489,6 +615,8 @@ class Monitor:
                     if not data:
                         poller.unregister(relay_in)
                         relay_in = -1
+                    continue
+                if fd not in streams:
                     continue
                 if not streams[fd].read():
                     poller.unregister(fd)
@@ -529,6 +657,10 @@ class Monitor:
                 except OSError:
                     pass
         self.attach_out = self.attach_err = -1
+        if self.listener is not None:
+            self.listener.close()
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.bundle, "attach.sock"))
         self.log.close()
         try:
             _unmount(os.path.join(self.bundle, "rootfs"))
@@ -567,6 +699,26 @@ class Monitor:
             eng.close()
         except BaseException as exc:
             self.note(f"auto-remove: {exc}")
+
+
+class Session:
+    """One `berth attach`: its socket (closed by the CLI = detached), its
+    output fds and, for a terminal, its input."""
+
+    def __init__(self, conn: object, out: int, err: int, inp: int) -> None:
+        self.conn = conn
+        self.out = out
+        self.err = err
+        self.inp = inp
+
+    def close(self) -> None:
+        for fd in (self.out, self.err, self.inp):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.out = self.err = self.inp = -1
+        with contextlib.suppress(OSError):
+            self.conn.close()  # type: ignore[attr-defined]
 
 
 class Health:
@@ -829,6 +981,10 @@ def main(argv: list[str]) -> int:
     except OSError:
         pass
     mon = Monitor(cfg)
+    try:
+        mon.listen()
+    except OSError as exc:
+        mon.note(f"attach socket: {exc}")
     # the container's processes are forked from here: keep the imported
     # modules' objects out of the collector so their pages stay shared
     gc.freeze()

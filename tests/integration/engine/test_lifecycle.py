@@ -199,3 +199,56 @@ def test_logs_follow_across_rotation(berth):
               "[ $((i % 10)) = 0 ] && sleep 0.1; done", check=True)
     p = berth("logs", "-f", "rot", timeout=30)
     assert p.stdout.split() == [f"line{i}" for i in range(60)]
+
+
+def test_attach_output_and_exit_code(berth_rt):
+    b = berth_rt
+    b.run("-d", "--name", "at", "busybox", "sh", "-c",
+          "sleep 1; for i in 1 2 3; do echo tick$i; sleep 0.2; done; exit 5", check=True)
+    p = b("attach", "at", timeout=30)
+    assert (p.returncode, p.stdout) == (5, "tick1\ntick2\ntick3\n")
+    p = b("attach", "at")
+    assert p.returncode == 1 and "You cannot attach to a stopped container" in p.stderr
+
+
+def test_attach_terminal_input_and_detach(berth):
+    """`attach` to a `run -dit` shell from a terminal: keys reach it, its
+    answers come back, ctrl-p ctrl-q detaches and the shell runs on."""
+    import os
+    import pty
+    import select
+
+    from tests.integration.engine.conftest import BERTH
+
+    berth.run("-dit", "--name", "sh1", "busybox", "sh", check=True)
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ.update(berth.env)
+        os.execv(BERTH, [BERTH, "attach", "sh1"])
+    out = b""
+    deadline = time.monotonic() + 20
+    step = 0
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.3)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        if step == 0:
+            time.sleep(0.5)
+            os.write(fd, b"echo hi-$((20+22))\r")
+            step = 1
+        elif step == 1 and b"hi-42" in out:
+            os.write(fd, b"\x10\x11")  # ctrl-p ctrl-q
+            step = 2
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert b"hi-42" in out, out
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    assert b"read escape sequence" in out
+    assert berth.out("inspect", "-f", "{{.State.Status}}", "sh1") == "running\n"
+    assert "hi-42" in berth.out("logs", "sh1")
