@@ -102,7 +102,9 @@ def serve(cmd_prefix: list[str], port: int) -> subprocess.Popen:
 
 def stream(cmd_prefix: list[str], host: str, port: int, nbytes: int) -> float:
     p = subprocess.run([*cmd_prefix, sys.executable, "-c", CLIENT, host, str(port), str(nbytes)],
-                       capture_output=True, text=True, check=True, timeout=300)
+                       capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        raise RuntimeError(f"stream to {host}:{port}: {p.stderr.strip().splitlines()[-1:]}")
     return float(p.stdout.strip())
 
 
@@ -211,8 +213,8 @@ class DockerSide:
     port_label = "docker (docker-proxy: --iptables=false)"
 
     def __init__(self, workdir: str, taken: list[ipaddress.IPv4Network]) -> None:
-        from berth.image.busybox import make_busybox_rootfs
 
+        os.makedirs(workdir, exist_ok=True)
         self.dir = workdir
         self.sock = f"{workdir}/docker.sock"
         self.log = open(f"{workdir}/dockerd.log", "w")  # noqa: SIM115 (lives with dockerd)
@@ -223,12 +225,22 @@ class DockerSide:
              "--ip-masq=false", "--bridge=none",
              "--default-ulimit", "nofile=1024:1024", "--default-ulimit", "nproc=1000:1000"],
             stdout=self.log, stderr=subprocess.STDOUT)
+        self.server: subprocess.Popen | None = None
+        try:
+            self._setup(workdir, taken)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, workdir: str, taken: list[ipaddress.IPv4Network]) -> None:
+        from berth.image.busybox import make_busybox_rootfs
+
         for _ in range(300):
             if self.docker("version", check=False).returncode == 0:
                 break
             time.sleep(0.1)
         else:
-            raise SystemExit("dockerd did not start; see " + f"{workdir}/dockerd.log")
+            raise RuntimeError("dockerd did not start; see " + f"{workdir}/dockerd.log")
         rootfs = f"{workdir}/bb-rootfs"
         make_busybox_rootfs(rootfs)
         subprocess.run(f"tar -C {rootfs} -c . | docker -H unix://{self.sock} import - "
@@ -237,20 +249,23 @@ class DockerSide:
         self.docker("network", "create", "--subnet", str(net), "-o",
                     "com.docker.network.bridge.name=brt-dbench", "bench")
         self.port = free_port()
-        self.docker("run", "-d", "--name", "a", "--network", "bench", "bench-busybox",
+        self.docker("run", "-d", "--name", "bench-a", "--network", "bench", "bench-busybox",
                     "sleep", "3600")
-        self.docker("run", "-d", "--name", "b", "--network", "bench", "-p",
+        self.docker("run", "-d", "--name", "bench-b", "--network", "bench", "-p",
                     f"{self.port}:5001", "bench-busybox", "sleep", "3600")
-        self.pid_a = self.docker("inspect", "-f", "{{.State.Pid}}", "a").stdout.strip()
-        self.pid_b = self.docker("inspect", "-f", "{{.State.Pid}}", "b").stdout.strip()
+        self.pid_a = self.docker("inspect", "-f", "{{.State.Pid}}", "bench-a").stdout.strip()
+        self.pid_b = self.docker("inspect", "-f", "{{.State.Pid}}", "bench-b").stdout.strip()
         self.ip_b = self.docker("inspect", "-f",
                                 "{{.NetworkSettings.Networks.bench.IPAddress}}",
-                                "b").stdout.strip()
+                                "bench-b").stdout.strip()
         self.server = serve(["nsenter", "-t", self.pid_b, "-n"], 5001)
 
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker", "-H", f"unix://{self.sock}", *args],
-                              capture_output=True, text=True, check=check, timeout=120)
+        p = subprocess.run(["docker", "-H", f"unix://{self.sock}", *args],
+                           capture_output=True, text=True, timeout=120)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)}: {p.stderr.strip()}")
+        return p
 
     def ns_to_ns(self, nbytes: int) -> float:
         return stream(["nsenter", "-t", self.pid_a, "-n"], self.ip_b, 5001, nbytes)
@@ -259,9 +274,10 @@ class DockerSide:
         return stream([], host_address(), self.port, nbytes)
 
     def close(self) -> None:
-        self.server.kill()
-        self.server.wait()
-        self.docker("rm", "-f", "a", "b", check=False)
+        if self.server is not None:
+            self.server.kill()
+            self.server.wait()
+        self.docker("rm", "-f", "bench-a", "bench-b", check=False)
         self.docker("network", "rm", "bench", check=False)
         self.proc.terminate()
         self.proc.wait(timeout=60)
@@ -270,10 +286,71 @@ class DockerSide:
         subprocess.run(["umount", "-R", f"{self.dir}/docker-exec"], capture_output=True)
 
 
+def bench_run(args: argparse.Namespace, taken: list[ipaddress.IPv4Network]) -> None:
+    from common import alternate, report
+
+    berth = os.path.join(REPO, ".venv", "bin", "berth")
+    work = tempfile.mkdtemp(prefix="berth-netbench-run-")
+    env = {**os.environ, "BERTH_ROOT": f"{work}/root", "BERTH_STATE": f"{work}/state",
+           "BERTH_BRIDGE": "brt-rbench", "BERTH_BRIDGE_SUBNET": str(free_subnet(taken))}
+    os.environ.update(env)
+    docker = None
+    try:
+        subprocess.run([berth, "image", "bootstrap", "busybox"], check=True, capture_output=True)
+        subprocess.run([berth, "network", "create", "--subnet", str(free_subnet(taken)), "-o",
+                        "com.docker.network.bridge.name=brt-rbench2", "many"], check=True,
+                       capture_output=True)
+        cmds = {"berth": [berth, "run", "--rm", "busybox", "true"]}
+        if args.peer == "docker":
+            docker = DockerSide(f"{work}/docker-side", taken)
+            cmds["docker"] = ["docker", "-H", f"unix://{docker.sock}", "run", "--rm",
+                              "--network", "bench", "bench-busybox", "true"]
+        else:
+            cmds["none"] = [berth, "run", "--rm", "--network", "none", "busybox", "true"]
+        res = alternate(cmds, runs=args.runs, warmup=3)
+        peer = "docker" if docker else "none"
+        report(f"run --rm (default bridge vs {peer})", res["berth"], peer, res[peer])
+
+        def parallel(argv_for) -> float:
+            t0 = time.perf_counter()
+            procs = [subprocess.Popen(argv_for(i), stdout=subprocess.DEVNULL)
+                     for i in range(20)]
+            for p in procs:
+                if p.wait() != 0:
+                    raise RuntimeError("a parallel run -d failed")
+            return (time.perf_counter() - t0) * 1000
+
+        b_times, p_times = [], []
+        for r in range(3):
+            b_times.append(parallel(lambda i, r=r: [berth, "run", "-d", "--network", "many",
+                                                    "--name", f"m{r}-{i}", "busybox",
+                                                    "sleep", "600"]))
+            subprocess.run(f"{berth} rm -f $({berth} ps -aq)", shell=True, capture_output=True)
+            if docker:
+                p_times.append(parallel(lambda i, r=r: [
+                    "docker", "-H", f"unix://{docker.sock}", "run", "-d", "--network", "bench",
+                    "--name", f"m{r}-{i}", "bench-busybox", "sleep", "600"]))
+                docker.docker("rm", "-f", *[f"m{r}-{i}" for i in range(20)], check=False)
+        if docker:
+            report("20 containers started in parallel on one network", b_times, "docker",
+                   p_times)
+        else:
+            print(f"20 containers started in parallel on one network: berth "
+                  f"{statistics.median(b_times):.0f} ms (median of 3; no peer)")
+    finally:
+        subprocess.run(f"{berth} rm -f $({berth} ps -aq)", shell=True, capture_output=True)
+        subprocess.run([berth, "network", "rm", "many"], capture_output=True)
+        if docker:
+            docker.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--what", choices=["throughput", "run"], default="throughput")
     ap.add_argument("--mb", type=int, default=1024, help="megabytes per transfer")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=15, help="runs of `run --rm` (--what run)")
     ap.add_argument("--peer", choices=["kernel", "docker"], default="kernel")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -282,6 +359,9 @@ def main() -> None:
     from berth.network.netlink import host_routes
 
     taken = host_routes()
+    if args.what == "run":
+        bench_run(args, taken)
+        return
     nbytes = args.mb * 1_000_000
     work = tempfile.mkdtemp(prefix="berth-netbench-")
     berth = peer = None
