@@ -193,3 +193,22 @@ def check_network_options(network_mode: str, ip: str | None) -> None:
     if ip and mode in (DEFAULT_NETWORK, "default", *NO_NETWORK):
         raise InvalidArgumentError("user specified ip address is supported on user defined "
                                    "networks only")
+
+
+def ports_column(paths: Paths) -> dict[str, str]:
+    """`docker ps` PORTS of every container with published ports, by id:
+    ``0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp``."""
+    from berth.network.store import NetworkStore
+
+    if not os.path.exists(paths.database):
+        return {}
+    store = NetworkStore(paths.database)
+    try:
+        out: dict[str, list[str]] = {}
+        for ep in store.endpoints():
+            for m in ep.ports:
+                out.setdefault(ep.container_id, []).append(
+                    f"{m.host_ip or '0.0.0.0'}:{m.host_port}->{m.key}")
+        return {cid: ", ".join(v) for cid, v in out.items()}
+    finally:
+        store.close()
