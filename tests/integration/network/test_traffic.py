@@ -157,3 +157,26 @@ def test_bridge_and_table_exist_only_while_used(nm, boxes):
     assert f"table ip {nm.table}" not in nft_tables()
     p = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True)
     assert net.bridge not in p.stdout
+
+
+def test_custom_gateway_and_ip_range(nm, boxes):
+    import ipaddress
+
+    subnet = ipaddress.IPv4Network(free_subnet())
+    gw = str(subnet.network_address + 254)
+    rng = f"{subnet.network_address + 64}/26"
+    net = nm.create("custom", subnet=str(subnet), gateway=gw, ip_range=rng,
+                    options={OPT_BRIDGE_NAME: bridge_name()})
+    a, b = boxes("a"), boxes("b")
+    ea = nm.attach("a" * 64, a.pid, "custom")
+    assert str(ea.ip) == str(subnet.network_address + 64)
+    assert f"default via {gw} " in a.run("ip", "route").stdout
+    p = subprocess.run(["ip", "-4", "-o", "addr", "show", net.bridge], capture_output=True,
+                       text=True)
+    assert f"{gw}/{subnet.prefixlen}" in p.stdout
+    # a static address outside the range but inside the subnet is allowed
+    eb = nm.attach("b" * 64, b.pid, "custom", ip=str(subnet.network_address + 9))
+    b.serve("tcp", 80)
+    assert a.tcp(str(eb.ip), 80) == f"peer={ea.ip}"
+    nm.release_all("a" * 64)
+    nm.release_all("b" * 64)
