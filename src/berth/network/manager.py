@@ -198,6 +198,7 @@ class NetworkManager:
     def remove(self, ref: str) -> Network:
         if ref in ("host", "none", DEFAULT_NETWORK):
             raise ConflictError(f"{ref} is a pre-defined network and cannot be removed")
+        nft.nft_binary()
         with self._locked():
             net = self.store.find_network(ref)
             self._collect_garbage()
@@ -399,6 +400,7 @@ class NetworkManager:
     def detach(self, container_id: str, network: str, *, force: bool = False) -> None:
         """Disconnect the container from `network`: its veth, address, ports
         and (with its last user-defined network) its DNS server go."""
+        nft.nft_binary()
         with self._locked():
             net = self.store.find_network(network) if network not in (
                 "bridge", "default") else self.ensure_default()
@@ -412,6 +414,8 @@ class NetworkManager:
 
     def release_all(self, container_id: str) -> None:
         """Everything the container got, on stop or rm; safe to call twice."""
+        if self.store.endpoints(container_id=container_id):
+            nft.nft_binary()
         with self._locked():
             for ep in self.store.endpoints(container_id=container_id):
                 self._detach(ep, self.store.find_network(ep.network_id))

@@ -159,3 +159,58 @@ def test_start_request_from_docker_fields():
     assert len(req["ports"]) == 2 and req["ports"][0]["host_port"] == 8080
     for mode in ("none", "host", "container:abc"):
         assert start_request({"NetworkMode": mode}, {}, "x") is None
+
+
+def test_dns_server_answers_and_forwards_on_loopback():
+    """The serving loop on 127.0.0.1 sockets (no namespaces): local names over
+    UDP and TCP, other names forwarded to an upstream, answers matched by id."""
+    import os
+    import socket
+    import threading
+
+    from berth.network.dns import Server
+
+    def udp() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        return s
+
+    upstream_server = udp()
+
+    def fake_upstream() -> None:
+        msg, peer = upstream_server.recvfrom(4096)
+        upstream_server.sendto(build_answer(msg, parse_question(msg), ["192.0.2.77"]), peer)
+
+    threading.Thread(target=fake_upstream, daemon=True).start()
+    listen_udp, forward = udp(), udp()
+    listen_tcp = socket.socket()
+    listen_tcp.bind(("127.0.0.1", 0))
+    listen_tcp.listen(4)
+    r, w = os.pipe()
+    srv = Server(listen_udp, listen_tcp, forward, [upstream_server.getsockname()],
+                 lambda name: ["10.1.0.2"] if name == "web" else [], r)
+    t = threading.Thread(target=srv.serve, daemon=True)
+    t.start()
+    client = udp()
+    client.settimeout(5)
+    client.sendto(_query("web"), listen_udp.getsockname())
+    assert client.recv(4096).endswith(ipaddress.IPv4Address("10.1.0.2").packed)
+    client.sendto(_query("example.test"), listen_udp.getsockname())
+    ans = client.recv(4096)
+    assert ans[:2] == b"\x12\x34"  # the client's own id, not the forwarder's
+    assert ans.endswith(ipaddress.IPv4Address("192.0.2.77").packed)
+    with socket.create_connection(listen_tcp.getsockname(), timeout=5) as c:
+        q = _query("web")
+        c.sendall(struct.pack("!H", len(q)) + q)
+        n = struct.unpack("!H", c.recv(2))[0]
+        data = b""
+        while len(data) < n:
+            data += c.recv(n - len(data))
+    assert data.endswith(ipaddress.IPv4Address("10.1.0.2").packed)
+    os.write(w, b"x")  # the watched process "exits": the loop returns
+    t.join(5)
+    assert not t.is_alive()
+    for s in (listen_udp, listen_tcp, forward, client, upstream_server):
+        s.close()
+    os.close(r)
+    os.close(w)
