@@ -28,11 +28,13 @@ import os
 import sys
 import time
 
+from berth.engine.health import Health
+from berth.engine.logwriter import JsonFileLog, Stream, write_all
+
 STATUS_FD = 3
 ATTACH_OUT_FD = 4
 ATTACH_ERR_FD = 5
 ATTACH_IN_FD = 6
-PARTIAL_MAX = 16 * 1024  # Docker's json-file splits lines longer than this
 FINISH_DRAIN_S = 2.0
 
 
@@ -40,107 +42,6 @@ def _now() -> str:
     t = time.time_ns()
     return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 1_000_000_000))
             + f".{t % 1_000_000_000:09d}Z")
-
-
-class JsonFileLog:
-    """Docker's json-file driver: one JSON object per line,
-    ``{"log":"text\\n","stream":"stdout","time":"...Z"}``, rotated to
-    PATH.1 ... PATH.(max_file-1) when PATH would pass max_size bytes."""
-
-    def __init__(self, path: str, max_size: int, max_file: int) -> None:
-        self.path = path
-        self.max_size = max_size
-        self.max_file = max(1, max_file)
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self.size = os.fstat(self.fd).st_size
-
-    def write(self, stream: str, data: bytes) -> None:
-        from berth import jsonio
-
-        line = (jsonio.dumps({"log": data.decode("utf-8", errors="replace"), "stream": stream,
-                              "time": _now()}) + "\n").encode()
-        if self.max_size > 0 and self.size + len(line) > self.max_size and self.size > 0:
-            self.rotate()
-        os.write(self.fd, line)
-        self.size += len(line)
-
-    def rotate(self) -> None:
-        os.close(self.fd)
-        if self.max_file > 1:
-            for i in range(self.max_file - 1, 1, -1):
-                try:
-                    os.rename(f"{self.path}.{i - 1}", f"{self.path}.{i}")
-                except FileNotFoundError:
-                    pass
-            os.rename(self.path, f"{self.path}.1")
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        else:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        self.fd = os.open(self.path, flags, 0o640)
-        self.size = 0
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-class Stream:
-    """One of the container's output pipes: split into lines for the log,
-    copied raw to the attached CLI."""
-
-    def __init__(self, name: str, fd: int, log: JsonFileLog, attach: int) -> None:
-        self.name = name
-        self.fd = fd
-        self.log = log
-        self.attach = attach
-        self.extra: list[int] = []  # fds of `berth attach` sessions
-        self.buf = b""
-
-    def read(self) -> bool:
-        """Read what is there; False at EOF."""
-        try:
-            data = os.read(self.fd, 65536)
-        except BlockingIOError:
-            return True
-        except OSError:
-            data = b""  # EIO: a pty master whose last slave closed
-        if not data:
-            self.flush()
-            return False
-        if self.attach >= 0:
-            try:
-                _write_all(self.attach, data)
-            except OSError:
-                # the attached CLI is gone: keep logging, stop copying
-                os.close(self.attach)
-                self.attach = -1
-        for fd in list(self.extra):
-            try:
-                _write_all(fd, data)
-            except OSError:
-                self.extra.remove(fd)
-        self.buf += data
-        while True:
-            i = self.buf.find(b"\n")
-            if i < 0:
-                break
-            self.log.write(self.name, self.buf[: i + 1])
-            self.buf = self.buf[i + 1:]
-        while len(self.buf) >= PARTIAL_MAX:
-            self.log.write(self.name, self.buf[:PARTIAL_MAX])
-            self.buf = self.buf[PARTIAL_MAX:]
-        return True
-
-    def flush(self) -> None:
-        if self.buf:
-            self.log.write(self.name, self.buf)
-            self.buf = b""
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
 
 
 class Monitor:
@@ -474,7 +375,7 @@ class Monitor:
                 out = {"error": getattr(exc, "message", None) or str(exc),
                        "category": getattr(exc, "category", "internal")}
             try:
-                _write_all(w, jsonio.dumps(out).encode())
+                write_all(w, jsonio.dumps(out).encode())
             finally:
                 os._exit(0)
         os.close(w)
@@ -595,7 +496,7 @@ class Monitor:
                         data = b""
                     if data and master >= 0:
                         with contextlib.suppress(OSError):
-                            _write_all(master, data)
+                            write_all(master, data)
                     if not data:
                         poller.unregister(fd)
                         sess = inputs.pop(fd)
@@ -609,7 +510,7 @@ class Monitor:
                         data = b""
                     if data:
                         try:
-                            _write_all(out_r, data)
+                            write_all(out_r, data)
                         except OSError:
                             data = b""
                     if not data:
@@ -719,142 +620,6 @@ class Session:
         self.out = self.err = self.inp = -1
         with contextlib.suppress(OSError):
             self.conn.close()  # type: ignore[attr-defined]
-
-
-class Health:
-    """Docker's HEALTHCHECK: the test command run in the container every
-    `interval` (the first after `interval`), failing after `timeout`; the
-    container is unhealthy after `retries` failures in a row (failures
-    during `start_period` do not count). The last 5 results are kept, as
-    Docker's State.Health.Log. `on_failure` (berth's own) acts once the
-    container turns unhealthy: none, kill, restart or stop."""
-
-    def __init__(self, cfg: dict) -> None:
-        self.test: list[str] = cfg["Test"]
-        self.interval = cfg.get("Interval", 30e9) / 1e9
-        self.timeout = cfg.get("Timeout", 30e9) / 1e9
-        self.retries = cfg.get("Retries", 3)
-        self.start_period = cfg.get("StartPeriod", 0) / 1e9
-        self.on_failure = cfg.get("OnFailure", "none")
-        self.state: dict = {}
-        self.reported = ""
-        self.next = 0.0
-        self.started = 0.0
-
-    def reset(self, mon: "Monitor") -> None:
-        self.started = time.monotonic()
-        self.next = self.started + self.interval
-        self.state = {"Status": "starting", "FailingStreak": 0, "Log": []}
-        mon.record(health=_json(self.state))
-        mon.close_db()
-
-    def due(self) -> float:
-        return self.next - time.monotonic()
-
-    def probe(self, mon: "Monitor") -> None:
-        start = _now()
-        code, output = self.run(mon)
-        end = _now()
-        self.next = time.monotonic() + self.interval
-        st = self.state
-        st["Log"] = [*st["Log"], {"Start": start, "End": end, "ExitCode": code,
-                                  "Output": output}][-5:]
-        if code == 0:
-            st["Status"] = "healthy"
-            st["FailingStreak"] = 0
-        elif time.monotonic() - self.started >= self.start_period:
-            st["FailingStreak"] += 1
-            if st["FailingStreak"] >= self.retries:
-                turned = st["Status"] != "unhealthy"
-                st["Status"] = "unhealthy"
-                if turned:
-                    self.act(mon)
-        mon.record(health=_json(st))
-        if st["Status"] != self.reported:
-            self.reported = st["Status"]
-            mon.event(f"health_status: {st['Status']}")
-        mon.close_db()
-
-    def act(self, mon: "Monitor") -> None:
-        if self.on_failure in ("kill", "restart", "stop"):
-            mon.note(f"unhealthy: {self.on_failure}")
-            if self.on_failure == "stop":
-                mon.record(stop_requested=1)
-            mon.record(reason=f"unhealthy:{self.on_failure}")
-            try:
-                mon.rt.kill(mon.cid, 9 if self.on_failure != "stop" else 15)
-            except BaseException as exc:
-                mon.note(f"unhealthy: kill: {exc}")
-
-    def run(self, mon: "Monitor") -> tuple[int, str]:
-        """Run the test in the container from a fork (the runtime's exec),
-        its output captured (up to 4 KiB, as Docker), killed at the timeout."""
-        if not self.test or self.test[0] == "NONE":
-            return 0, ""
-        args = self.test[1:]
-        if self.test[0] == "CMD-SHELL":
-            args = ["/bin/sh", "-c", " ".join(args)]
-        import select
-
-        from berth import jsonio
-
-        proc_file = os.path.join(mon.bundle, "health.json")
-        try:
-            spec = jsonio.load_file(os.path.join(mon.bundle, "config.json"))
-            proc = dict(spec["process"])  # type: ignore[index]
-        except (OSError, ValueError, KeyError, TypeError):
-            return -1, "health check: no container config"
-        proc.update({"args": args, "terminal": False})
-        with open(proc_file, "w") as f:
-            f.write(jsonio.dumps(proc))
-        r, w = os.pipe()
-        helper = os.fork()
-        if helper == 0:
-            code = 1
-            try:
-                os.close(r)
-                null = os.open("/dev/null", os.O_RDONLY)
-                os.dup2(null, 0)
-                os.dup2(w, 1)
-                os.dup2(w, 2)
-                code = mon.rt.exec(mon.cid, proc_file)
-            except BaseException as exc:
-                os.write(2, f"{getattr(exc, 'message', exc)}\n".encode())
-                code = 126
-            finally:
-                os._exit(code & 0xFF)
-        os.close(w)
-        out = b""
-        deadline = time.monotonic() + self.timeout
-        timed_out = False
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
-                break
-            ready, _, _ = select.select([r], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(r, 4096)
-            if not chunk:
-                break
-            out = (out + chunk)[:4096]
-        os.close(r)
-        if timed_out:
-            try:
-                os.kill(helper, 9)
-            except ProcessLookupError:
-                pass
-        _, status = os.waitpid(helper, 0)
-        if timed_out:
-            return -1, f"Health check exceeded timeout ({self.timeout:g}s)"
-        return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
-
-
-def _json(obj: object) -> str:
-    from berth import jsonio
-
-    return jsonio.dumps(obj)
 
 
 def _reap(pid: int) -> int | None:
