@@ -23,11 +23,7 @@ import logging
 import os
 import random
 import secrets
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -35,12 +31,11 @@ from typing import Any
 from berth.errors import (
     BerthError,
     ConflictError,
-    InternalError,
     InvalidArgumentError,
     NotFoundError,
     UnavailableError,
 )
-from berth.network import nft
+from berth.network import dnsctl, nft
 from berth.network.model import (
     DEFAULT_BRIDGE,
     DEFAULT_MTU,
@@ -294,45 +289,67 @@ class NetworkManager:
         if ports and net.internal:
             ports = []  # Docker: nothing is published from an internal network
         errors: list[str] = []
-        with self._locked():
-            self._collect_garbage()
-            with contextlib.ExitStack() as undo:
-                undo.callback(self._quiet, self._sync_firewall, errors)
-                host_veth = "veth" + secrets.token_hex(4)[:7]
-                ep = self.store.allocate(
-                    net, container_id, ip=want_ip, mac=mac, ifname="", host_veth=host_veth,
-                    aliases=aliases, name=name, netns=path)
-                undo.callback(self._quiet, lambda: self.store.release(ep.id), errors)
-                resolved = self._resolve_ports(ep, ports)
-                self.store.set_ports(ep.id, resolved)
-                if not netlink.link_exists(net.bridge):
-                    self._check_routes(net)
-                if netlink.ensure_bridge(net.bridge, ipaddress.IPv4Interface(
-                        f"{net.gateway}/{net.subnet.prefixlen}"), net.mtu):
-                    undo.callback(self._quiet, lambda: self._remove_bridge_if_unused(net),
-                                  errors)
-                if not net.internal:
-                    netlink.write_sysctl("net/ipv4/ip_forward", "1")
-                ifname = netlink.add_veth(host_veth, net.bridge, netns,
-                                          ipaddress.IPv4Interface(ep.cidr),
-                                          None if net.internal else net.gateway, net.mtu, ep.mac)
-                self.store.set_ifname(ep.id, ifname)
-                if resolved:
-                    # a container reaching its own published port (hairpin NAT)
-                    # comes back out of the bridge port it came in by
-                    netlink.set_hairpin(host_veth)
-                undo.callback(self._quiet, lambda: netlink.delete_link(host_veth), errors)
-                if any(p.host_ip in ("", "127.0.0.1") for p in resolved):
-                    # DNAT of 127.0.0.1 to a container routes a loopback source out of
-                    # the bridge, which the kernel drops as martian without this
-                    netlink.write_sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
-                self._sync_firewall()
-                if net.has_dns:
-                    self._ensure_dns(container_id, path, netns if isinstance(netns, int)
-                                     else None, dns, undo, errors)
-                undo.pop_all()
-            result = self.store.endpoints(network_id=net.id, container_id=container_id)[0]
-        return result
+        import pyroute2  # noqa: F401  (its ~250 ms import, not under the lock)
+
+        try:
+            with contextlib.ExitStack() as outer:
+                with self._locked():
+                    self._collect_garbage()
+                    self._attach_locked(net, container_id, netns, path, want_ip, mac, aliases,
+                                        name, ports, errors)
+                    outer.callback(self._quiet, lambda: self.detach(
+                        container_id, net.name, force=True), errors)
+                    start_dns = net.has_dns and dnsctl.claim(self.store, container_id)
+                if start_dns:
+                    # spawned outside the lock: parallel starts on one network overlap here
+                    dnsctl.start(self.store, self.paths.database, container_id, path,
+                                 netns if isinstance(netns, int) else None,
+                                 self._upstreams(dns))
+                outer.pop_all()
+        except BaseException as exc:
+            for e in errors:
+                exc.add_note(f"undo: {e}")
+            raise
+        return self.store.endpoints(network_id=net.id, container_id=container_id)[0]
+
+    def _attach_locked(self, net: Network, container_id: str, netns: int | str, path: str,
+                       want_ip: ipaddress.IPv4Address | None, mac: str | None,
+                       aliases: Iterable[str], name: str, ports: list[PortMapping],
+                       errors: list[str]) -> Endpoint:
+        from berth.network import netlink
+
+        with contextlib.ExitStack() as undo:
+            undo.callback(self._quiet, self._sync_firewall, errors)
+            host_veth = "veth" + secrets.token_hex(4)[:7]
+            ep = self.store.allocate(
+                net, container_id, ip=want_ip, mac=mac, ifname="", host_veth=host_veth,
+                aliases=aliases, name=name, netns=path)
+            undo.callback(self._quiet, lambda: self.store.release(ep.id), errors)
+            resolved = self._resolve_ports(ep, ports)
+            self.store.set_ports(ep.id, resolved)
+            if not netlink.link_exists(net.bridge):
+                self._check_routes(net)
+            if netlink.ensure_bridge(net.bridge, ipaddress.IPv4Interface(
+                    f"{net.gateway}/{net.subnet.prefixlen}"), net.mtu):
+                undo.callback(self._quiet, lambda: self._remove_bridge_if_unused(net), errors)
+            if not net.internal:
+                netlink.write_sysctl("net/ipv4/ip_forward", "1")
+            ifname = netlink.add_veth(host_veth, net.bridge, netns,
+                                      ipaddress.IPv4Interface(ep.cidr),
+                                      None if net.internal else net.gateway, net.mtu, ep.mac)
+            undo.callback(self._quiet, lambda: netlink.delete_link(host_veth), errors)
+            self.store.set_ifname(ep.id, ifname)
+            if resolved:
+                # a container reaching its own published port (hairpin NAT) comes
+                # back out of the bridge port it came in by
+                netlink.set_hairpin(host_veth)
+            if any(p.host_ip in ("", "127.0.0.1") for p in resolved):
+                # DNAT of 127.0.0.1 to a container routes a loopback source out of the
+                # bridge, which the kernel drops as martian without this
+                netlink.write_sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
+            self._sync_firewall()
+            undo.pop_all()
+        return ep
 
     def _check_routes(self, net: Network) -> None:
         from berth.network.netlink import host_routes
@@ -419,7 +436,7 @@ class NetworkManager:
         with self._locked():
             for ep in self.store.endpoints(container_id=container_id):
                 self._detach(ep, self.store.find_network(ep.network_id))
-            self._stop_dns(container_id)
+            dnsctl.stop(self.store, container_id)
 
     def _detach(self, ep: Endpoint, net: Network) -> None:
         from berth.network import netlink
@@ -430,7 +447,7 @@ class NetworkManager:
         self._sync_firewall()
         if not any(self.store.find_network(e.network_id).has_dns
                    for e in self.store.endpoints(container_id=ep.container_id)):
-            self._stop_dns(ep.container_id)
+            dnsctl.stop(self.store, ep.container_id)
 
     def _remove_bridge_if_unused(self, net: Network) -> None:
         from berth.network import netlink
@@ -518,7 +535,7 @@ class NetworkManager:
         elif nft.table_exists(self.table):
             nft.apply(nft.delete_commands(self.table))
 
-    # embedded DNS
+    # embedded DNS (its processes: dnsctl.py)
 
     def _upstreams(self, dns: Sequence[str]) -> list[str]:
         if dns:
@@ -528,56 +545,3 @@ class NetworkManager:
         from berth.network.dns import host_resolvers
 
         return [f"{h}:{p}" for h, p in host_resolvers()]
-
-    def _ensure_dns(self, container_id: str, netns_path: str, watch_pid: int | None,
-                    dns: Sequence[str], undo: contextlib.ExitStack, errors: list[str]) -> None:
-        if self._dns_alive(container_id):
-            return
-        argv = [sys.executable, "-m", "berth.network.dns", "--database", self.paths.database,
-                "--container", container_id, "--netns", netns_path]
-        if watch_pid:
-            argv += ["--watch-pid", str(watch_pid)]
-        for u in self._upstreams(dns):
-            argv += ["--upstream", u]
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=30,
-                           stdin=subprocess.DEVNULL)
-        line = p.stdout.strip()
-        if p.returncode != 0 or not line.startswith("ready "):
-            raise UnavailableError(line.removeprefix("error: ") or
-                                   f"start dns server for {container_id[:12]}: {p.stderr.strip()}")
-        pid = int(line.split()[1])
-        self.store.set_dns_server(container_id, pid, _starttime(pid))
-        undo.callback(self._quiet, lambda: self._stop_dns(container_id), errors)
-
-    def _dns_alive(self, container_id: str) -> bool:
-        rec = self.store.dns_server(container_id)
-        return bool(rec) and _starttime(rec[0]) == rec[1]
-
-    def _stop_dns(self, container_id: str) -> None:
-        rec = self.store.dns_server(container_id)
-        if not rec:
-            return
-        pid, start = rec
-        if _starttime(pid) == start:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            for _ in range(200):
-                if _starttime(pid) != start:
-                    break
-                time.sleep(0.01)
-            else:
-                raise InternalError(f"stop dns server {pid} of {container_id[:12]}: still running")
-        self.store.set_dns_server(container_id, None)
-
-
-def _starttime(pid: int) -> str:
-    """The process's start time (field 22 of stat): with the pid, names one process
-    for good; "" when gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return ""
-    if rest[0] in ("Z", "X"):
-        return ""
-    return rest[19]
