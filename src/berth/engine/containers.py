@@ -21,7 +21,9 @@ from typing import Any
 from berth import jsonio
 from berth.engine import names, spec
 from berth.engine.options import RunOptions, parse_signal
+from berth.engine.procs import alive, wait_gone, wait_pid
 from berth.engine.runtimes import CliRuntime, InProcessRuntime, runtime_for
+from berth.engine.spawn import spawn_monitor
 from berth.engine.store import ZERO_TIME, ContainerRecord, Lock, Store
 from berth.engine.volumes import Volumes, copy_up, oci_mounts
 from berth.errors import (
@@ -35,8 +37,6 @@ from berth.paths import Paths
 
 log = logging.getLogger(__name__)
 
-MONITOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
-ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
 DEFAULT_LOG_MAX_SIZE = 10 << 20
 DEFAULT_LOG_MAX_FILE = 3
 
@@ -164,7 +164,7 @@ class Engine:
         """A record whose monitor died (kill -9, reboot) while it claimed to
         run: if the container is gone too, it is recorded as exited (255, as
         Docker after losing a shim) and its runtime state and mounts cleaned."""
-        if not rec.is_running or _alive(rec.monitor_pid, rec.monitor_start):
+        if not rec.is_running or alive(rec.monitor_pid, rec.monitor_start):
             return rec
         rt = self.runtime(rec)
         state = None
@@ -174,7 +174,7 @@ class Engine:
             return rec  # running on without its monitor: stop/kill/rm still work
         with self.lock(rec.id):
             rec = self.store.get(rec.id)
-            if not rec.is_running or _alive(rec.monitor_pid, rec.monitor_start):
+            if not rec.is_running or alive(rec.monitor_pid, rec.monitor_start):
                 return rec
             self._teardown(rec, rt)
             self.store.update(rec.id, status="exited", pid=0, exit_code=255,
@@ -404,16 +404,16 @@ class Engine:
         rec = self.get(ref)
         with self.lock(rec.id):
             rec = self.store.get(rec.id)
-            if rec.status in ("running", "paused", "restarting") and _alive(
+            if rec.status in ("running", "paused", "restarting") and alive(
                     rec.monitor_pid, rec.monitor_start):
                 return Started(rec, rec.pid, -1)
             if rec.status == "removing":
                 raise ConflictError(f"container {rec.id} is marked for removal and cannot be "
                                     "started")
             # a monitor that recorded the exit may still be unmounting the rootfs
-            _wait_gone(rec.monitor_pid, rec.monitor_start, 15)
+            wait_gone(rec.monitor_pid, rec.monitor_start, 15)
             self._prepare(rec)
-            r = self._spawn_monitor(rec, attach)
+            r = spawn_monitor(self.paths, self.bundle(rec.id), attach)
             msg = _read_message(r)
         if "pid" not in msg:
             os.close(r)
@@ -507,149 +507,6 @@ class Engine:
                                 0o600)
             undo.pop_all()
 
-    def _spawn_monitor(self, rec: ContainerRecord, attach: Attach | None) -> int:
-        """Start the container's monitor; returns the read end of its status
-        pipe. Forked by the zygote (started if none serves this engine), or,
-        failing that, started as a fresh interpreter."""
-        if attach is not None:
-            cfg_path = os.path.join(self.bundle(rec.id), "monitor.json")
-            cfg = jsonio.load_file(cfg_path)
-            assert isinstance(cfg, dict)
-            cfg["attach"] = True
-            cfg["stdin"] = attach.stdin >= 0
-            if attach.tty_size:
-                cfg["tty_size"] = list(attach.tty_size)
-            jsonio.write_atomic(cfg_path, jsonio.dumps(cfg), 0o600)
-        if os.environ.get("BERTH_MONITOR_ZYGOTE", "1") != "0":
-            r = self._spawn_by_zygote(rec, attach)
-            if r >= 0:
-                return r
-        return self._spawn_fresh(rec, attach)
-
-    def _zygote_path(self) -> str:
-        """The zygote's socket, named by the code it has loaded: a zygote
-        started before berth was upgraded keeps serving only the monitors
-        it already forked."""
-        here = os.path.dirname(os.path.abspath(__file__))
-        runtime = os.path.join(os.path.dirname(here), "runtime")
-        key = []
-        for d, files in ((here, ("monitor.py", "zygote.py", "runtimes.py")),
-                         (runtime, tuple(sorted(os.listdir(runtime))))):
-            for name in files:
-                if name.endswith(".py"):
-                    st = os.stat(os.path.join(d, name))
-                    key.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
-        import zlib
-
-        tag = f"{zlib.crc32(';'.join(key).encode()):08x}"
-        return os.path.join(self.paths.state, "monitor", f"zygote-{tag}.sock")
-
-    def _spawn_by_zygote(self, rec: ContainerRecord, attach: Attach | None) -> int:
-        import _socket
-
-        path = self._zygote_path()
-        for attempt in range(3):
-            s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
-            try:
-                try:
-                    s.connect(path)
-                except OSError:
-                    if attempt == 2 or not self._start_zygote(path):
-                        return -1
-                    continue
-                r, w = os.pipe2(os.O_CLOEXEC)
-                fds, targets = [w], [3]
-                if attach is not None:
-                    for src, target in ((attach.stdout, 4), (attach.stderr, 5),
-                                        (attach.stdin, 6)):
-                        if src >= 0:
-                            fds.append(src)
-                            targets.append(target)
-                cfg_path = os.path.join(self.bundle(rec.id), "monitor.json")
-                msg = jsonio.dumps({"config": cfg_path, "fds": targets}).encode()
-                import array
-
-                try:
-                    s.sendmsg([msg], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
-                                       array.array("i", fds).tobytes())])
-                    s.settimeout(10)
-                    reply = s.recv(4096)
-                except OSError:
-                    reply = b""
-                finally:
-                    os.close(w)
-                if reply:
-                    return r
-                os.close(r)  # the zygote was exiting: start another
-            finally:
-                s.close()
-        return -1
-
-    def _start_zygote(self, path: str) -> bool:
-        """Start a zygote for this engine's --state, unless one is starting;
-        True once its socket accepts."""
-        import fcntl
-
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if os.path.exists(path) and not _answers(path):
-                os.unlink(path)  # left by a zygote that died
-            if not os.path.exists(path):
-                null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-                try:
-                    actions = [(os.POSIX_SPAWN_DUP2, null, i) for i in (0, 1, 2)]
-                    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
-                    idle = os.environ.get("BERTH_ZYGOTE_IDLE", "1")
-                    os.posix_spawn(sys.executable,
-                                   [sys.executable, "-I", "-S", ZYGOTE, path, idle],
-                                   env, file_actions=actions, setsid=True)
-                finally:
-                    os.close(null)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                if os.path.exists(path):
-                    return True
-                time.sleep(0.002)
-            return False
-        finally:
-            os.close(lock)
-
-    def _spawn_fresh(self, rec: ContainerRecord, attach: Attach | None) -> int:
-        import fcntl
-
-        def high(fd: int) -> int:
-            # above every target fd, so no dup2 below overwrites a later source
-            return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
-
-        r, w0 = os.pipe2(os.O_CLOEXEC)
-        null0 = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-        w, null = high(w0), high(null0)
-        os.close(w0)
-        os.close(null0)
-        sources = [w, null]
-        cfg_path = os.path.join(self.bundle(rec.id), "monitor.json")
-        actions: list[tuple] = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1),
-                                (os.POSIX_SPAWN_DUP2, null, 2), (os.POSIX_SPAWN_DUP2, w, 3)]
-        if attach is not None:
-            for src, target in ((attach.stdout, 4), (attach.stderr, 5), (attach.stdin, 6)):
-                if src >= 0:
-                    fd = high(src)
-                    sources.append(fd)
-                    actions.append((os.POSIX_SPAWN_DUP2, fd, target))
-        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
-        try:
-            os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", MONITOR, cfg_path], env,
-                           file_actions=actions, setsid=True)
-        except OSError:
-            os.close(r)
-            raise
-        finally:
-            for fd in sources:
-                os.close(fd)
-        return r
-
     # stop, kill, restart ----------------------------------------------------------------
 
     def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
@@ -659,7 +516,7 @@ class Engine:
         self.store.update(rec.id, stop_requested=1)
         rt = self.runtime(rec)
         if rec.status == "restarting":
-            _wait_gone(rec.monitor_pid, rec.monitor_start, 70)
+            wait_gone(rec.monitor_pid, rec.monitor_start, 70)
             return
         sig = parse_signal(signal) if signal else spec.stop_signal(rec.config)
         self._event("kill", rec, signal=str(sig))
@@ -672,19 +529,19 @@ class Engine:
         with contextlib.suppress(BerthError):
             rt.kill(rec.id, sig)
         if timeout < 0:
-            _wait_pid(rec.pid, None)
-        elif not _wait_pid(rec.pid, timeout):
+            wait_pid(rec.pid, None)
+        elif not wait_pid(rec.pid, timeout):
             with contextlib.suppress(BerthError):
                 rt.kill(rec.id, 9, all_processes=True)
-            _wait_pid(rec.pid, 10)
+            wait_pid(rec.pid, 10)
         self._await_monitor(rec, 128 + sig)
         self._event("stop", rec)
 
     def _await_monitor(self, rec: ContainerRecord, code: int) -> None:
         """Wait for the monitor to record the exit; without a monitor, record
         it here (the exit status is lost: 128+signal sent)."""
-        if _alive(rec.monitor_pid, rec.monitor_start):
-            _wait_gone(rec.monitor_pid, rec.monitor_start, 15)
+        if alive(rec.monitor_pid, rec.monitor_start):
+            wait_gone(rec.monitor_pid, rec.monitor_start, 15)
             return
         with self.lock(rec.id):
             cur = self.store.get(rec.id)
@@ -708,16 +565,16 @@ class Engine:
             raise ConflictError(f"Cannot kill container: {ref}: Container {rec.id} is not "
                                 "running") from None
         if sig == 9:
-            _wait_pid(rec.pid, 10)
-            if not _alive(rec.monitor_pid, rec.monitor_start):
+            wait_pid(rec.pid, 10)
+            if not alive(rec.monitor_pid, rec.monitor_start):
                 self._await_monitor(rec, 137)
         return rec
 
     def restart(self, ref: str, timeout: int | None = None) -> None:
         self.stop(ref, timeout)
         rec = self.get(ref)
-        if _alive(rec.monitor_pid, rec.monitor_start):
-            _wait_gone(rec.monitor_pid, rec.monitor_start, 15)
+        if alive(rec.monitor_pid, rec.monitor_start):
+            wait_gone(rec.monitor_pid, rec.monitor_start, 15)
         self.start(ref)
 
     def pause(self, ref: str) -> None:
@@ -795,8 +652,8 @@ class Engine:
                     rt.resume(rec.id)
             with contextlib.suppress(BerthError):
                 rt.kill(rec.id, 9, all_processes=True)
-            _wait_pid(rec.pid, 10)
-            _wait_gone(rec.monitor_pid, rec.monitor_start, 15)
+            wait_pid(rec.pid, 10)
+            wait_gone(rec.monitor_pid, rec.monitor_start, 15)
         with self.lock(rec.id):
             try:
                 rec = self.store.get(rec.id)
@@ -883,7 +740,7 @@ class Engine:
         rec = self.get(ref)
         if rec.status not in ("running", "paused"):
             raise ConflictError("You cannot attach to a stopped container, start it first")
-        if not _alive(rec.monitor_pid, rec.monitor_start):
+        if not alive(rec.monitor_pid, rec.monitor_start):
             raise ConflictError(f"container {rec.id} has no monitor to attach to")
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC, 0)
         cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -918,7 +775,7 @@ class Engine:
             if rec.status not in ("running", "paused", "restarting", "removing"):
                 return rec.exit_code
             if rec.pid and rec.status in ("running", "paused"):
-                _wait_pid(rec.pid, 1.0)
+                wait_pid(rec.pid, 1.0)
             time.sleep(0.02)
 
     # processes, stats -------------------------------------------------------------------
@@ -1025,64 +882,6 @@ def _read_message(fd: int) -> dict[str, Any]:
     except ValueError:
         raise InternalError(f"monitor: malformed status {line!r}") from None
     return msg if isinstance(msg, dict) else {}
-
-
-def _answers(path: str) -> bool:
-    import _socket
-
-    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
-    try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def _start_time(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
-
-
-def _alive(pid: int, start: int) -> bool:
-    return pid > 0 and _start_time(pid) == start
-
-
-def _wait_pid(pid: int, timeout: float | None) -> bool:
-    """Wait until process `pid` (not our child) is gone; False on timeout."""
-    import select
-
-    if pid <= 0:
-        return True
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if _start_time(pid) is None:
-                return True
-            left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
-            if left <= 0:
-                return False
-            select.select([fd], [], [], left)
-    finally:
-        os.close(fd)
-
-
-def _wait_gone(pid: int, start: int, timeout: float) -> bool:
-    if not _alive(pid, start):
-        return True
-    return _wait_pid(pid, timeout)
 
 
 def _is_mountpoint(path: str) -> bool:

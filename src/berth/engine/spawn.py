@@ -1,0 +1,179 @@
+"""Starting a container's monitor: forked by the monitor zygote of this
+engine's --state (started on demand, see zygote.py), or, failing that, as a
+fresh lean interpreter. Either way the monitor is in a session of its own
+and gets the status pipe as fd 3 and the attached CLI's stdio as 4, 5, 6."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from berth import jsonio
+from berth.paths import Paths
+
+if TYPE_CHECKING:
+    from berth.engine.containers import Attach
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MONITOR = os.path.join(HERE, "monitor.py")
+ZYGOTE = os.path.join(HERE, "zygote.py")
+
+
+def spawn_monitor(paths: Paths, bundle: str, attach: Attach | None) -> int:
+    """Start the container's monitor; returns the read end of its status
+    pipe. Forked by the zygote (started if none serves this engine), or,
+    failing that, started as a fresh interpreter."""
+    if attach is not None:
+        cfg_path = os.path.join(bundle, "monitor.json")
+        cfg = jsonio.load_file(cfg_path)
+        assert isinstance(cfg, dict)
+        cfg["attach"] = True
+        cfg["stdin"] = attach.stdin >= 0
+        if attach.tty_size:
+            cfg["tty_size"] = list(attach.tty_size)
+        jsonio.write_atomic(cfg_path, jsonio.dumps(cfg), 0o600)
+    if os.environ.get("BERTH_MONITOR_ZYGOTE", "1") != "0":
+        r = _spawn_by_zygote(paths, bundle, attach)
+        if r >= 0:
+            return r
+    return _spawn_fresh(paths, bundle, attach)
+
+
+def zygote_path(paths: Paths) -> str:
+    """The zygote's socket, named by the code it has loaded: a zygote
+    started before berth was upgraded keeps serving only the monitors
+    it already forked."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    runtime = os.path.join(os.path.dirname(here), "runtime")
+    key = []
+    for d, files in ((here, ("monitor.py", "zygote.py", "runtimes.py")),
+                     (runtime, tuple(sorted(os.listdir(runtime))))):
+        for name in files:
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(d, name))
+                key.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
+    import zlib
+
+    tag = f"{zlib.crc32(';'.join(key).encode()):08x}"
+    return os.path.join(paths.state, "monitor", f"zygote-{tag}.sock")
+
+def _spawn_by_zygote(paths: Paths, bundle: str, attach: Attach | None) -> int:
+    import _socket
+
+    path = zygote_path(paths)
+    for attempt in range(3):
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+        try:
+            try:
+                s.connect(path)
+            except OSError:
+                if attempt == 2 or not _start_zygote(path):
+                    return -1
+                continue
+            r, w = os.pipe2(os.O_CLOEXEC)
+            fds, targets = [w], [3]
+            if attach is not None:
+                for src, target in ((attach.stdout, 4), (attach.stderr, 5),
+                                    (attach.stdin, 6)):
+                    if src >= 0:
+                        fds.append(src)
+                        targets.append(target)
+            cfg_path = os.path.join(bundle, "monitor.json")
+            msg = jsonio.dumps({"config": cfg_path, "fds": targets}).encode()
+            import array
+
+            try:
+                s.sendmsg([msg], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                   array.array("i", fds).tobytes())])
+                s.settimeout(10)
+                reply = s.recv(4096)
+            except OSError:
+                reply = b""
+            finally:
+                os.close(w)
+            if reply:
+                return r
+            os.close(r)  # the zygote was exiting: start another
+        finally:
+            s.close()
+    return -1
+
+def _start_zygote(path: str) -> bool:
+    """Start a zygote for this engine's --state, unless one is starting;
+    True once its socket accepts."""
+    import fcntl
+
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(path) and not _answers(path):
+            os.unlink(path)  # left by a zygote that died
+        if not os.path.exists(path):
+            null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+            try:
+                actions = [(os.POSIX_SPAWN_DUP2, null, i) for i in (0, 1, 2)]
+                env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+                idle = os.environ.get("BERTH_ZYGOTE_IDLE", "1")
+                os.posix_spawn(sys.executable,
+                               [sys.executable, "-I", "-S", ZYGOTE, path, idle],
+                               env, file_actions=actions, setsid=True)
+            finally:
+                os.close(null)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if os.path.exists(path):
+                return True
+            time.sleep(0.002)
+        return False
+    finally:
+        os.close(lock)
+
+def _spawn_fresh(paths: Paths, bundle: str, attach: Attach | None) -> int:
+    import fcntl
+
+    def high(fd: int) -> int:
+        # above every target fd, so no dup2 below overwrites a later source
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+
+    r, w0 = os.pipe2(os.O_CLOEXEC)
+    null0 = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    w, null = high(w0), high(null0)
+    os.close(w0)
+    os.close(null0)
+    sources = [w, null]
+    cfg_path = os.path.join(bundle, "monitor.json")
+    actions: list[tuple] = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1),
+                            (os.POSIX_SPAWN_DUP2, null, 2), (os.POSIX_SPAWN_DUP2, w, 3)]
+    if attach is not None:
+        for src, target in ((attach.stdout, 4), (attach.stderr, 5), (attach.stdin, 6)):
+            if src >= 0:
+                fd = high(src)
+                sources.append(fd)
+                actions.append((os.POSIX_SPAWN_DUP2, fd, target))
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+    try:
+        os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", MONITOR, cfg_path], env,
+                       file_actions=actions, setsid=True)
+    except OSError:
+        os.close(r)
+        raise
+    finally:
+        for fd in sources:
+            os.close(fd)
+    return r
+
+
+def _answers(path: str) -> bool:
+    import _socket
+
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
