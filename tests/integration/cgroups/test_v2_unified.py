@@ -122,8 +122,9 @@ def test_v2_empty_event_and_stats(v2):
         with v2.watch_events() as watcher:
             child.go()
             child.line()
+            # the burner joined the cgroup just now: let it burn a little first
+            assert wait_for(lambda: v2.stats()["cpu"]["usage"]["total"] > 0)
             stats = v2.stats()
-            assert stats["cpu"]["usage"]["total"] > 0
             assert set(stats["cpu"]["psi"]) == {"some", "full"}
             assert watcher.wait(0.05) == []
             child.p.kill()
