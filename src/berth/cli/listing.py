@@ -113,6 +113,9 @@ def ps(ctx: click.Context, show_all: bool, quiet: bool, no_trunc: bool,
         for r in recs:
             click.echo(r.id if no_trunc else r.short_id)
         return
+    from berth.network.attach import ports_column
+
+    published = ports_column(eng.paths)
     items = []
     for r in recs:
         items.append({
@@ -123,7 +126,7 @@ def ps(ctx: click.Context, show_all: bool, quiet: bool, no_trunc: bool,
             "RunningFor": views.created_text(r),
             "Status": views.status_text(r),
             "State": r.status,
-            "Ports": "",
+            "Ports": published.get(r.id, ""),
             "Names": r.name,
             "Labels": ",".join(f"{k}={v}" for k, v in (r.config.get("Labels") or {}).items()),
             "Mounts": ",".join(m.get("Source", "")[:15] for m in
@@ -251,6 +254,12 @@ def inspect_container(eng, ref: str) -> dict[str, Any]:
     except BerthError:
         pass
     out = views.inspect(rec, eng.bundle(rec.id), eng.log_path(rec.id), graph)
+    if rec.is_running:
+        from berth.network.attach import network_settings
+
+        settings = network_settings(eng.paths, rec.id)
+        if settings["Networks"]:
+            out["NetworkSettings"].update(settings)
     for m in out["Mounts"]:
         if m["Type"] == "volume":
             m["Source"] = eng.volumes.path(m["Name"])

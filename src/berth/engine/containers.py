@@ -319,6 +319,13 @@ class Engine:
         health = _healthcheck(getattr(icfg, "healthcheck", None), opts)
         if health:
             config["Healthcheck"] = health
+        if opts.publish:
+            from berth.network.attach import port_bindings
+
+            config["ExposedPorts"] = {**(config.get("ExposedPorts") or {}),
+                                      **port_bindings(opts.publish)[1]}
+        if opts.mac_address:
+            config["MacAddress"] = opts.mac_address
         return config
 
     def _host_config(self, opts: RunOptions) -> dict[str, Any]:
@@ -339,15 +346,19 @@ class Engine:
                            ("uts", opts.uts)):
             if mode.startswith("container:"):
                 self.get(mode.split(":", 1)[1])  # No such container: ... now, not at start
-            elif kind == "network" and mode not in ("none", "host", "default", "bridge", ""):
-                raise NotFoundError(f"network {opts.network} not found")
+            elif kind == "network" and mode not in ("none", "host"):
+                from berth.network import NetworkManager
+
+                with NetworkManager(self.paths) as nm:
+                    nm.get(mode or "bridge")  # network X not found; the default one made
+                continue
             spec.check_mode(kind, mode)
         return {
             "Binds": [f"{m.source}:{m.target}{':ro' if m.read_only else ''}"
                       for m in opts.mounts if m.create_host_path or (m.source and
                       m.type == "volume")] or None,
-            "NetworkMode": (opts.network if opts.network == "host"
-                            or opts.network.startswith("container:") else "none"),
+            "NetworkMode": "bridge" if opts.network in ("default", "") else opts.network,
+            **_network_host_config(opts),
             "PidMode": opts.pid,
             "IpcMode": opts.ipc or "private",
             "UTSMode": opts.uts,
@@ -500,6 +511,7 @@ class Engine:
                 "restart_count": 0,
                 "seccomp_cache": os.path.join(self.paths.root, "seccomp-cache"),
                 "sys_path": [p for p in sys.path if p],
+                "network": _network_request(rec),
             }
             self.store.update(rec.id, stop_requested=0, error="", reason="", restart_count=0,
                               health="")
@@ -680,6 +692,13 @@ class Engine:
             rt.delete(rec.id, force=True)
         except BerthError as exc:
             log.warning("delete %s in runtime %s: %s", rec.id, rt.name, exc)
+        if _network_request(rec):
+            from berth.network.attach import release_container
+
+            try:
+                release_container(self.paths, rec.id)
+            except BerthError as exc:
+                log.warning("release networks of %s: %s", rec.id, exc)
         _unmount(self.rootfs(rec.id))
 
     def prune(self) -> list[str]:
@@ -844,6 +863,32 @@ def _monitor_health(rec: ContainerRecord) -> dict[str, Any] | None:
     return {"Test": test, "Interval": hc.get("Interval") or 30_000_000_000,
             "Timeout": hc.get("Timeout") or 30_000_000_000, "Retries": hc.get("Retries") or 3,
             "StartPeriod": hc.get("StartPeriod") or 0, "OnFailure": hc.get("OnFailure", "none")}
+
+
+def _network_request(rec: ContainerRecord) -> dict[str, Any] | None:
+    from berth.network.attach import start_request
+
+    hc = rec.host_config
+    return start_request(hc, rec.config, rec.name, hc.get("BerthEndpointsConfig"))
+
+
+def _network_host_config(opts: RunOptions) -> dict[str, Any]:
+    """Docker's HostConfig network fields, checked now (not at start)."""
+    from berth.network.attach import check_network_options, is_networked, port_bindings
+
+    check_network_options(opts.network, opts.ip or None)
+    bindings, _ = port_bindings(opts.publish) if is_networked(opts.network) else ({}, {})
+    return {
+        "PortBindings": bindings,
+        "PublishAllPorts": opts.publish_all,
+        "Dns": list(opts.dns),
+        "DnsSearch": list(opts.dns_search),
+        "DnsOptions": list(opts.dns_options),
+        "ExtraHosts": list(opts.extra_hosts) or None,
+        "BerthEndpointsConfig": {opts.network: {
+            "IPAMConfig": {"IPv4Address": opts.ip} if opts.ip else None,
+            "Aliases": list(opts.network_aliases)}},
+    }
 
 
 def _exec_code(message: str) -> int:

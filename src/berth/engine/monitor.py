@@ -364,6 +364,14 @@ class Monitor:
                     _install_seccomp_cache(self.cfg)
                 pid = self.rt.create(self.cid, self.bundle, stdio, console_socket=console_socket,
                                      console_fd=console_fd)
+                if self.cfg.get("network"):
+                    # the monitor starts without site-packages (pyroute2 lives there)
+                    sys.path.extend(p for p in self.cfg.get("sys_path") or [] if p not in sys.path)
+                    from berth.network.attach import attach_container
+                    from berth.paths import Paths
+
+                    attach_container(Paths(self.cfg["root"], self.cfg["state"]), self.cid, pid,
+                                     self.cfg["network"], self.bundle)
                 self.rt.start(self.cid)
                 monitor = os.getppid()
                 self.record(status="running", pid=pid, started_at=_now(), error="",
@@ -563,6 +571,15 @@ class Monitor:
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self.bundle, "attach.sock"))
         self.log.close()
+        if self.cfg.get("network"):
+            try:
+                sys.path.extend(p for p in self.cfg.get("sys_path") or [] if p not in sys.path)
+                from berth.network.attach import release_container
+                from berth.paths import Paths
+
+                release_container(Paths(self.cfg["root"], self.cfg["state"]), self.cid)
+            except Exception as exc:  # noted, never fatal to recording the exit
+                self.note(f"release networks: {exc}")
         try:
             _unmount(os.path.join(self.bundle, "rootfs"))
         except OSError as exc:

@@ -403,6 +403,15 @@ class RunOptions:
     stop_signal: str = ""
     stop_timeout: int | None = None
     network: str = "none"
+    publish: list[str] = field(default_factory=list)
+    publish_all: bool = False
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    extra_hosts: list[str] = field(default_factory=list)
+    ip: str = ""
+    network_aliases: list[str] = field(default_factory=list)
+    mac_address: str = ""
     pid: str = ""
     ipc: str = ""
     uts: str = ""
