@@ -158,12 +158,13 @@ def _reap(pid: int, timeout: float = 5.0) -> None:
         time.sleep(0.001)
 
 
-def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bool = False) -> tuple[st.ContainerState, Channel]:
+def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bool = False,
+           config: dict | None = None) -> tuple[st.ContainerState, Channel]:
     """Create container `cid`; return its state and the parent's end of the
     sync channel (closed by the init's execve)."""
     bundle = os.path.abspath(opts.bundle)
     st.check_id(cid)
-    cfg = load_config(bundle)
+    cfg = config if config is not None else load_config(bundle)
     log.debug(f"{cid}: config loaded")
     root_path = cfg["root"]["path"]
     rootfs = os.path.realpath(os.path.join(bundle, root_path))
@@ -358,13 +359,15 @@ def run(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions) -> int:
         # the init's parent (the child) exits: make us its new parent so we can wait
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     relay = None
-    if not opts.detach and not opts.console_socket and _wants_terminal(opts.bundle):
+    st.check_id(cid)
+    cfg = load_config(os.path.abspath(opts.bundle))  # once, for the terminal question and create
+    if not opts.detach and not opts.console_socket and cfg["process"].get("terminal"):
         import _socket
 
         relay, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM, 0)
         opts.console_fd = theirs.fileno()
     try:
-        state, ch = create(paths, log, cid, opts, run=True)
+        state, ch = create(paths, log, cid, opts, run=True, config=cfg)
     finally:
         if relay is not None:
             theirs.close()
@@ -418,14 +421,6 @@ def _queued_error(ch: Channel) -> BerthError:
 
             return error_from_message(msg)
     return ConflictError("container init exited before it was started")
-
-
-def _wants_terminal(bundle: str) -> bool:
-    try:
-        cfg = jsonio.load_file(os.path.join(bundle, "config.json"))
-        return bool(cfg.get("process", {}).get("terminal"))  # type: ignore[union-attr]
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _wait_and_destroy(paths: RuntimePaths, log: Log, state: st.ContainerState, master: int = -1) -> int:
