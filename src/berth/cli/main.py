@@ -79,6 +79,9 @@ def _register() -> None:
     from berth.cli import network
 
     network.register(cli)
+    from berth.cli import copy
+
+    copy.register(cli)
 
 
 _register()
