@@ -160,7 +160,7 @@ def tar_from_container(engine: Any, ref: str, path: str, out: BinaryIO, follow: 
             dfd = _open_dir(root, parent, ref)
             try:
                 base = rename if rename is not None else (os.path.basename(
-                    parent.rstrip("/")) or "")
+                    parent.rstrip("/")) or ".")
                 with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
                     _TarWriter(tf, owner).add(dfd, ".", base)
             finally:
@@ -169,16 +169,12 @@ def tar_from_container(engine: Any, ref: str, path: str, out: BinaryIO, follow: 
         dfd = _open_dir(root, parent, ref)
         try:
             if follow:
-                # the final component too, resolved inside the root
+                # the final component too, resolved inside the root (from its fd)
                 try:
-                    t = libc.openat2(dfd, name, os.O_PATH | os.O_CLOEXEC, 0, _RESOLVE)
+                    full = libc.openat2(root, path, os.O_PATH | os.O_CLOEXEC, 0, _RESOLVE)
                 except OSError:
-                    t = -1
-                if t < 0:
-                    raise PathNotFound(f"Could not find the file {path} in container {ref}")
-                os.close(t)
-                # resolve the full path (RESOLVE_IN_ROOT from the rootfs fd)
-                full = libc.openat2(root, path, os.O_PATH | os.O_CLOEXEC, 0, _RESOLVE)
+                    raise PathNotFound(
+                        f"Could not find the file {path} in container {ref}") from None
                 try:
                     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
                         _TarWriter(tf, owner).add(-1, "", rename or name, opened=full)

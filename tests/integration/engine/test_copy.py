@@ -75,12 +75,14 @@ def test_cp_in_stopped_container(berth, workdir):
 def test_cp_symlink_to_host_etc(berth, workdir):
     b = berth
     _stopped(b, "evil", "ln -s /etc /x && echo container-root:x:0:0::/:/bin/sh > /etc/passwd "
-             "&& ln -s /etc/passwd /abs")
+             "&& ln -s /etc/passwd /abs && mkdir /a && ln -s /etc/passwd /a/b")
     b("cp", "evil:/x/passwd", f"{workdir}/passwd", check=True)
     assert _read(f"{workdir}/passwd") == "container-root:x:0:0::/:/bin/sh\n"
     # -L: the final link is followed inside the container too
     b("cp", "-L", "evil:/abs", f"{workdir}/abs", check=True)
     assert _read(f"{workdir}/abs") == "container-root:x:0:0::/:/bin/sh\n"
+    b("cp", "-L", "evil:/a/b", f"{workdir}/ab", check=True)
+    assert _read(f"{workdir}/ab") == "container-root:x:0:0::/:/bin/sh\n"
     # without -L the link itself is copied
     b("cp", "evil:/abs", f"{workdir}/link", check=True)
     assert os.readlink(f"{workdir}/link") == "/etc/passwd"
@@ -106,6 +108,11 @@ def test_cp_running_container_swap_race(berth, workdir):
         res = b("cp", "race:/w/d/passwd", f"{workdir}/p{i}")
         if res.returncode == 0 and os.path.isfile(f"{workdir}/p{i}"):
             assert _read(f"{workdir}/p{i}") != host or host == "mine\n"
+    with open(f"{workdir}/in", "w") as f:
+        f.write("never on the host\n")
+    for _ in range(20):
+        b("cp", f"{workdir}/in", "race:/w/d/berth-race-file")
+        assert not os.path.exists("/etc/berth-race-file")
 
 
 def test_cp_errors(berth, workdir):
