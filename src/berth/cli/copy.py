@@ -114,7 +114,17 @@ def commit(ctx: click.Context, container: str, repository: str | None, author: s
     """Create a new image from a container's changes."""
     from berth.engine import copy
 
-    click.echo(copy.commit(engine(ctx), container, repository, message, author, list(change)))
+    eng = engine(ctx)
+    rec = eng.get(container)
+    paused = pause and rec.status == "running"
+    if paused:
+        eng.pause(rec.id)  # as Docker: a consistent snapshot of a running container
+    try:
+        image_id = copy.commit(eng, rec.id, repository, message, author, list(change))
+    finally:
+        if paused:
+            eng.unpause(rec.id)
+    click.echo(image_id)
 
 
 COMMANDS = [cp, export, diff, commit]

@@ -172,3 +172,13 @@ def test_commit_then_run(berth):
     assert "images" in b.out("images") or "mine" in b.out("images")
     res = b("commit", "nope", "x:y")
     assert res.returncode == 1 and "No such container: nope" in res.stderr
+
+
+def test_commit_running_container(berth):
+    b = berth
+    _running(b, "live", "echo live > /state")
+    res = b("commit", "live", check=True)
+    image_id = res.stdout.strip()
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", image_id)
+    assert b.out("inspect", "-f", "{{.State.Status}}", "live") == "running\n"
+    assert b.run("--rm", image_id, "cat", "/state", check=True).stdout == "live\n"
