@@ -3,6 +3,7 @@ flags, output and exit codes, over `berth.engine.copy`."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -54,6 +55,9 @@ def cp(ctx: click.Context, src: str, dest: str, archive: bool, follow_link: bool
     if not dp:
         click.echo("path must not be empty", err=True)
         sys.exit(1)
+    if sp != "-" and not os.path.lexists(sp):
+        click.echo(f"lstat {os.path.abspath(sp)}: no such file or directory", err=True)
+        sys.exit(1)
     if sp == "-":
         copy.copy_in(eng, dc, dp, source=sys.stdin.buffer)
     else:
@@ -66,8 +70,6 @@ def cp(ctx: click.Context, src: str, dest: str, archive: bool, follow_link: bool
 @click.pass_context
 def export(ctx: click.Context, container: str, output: str | None) -> None:
     """Export a container's filesystem as a tar archive."""
-    import os
-
     from berth.engine import copy
 
     eng = engine(ctx)

@@ -126,7 +126,8 @@ def test_cp_errors(berth, workdir):
     assert "Could not find the file /missing in container e1" in res.stderr
     assert not os.path.exists(f"{workdir}/x")
     res = b("cp", f"{workdir}/missing", "e1:/")
-    assert res.returncode == 1 and "no such file or directory" in res.stderr
+    assert res.returncode == 1
+    assert res.stderr == f"lstat {workdir}/missing: no such file or directory\n"
     res = b("cp", f"{workdir}", f"{workdir}/y")
     assert res.returncode == 1 and "must specify at least one container" in res.stderr
     assert not os.path.exists(f"{workdir}/y")
