@@ -6,7 +6,6 @@ and controllers only v2 offers, such as hugetlb here, can be used).
 On the runtime's start-up path: no imports beyond berth's light modules.
 """
 
-
 import os
 
 from berth.cgroups import fs

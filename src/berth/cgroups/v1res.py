@@ -39,7 +39,11 @@ def _list(d: dict, key: str, what: str) -> list:
     return v
 
 
-def set_memory(d: str, mem: dict, w: fs.Writer, update: bool = False) -> None:
+def memory_limits(d: str, mem: dict, update: bool, usage_file: str,
+                  limit_file: str) -> tuple[int | None, int | None]:
+    """(limit, swap) of an OCI memory object, checked; with
+    checkBeforeUpdate on an update, a limit below the current usage (read
+    from `usage_file`) is refused naming `limit_file`. Shared by v1 and v2."""
     limit = mem.get("limit")
     swap = mem.get("swap")
     if limit is not None:
@@ -47,13 +51,18 @@ def set_memory(d: str, mem: dict, w: fs.Writer, update: bool = False) -> None:
     if swap is not None:
         check_int(swap, "memory.swap", -1)
     if update and mem.get("checkBeforeUpdate") and limit is not None and limit >= 0:
-        usage = int(fs.read(d, "memory.usage_in_bytes"))
+        usage = int(fs.read(d, usage_file))
         if limit < usage:
             raise InvalidArgumentError(
-                f"write memory.limit_in_bytes={limit} in {d}: below current usage {usage}",
-                path=f"{d}/memory.limit_in_bytes",
+                f"write {limit_file}={limit} in {d}: below current usage {usage}",
+                path=f"{d}/{limit_file}",
                 value=str(limit),
             )
+    return limit, swap
+
+
+def set_memory(d: str, mem: dict, w: fs.Writer, update: bool = False) -> None:
+    limit, swap = memory_limits(d, mem, update, "memory.usage_in_bytes", "memory.limit_in_bytes")
     if limit == -1 and swap in (None, 0) and fs.exists(d, "memory.memsw.limit_in_bytes"):
         # unlimited memory with swap not given: unlimited swap too (runc)
         swap = -1

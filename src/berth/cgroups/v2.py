@@ -3,7 +3,6 @@
 On the runtime's start-up path: no imports beyond berth's light modules.
 """
 
-
 import os
 
 from berth.cgroups import fs

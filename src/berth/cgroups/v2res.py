@@ -16,25 +16,21 @@ from berth.cgroups.convert import (
     shares_to_weight,
     v2_limit,
 )
-from berth.cgroups.v1res import THROTTLES, _dev, _get, _list, set_hugetlb, set_rdma, set_unified
+from berth.cgroups.v1res import (
+    THROTTLES,
+    _dev,
+    _get,
+    _list,
+    memory_limits,
+    set_hugetlb,
+    set_rdma,
+    set_unified,
+)
 from berth.errors import InvalidArgumentError, UnavailableError
 
 
 def set_memory(d: str, mem: dict, w: fs.Writer, update: bool = False) -> None:
-    limit = mem.get("limit")
-    swap = mem.get("swap")
-    if limit is not None:
-        check_int(limit, "memory.limit", -1)
-    if swap is not None:
-        check_int(swap, "memory.swap", -1)
-    if update and mem.get("checkBeforeUpdate") and limit is not None and limit >= 0:
-        usage = int(fs.read(d, "memory.current"))
-        if limit < usage:
-            raise InvalidArgumentError(
-                f"write memory.max={limit} in {d}: below current usage {usage}",
-                path=f"{d}/memory.max",
-                value=str(limit),
-            )
+    limit, swap = memory_limits(d, mem, update, "memory.current", "memory.max")
     if swap not in (None, 0) or limit == -1:
         base = limit
         if base in (None, 0):
