@@ -105,8 +105,29 @@ def _children_of(ppid: int) -> dict[int, str]:
     return out
 
 
+TEST_LOCK = "/run/berth-integration-tests.lock"
+
+
 @pytest.fixture(scope="session", autouse=True)
-def berth_cgroup_parent():
+def integration_lock():
+    """One integration session at a time on a machine: the leak check lists
+    host-wide mounts, cgroups and links, so a second session (or a benchmark
+    taking the same lock with `flock`) would show up as a leak."""
+    if os.geteuid() != 0:
+        yield
+        return
+    import fcntl
+
+    fd = os.open(TEST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def berth_cgroup_parent(integration_lock):
     """The engine's default cgroups live under /berth/<id> in each hierarchy;
     the parent stays once made (as Docker's /docker does). Made here before
     any test, so the leak check sees only what a test leaves below it, and
