@@ -13,7 +13,37 @@ def environ(proc: dict) -> dict[str, str]:
     for e in proc.get("env") or []:
         k, _, v = e.partition("=")
         env[k] = v
+    if "HOME" not in env:
+        # as runc does (setupUser): images expect HOME, and neither Docker nor
+        # containerd puts it in config.json
+        env["HOME"] = home_of((proc.get("user") or {}).get("uid", 0))
     return env
+
+
+def home_of(uid: int, passwd: str = "/etc/passwd") -> str:
+    """uid's home directory in the container's /etc/passwd (read after
+    pivot_root), "/" without an entry. The file is the container's: opened
+    without blocking and read only when it is a regular file, so a FIFO or a
+    device there cannot hang the runtime."""
+    try:
+        fd = os.open(passwd, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return "/"
+    try:
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "/"
+        data = os.read(fd, 1 << 20).decode(errors="replace")
+    except OSError:
+        return "/"
+    finally:
+        os.close(fd)
+    for line in data.splitlines():
+        f = line.split(":")
+        if len(f) >= 6 and f[2].strip() == str(uid):
+            return f[5] or "/"
+    return "/"
 
 
 def find_executable(name: str, env: dict[str, str]) -> str:
