@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
 from typing import Any
 
@@ -149,7 +150,9 @@ def oci_mounts(volumes: Volumes, mounts: list[dict[str, Any]]) -> list[dict[str,
 
 def copy_up(rootfs: str, target: str, data: str) -> None:
     """Docker fills a new, empty named volume with what the image has at its
-    mount point."""
+    mount point, keeping owners, modes, times and xattrs, the mount point's
+    own included (so `-v db:/var/lib/postgresql/data` is owned by postgres,
+    as images rely on)."""
     try:
         if os.listdir(data):
             return
@@ -160,9 +163,50 @@ def copy_up(rootfs: str, target: str, data: str) -> None:
         return
     if not os.path.realpath(src).startswith(os.path.realpath(rootfs) + "/"):
         return
-    for name in os.listdir(src):
-        s, d = os.path.join(src, name), os.path.join(data, name)
-        if os.path.isdir(s) and not os.path.islink(s):
-            shutil.copytree(s, d, symlinks=True)
+    _copy_dir(src, data)
+
+
+def _copy_dir(src: str, dst: str) -> None:
+    """The contents of directory src into the existing directory dst, then
+    src's metadata onto dst. Symlinks are copied, never followed."""
+    st = os.lstat(src)
+    for entry in os.scandir(src):
+        s, d = entry.path, os.path.join(dst, entry.name)
+        est = entry.stat(follow_symlinks=False)
+        mode = est.st_mode
+        if stat.S_ISDIR(mode):
+            os.mkdir(d, 0o700)
+            _copy_dir(s, d)
+            continue
+        if stat.S_ISLNK(mode):
+            os.symlink(os.readlink(s), d)
+        elif stat.S_ISREG(mode):
+            shutil.copyfile(s, d, follow_symlinks=False)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
+            os.mknod(d, mode, est.st_rdev)
         else:
-            shutil.copy2(s, d, follow_symlinks=False)
+            continue  # a socket means nothing without its listener
+        _copy_meta(s, d, est)
+    _copy_meta(src, dst, st)
+
+
+def _copy_meta(src: str, dst: str, st: os.stat_result) -> None:
+    os.lchown(dst, st.st_uid, st.st_gid)
+    link = stat.S_ISLNK(st.st_mode)
+    for name in _listxattr(src):
+        try:
+            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False),
+                        follow_symlinks=False)
+        except OSError:
+            pass  # a namespace the volume's filesystem does not take
+    if not link:
+        # after the chown, which clears set-user-ID and set-group-ID
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _listxattr(path: str) -> list[str]:
+    try:
+        return os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return []
