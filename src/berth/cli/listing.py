@@ -266,9 +266,10 @@ def inspect_container(eng, ref: str) -> dict[str, Any]:
     return out
 
 
-@command("top")
+@command("top", context_settings={"allow_interspersed_args": False,
+                                  "help_option_names": ["-h", "--help"]})
 @click.argument("container")
-@click.argument("ps_args", nargs=-1)
+@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def top(ctx: click.Context, container: str, ps_args: tuple[str, ...]) -> None:
     """Display the running processes of a container."""
