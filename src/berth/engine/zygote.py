@@ -35,6 +35,10 @@ def _preload() -> None:
     from berth.cgroups import open_manager
     from berth.engine import monitor, runtimes  # noqa: F401
     from berth.linux import capabilities, libc, seccomp  # noqa: F401
+
+    # a container on a bridge network is attached by its monitor's start
+    # helper and released by its monitor: both forks of this process
+    from berth.network import attach, files, manager, netlink, nft, store  # noqa: F401
     from berth.runtime import cgroup, container, hooks, init, process, rootfs, state, sync  # noqa: F401
 
     try:

@@ -1,7 +1,9 @@
 """Bridge networks, IPAM, NAT and published ports (nftables), embedded DNS.
 
-Importing this package is cheap: pyroute2 is imported only by `netlink`
-when a link is touched, and nothing here is on the runtime's path.
+Importing this package is cheap (stdlib only; links, addresses and routes
+go through plain rtnetlink sockets in `netlink`), and nothing here is on
+the runtime's path. The monitor zygote preloads it, so a container's start
+helper and monitor attach and release without importing anything.
 
     from berth.network import NetworkManager, parse_port_spec
 """

@@ -17,7 +17,6 @@ bound and detaches (double fork), or ``error: ...`` and exits 1.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import logging
 import os
@@ -208,6 +207,8 @@ def host_resolvers(path: str = "/etc/resolv.conf") -> list[tuple[str, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     ap = argparse.ArgumentParser(prog="berth-dns")
     ap.add_argument("--database", required=True)
     ap.add_argument("--container", required=True)

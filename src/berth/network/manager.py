@@ -289,8 +289,6 @@ class NetworkManager:
         if ports and net.internal:
             ports = []  # Docker: nothing is published from an internal network
         errors: list[str] = []
-        import pyroute2  # noqa: F401  (its ~250 ms import, not under the lock)
-
         try:
             with contextlib.ExitStack() as outer:
                 with self._locked():
@@ -532,8 +530,8 @@ class NetworkManager:
                                              str(ep.ip), p.container_port))
         if bridges:
             nft.apply(nft.ruleset(self.table, bridges, dnat))
-        elif nft.table_exists(self.table):
-            nft.apply(nft.delete_commands(self.table))
+        else:
+            nft.apply(nft.delete_commands(self.table))  # one transaction, table or not
 
     # embedded DNS (its processes: dnsctl.py)
 

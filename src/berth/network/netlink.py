@@ -1,9 +1,18 @@
-"""Links, addresses, routes and sysctls through netlink (pyroute2).
+"""Links, addresses, routes and sysctls through rtnetlink, on plain sockets.
 
-The only module of berth that imports pyroute2, and only inside functions that
-need it, so importing `berth.network` stays cheap and the runtime never pays
-for it. A container's network namespace is named by a pid (its
-/proc/PID/ns/net) or by a path to a netns file.
+A container start needs about ten rtnetlink messages (a veth pair created
+with its peer already in the container's namespace, enslaved and up; an
+address or two, loopback up, the default routes). pyroute2 would cost
+~150 ms and ~20 MB to import for them in every container's start helper,
+so they are built here with `struct` on an AF_NETLINK socket instead: the
+message layouts are the kernel's (<linux/netlink.h>, <linux/rtnetlink.h>,
+<linux/if_link.h>, <linux/if_addr.h>, <linux/veth.h>). pyroute2 stays in
+the tests and benchmarks, which set up their own plumbing with it.
+
+A container's network namespace is named by a pid (its /proc/PID/ns/net) or
+by a path to a netns file; messages for it go through a socket opened in it
+(setns there and back on this thread: a socket keeps the namespace it was
+made in).
 """
 
 from __future__ import annotations
@@ -13,12 +22,62 @@ import errno
 import ipaddress
 import logging
 import os
-from collections.abc import Iterator
-from typing import Any
+import socket
+import struct
+from collections.abc import Iterator, Sequence
 
-from berth.errors import BerthError, InternalError, NotFoundError, from_oserror
+from berth.errors import BerthError, NotFoundError, from_oserror
 
 log = logging.getLogger(__name__)
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# <linux/netlink.h>
+NETLINK_ROUTE = 0
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_MULTI = 0x2
+NLM_F_ACK = 0x4
+NLM_F_DUMP = 0x300
+NLM_F_REPLACE = 0x100
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+# <linux/rtnetlink.h>
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+RTM_GETLINK = 18
+RTM_NEWADDR = 20
+RTM_NEWROUTE = 24
+RTM_GETROUTE = 26
+RTA_DST = 1
+RTA_OIF = 4
+RTA_GATEWAY = 5
+RTA_TABLE = 15
+RT_TABLE_MAIN = 254
+RTPROT_BOOT = 3
+RT_SCOPE_UNIVERSE = 0
+RTN_UNICAST = 1
+# <linux/if_link.h>, <linux/veth.h>
+IFLA_ADDRESS = 1
+IFLA_IFNAME = 3
+IFLA_MTU = 4
+IFLA_MASTER = 10
+IFLA_LINKINFO = 18
+IFLA_NET_NS_FD = 28
+IFLA_INFO_KIND = 1
+IFLA_INFO_DATA = 2
+VETH_INFO_PEER = 1
+# <linux/if_addr.h>
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+IFA_BROADCAST = 4
+IFA_F_NODAD = 0x02
+# <linux/if.h>
+IFF_UP = 0x1
+
+CLONE_NEWNET = 0x40000000
 
 
 def netns_path(netns: int | str) -> str:
@@ -28,114 +87,264 @@ def netns_path(netns: int | str) -> str:
     return str(netns)
 
 
-def _netlink_error(exc: Exception, operation: str, obj: str) -> BerthError:
-    code = getattr(exc, "code", None) or getattr(exc, "errno", None) or 0
-    if code:
-        return from_oserror(OSError(code, os.strerror(code)), operation, obj)
-    return InternalError(f"{operation} {obj}: {exc}")
+def _attr(kind: int, data: bytes) -> bytes:
+    out = struct.pack("=HH", 4 + len(data), kind) + data
+    return out + b"\0" * (-len(out) % 4)
+
+
+def _name(name: str) -> bytes:
+    return name.encode() + b"\0"
+
+
+def _ifinfo(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
+    return struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, flags, change)
+
+
+def _attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
+    off = 0
+    while off + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, off)
+        if length < 4:
+            break
+        yield kind & 0x3FFF, data[off + 4:off + length]
+        off += (length + 3) & ~3
+
+
+class _Rtnl:
+    """One NETLINK_ROUTE socket: requests acknowledged one by one, dumps."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                  NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self.seq = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _send(self, kind: int, flags: int, body: bytes) -> int:
+        self.seq += 1
+        self.sock.send(struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | flags,
+                                   self.seq, 0) + body)
+        return self.seq
+
+    def request(self, kind: int, flags: int, body: bytes) -> None:
+        """Send one request and wait for its acknowledgement; OSError(errno) on failure."""
+        seq = self._send(kind, NLM_F_ACK | flags, body)
+        while True:
+            data = self.sock.recv(65536)
+            off = 0
+            while off + 16 <= len(data):
+                length, mtype, _flags, mseq, _pid = struct.unpack_from("=IHHII", data, off)
+                if mseq == seq and mtype == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", data, off + 16)[0]
+                    if code:
+                        raise OSError(code, os.strerror(code))
+                    return
+                off += (length + 3) & ~3
+
+    def dump(self, kind: int, body: bytes) -> list[tuple[int, bytes]]:
+        """Every message of a dump, as (type, payload)."""
+        seq = self._send(kind, NLM_F_DUMP, body)
+        out = []
+        while True:
+            data = self.sock.recv(1 << 16)
+            off = 0
+            while off + 16 <= len(data):
+                length, mtype, _flags, mseq, _pid = struct.unpack_from("=IHHII", data, off)
+                payload = data[off + 16:off + length]
+                off += (length + 3) & ~3
+                if mseq != seq:
+                    continue
+                if mtype == NLMSG_DONE:
+                    return out
+                if mtype == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", payload)[0]
+                    raise OSError(code, os.strerror(code))
+                out.append((mtype, payload))
+
+    # helpers over requests
+
+    def index(self, name: str) -> int | None:
+        """The index of link `name`, None when there is none."""
+        seq = self._send(RTM_GETLINK, 0, _ifinfo() + _attr(IFLA_IFNAME, _name(name)))
+        while True:
+            data = self.sock.recv(65536)
+            _length, mtype, _f, mseq, _p = struct.unpack_from("=IHHII", data)
+            if mseq != seq:
+                continue
+            if mtype == NLMSG_ERROR:
+                code = -struct.unpack_from("=i", data, 16)[0]
+                if code == errno.ENODEV:
+                    return None
+                raise OSError(code, os.strerror(code))
+            return struct.unpack_from("=i", data, 16 + 4)[0]
+
+    def link_names(self) -> set[str]:
+        names = set()
+        for _, payload in self.dump(RTM_GETLINK, _ifinfo()):
+            for kind, value in _attrs(payload[16:]):
+                if kind == IFLA_IFNAME:
+                    names.add(value.rstrip(b"\0").decode())
+        return names
+
+    def set_up(self, index: int) -> None:
+        self.request(RTM_NEWLINK, 0, _ifinfo(index, IFF_UP, IFF_UP))
+
+    def add_address(self, index: int, address: IPInterface) -> None:
+        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        net = address.network
+        # IPv6: no duplicate address detection, or the address stays
+        # "tentative" (unusable) for a second or more after the start
+        flags = IFA_F_NODAD if address.version == 6 else 0
+        body = struct.pack("=BBBBI", family, net.prefixlen, flags, RT_SCOPE_UNIVERSE, index)
+        body += _attr(IFA_LOCAL, address.ip.packed) + _attr(IFA_ADDRESS, address.ip.packed)
+        if address.version == 4 and net.prefixlen <= 30:
+            body += _attr(IFA_BROADCAST, net.broadcast_address.packed)
+        self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def add_default_route(self, index: int, gateway: IPAddress) -> bool:
+        """The default route through `gateway`; False when one exists already
+        (the first network keeps the default route, as Docker)."""
+        family = socket.AF_INET if gateway.version == 4 else socket.AF_INET6
+        body = struct.pack("=BBBBBBBBI", family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT,
+                           RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
+        body += _attr(RTA_GATEWAY, gateway.packed) + _attr(RTA_OIF, struct.pack("=i", index))
+        try:
+            self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body)
+        except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                return False
+            raise
+        return True
+
+    def routes(self, family: int) -> list[tuple[int, int, bytes | None]]:
+        """(table, dst_len, dst) of every unicast route of `family`."""
+        out = []
+        body = struct.pack("=BBBBBBBBI", family, 0, 0, 0, 0, 0, 0, 0, 0)
+        for _, payload in self.dump(RTM_GETROUTE, body):
+            _fam, dst_len, _s, _tos, table, _proto, _scope, rtype, _fl = struct.unpack_from(
+                "=BBBBBBBBI", payload)
+            if rtype != RTN_UNICAST:
+                continue
+            dst = None
+            for kind, value in _attrs(payload[12:]):
+                if kind == RTA_TABLE:
+                    table = struct.unpack("=I", value)[0]
+                elif kind == RTA_DST:
+                    dst = value
+            out.append((table, dst_len, dst))
+        return out
 
 
 @contextlib.contextmanager
-def _ipr(netns: int | str | None = None) -> Iterator[Any]:
-    from pyroute2 import IPRoute
-
+def _rtnl(netns: int | str | None = None) -> Iterator[_Rtnl]:
+    """A socket in this network namespace, or in `netns`."""
     if netns is None:
-        ipr = IPRoute()
+        s = _Rtnl()
     else:
+        from berth.linux import libc
+
         path = netns_path(netns)
-        if not os.path.exists(path):
+        try:
+            target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
             raise NotFoundError(f"open network namespace {path}: no such file or directory",
-                                path=path)
-        ipr = IPRoute(netns=path)
+                                path=path) from exc
+        except OSError as exc:
+            raise from_oserror(exc, "open network namespace", path) from exc
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            libc.setns(target, CLONE_NEWNET)
+            try:
+                s = _Rtnl()
+            finally:
+                libc.setns(own, CLONE_NEWNET)
+        finally:
+            os.close(target)
+            os.close(own)
     try:
-        yield ipr
+        yield s
     finally:
-        ipr.close()
-
-
-def _index(ipr: Any, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+        s.close()
 
 
 def link_exists(name: str) -> bool:
     return os.path.exists(f"/sys/class/net/{name}")
 
 
-def host_routes() -> list[ipaddress.IPv4Network]:
-    """The destinations of the host's IPv4 routes (main table), default route excluded."""
+def host_routes(version: int = 4) -> list[ipaddress.IPv4Network] | list[ipaddress.IPv6Network]:
+    """The destinations of the host's routes (main table) of IP `version`,
+    default routes and IPv6 link-local excluded."""
+    family = socket.AF_INET if version == 4 else socket.AF_INET6
+    net_type = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
+    size = 4 if version == 4 else 16
     out = []
-    with _ipr() as ipr:
-        for r in ipr.get_routes(family=2, table=254):
-            dst = r.get("RTA_DST")
-            if dst is None or r["dst_len"] == 0:
-                continue
-            out.append(ipaddress.IPv4Network(f"{dst}/{r['dst_len']}", strict=False))
+    with _rtnl() as nl:
+        try:
+            routes = nl.routes(family)
+        except OSError as exc:
+            if version == 6 and exc.errno == errno.EAFNOSUPPORT:
+                return []
+            raise
+    for table, dst_len, dst in routes:
+        if table != RT_TABLE_MAIN or dst_len == 0 or dst is None:
+            continue
+        n = net_type((int.from_bytes(dst[:size], "big"), dst_len), strict=False)
+        if n.is_link_local:
+            continue
+        out.append(n)
     return out
 
 
-def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface, mtu: int) -> bool:
-    """Create bridge `name` with address `gateway` and bring it up; return
-    whether it was created (an existing one is left as it is)."""
-    from pyroute2 import NetlinkError
-
-    with _ipr() as ipr:
-        if _index(ipr, name) is not None:
-            return False
+def ensure_bridge(name: str, gateways: IPInterface | Sequence[IPInterface], mtu: int) -> bool:
+    """Create bridge `name` with the `gateways` addresses and bring it up;
+    return whether it was created (an existing one is left as it is)."""
+    if not isinstance(gateways, Sequence):
+        gateways = [gateways]
+    if link_exists(name):
+        return False
+    with _rtnl() as nl:
+        linkinfo = _attr(IFLA_LINKINFO, _attr(IFLA_INFO_KIND, b"bridge"))
         try:
-            ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
-        except NetlinkError as exc:
-            raise _netlink_error(exc, "create bridge", name) from exc
+            nl.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL,
+                       _ifinfo() + _attr(IFLA_IFNAME, _name(name)) +
+                       _attr(IFLA_MTU, struct.pack("=I", mtu)) + linkinfo)
+        except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                return False
+            raise from_oserror(exc, "create bridge", name) from exc
         try:
-            idx = _index(ipr, name)
-            ipr.addr("add", index=idx, address=str(gateway.ip), prefixlen=gateway.network.prefixlen)
-            ipr.link("set", index=idx, state="up")
-        except NetlinkError as exc:
-            err = _netlink_error(exc, "configure bridge", name)
-            with contextlib.suppress(NetlinkError):
-                ipr.link("del", index=_index(ipr, name))
+            idx = nl.index(name)
+            if idx is None:
+                raise NotFoundError(f"configure bridge {name}: no such device")
+            for gw in gateways:
+                nl.add_address(idx, gw)
+            nl.set_up(idx)
+        except (OSError, BerthError) as exc:
+            err = exc if isinstance(exc, BerthError) else from_oserror(
+                exc, "configure bridge", name)
+            try:
+                delete_link(name)
+            except BerthError as cleanup:
+                err.add_note(f"delete bridge {name}: {cleanup}")
             raise err from exc
     return True
 
 
 def delete_link(name: str) -> bool:
     """Delete link `name` (a bridge or the host end of a veth, which takes its
-    peer along); return whether it existed.
-
-    One RTM_DELLINK by name on a plain netlink socket rather than pyroute2:
-    this runs when a container stops, in its long-lived monitor, where
-    importing pyroute2 (~250 ms, ~20 MB) for one message would cost more than
-    the rest of the stop."""
-    import socket
-    import struct
-
+    peer along); return whether it existed."""
     if not link_exists(name):
         return False
-    raw = name.encode() + b"\0"
-    attr = struct.pack("=HH", 4 + len(raw), IFLA_IFNAME) + raw
-    attr += b"\0" * (-len(attr) % 4)
-    body = struct.pack("=BxHiII", 0, 0, 0, 0, 0) + attr  # struct ifinfomsg, AF_UNSPEC
-    msg = struct.pack("=IHHII", 16 + len(body), RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, 1, 0)
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
-        sock.bind((0, 0))
-        sock.send(msg + body)
-        reply = sock.recv(65536)
-    kind = struct.unpack_from("=H", reply, 4)[0]
-    code = -struct.unpack_from("=i", reply, 16)[0] if kind == NLMSG_ERROR else 0
-    if code == errno.ENODEV:
-        return False
-    if code:
-        raise from_oserror(OSError(code, os.strerror(code)), "delete link", name)
+    with _rtnl() as nl:
+        try:
+            nl.request(RTM_DELLINK, 0, _ifinfo() + _attr(IFLA_IFNAME, _name(name)))
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                return False
+            raise from_oserror(exc, "delete link", name) from exc
     return True
-
-
-# <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>
-NETLINK_ROUTE = 0
-NLMSG_ERROR = 2
-NLM_F_REQUEST = 1
-NLM_F_ACK = 4
-RTM_DELLINK = 17
-IFLA_IFNAME = 3
 
 
 def bridge_ports(name: str) -> list[str]:
@@ -149,75 +358,77 @@ def add_veth(
     host_name: str,
     bridge: str,
     netns: int | str,
-    address: ipaddress.IPv4Interface,
-    gateway: ipaddress.IPv4Address | None,
+    addresses: IPInterface | Sequence[IPInterface],
+    gateways: IPAddress | Sequence[IPAddress] | None,
     mtu: int,
     mac: str,
 ) -> str:
-    """A veth pair: `host_name` enslaved to `bridge`, its peer moved into
-    `netns` as the first free ethN with `address`, `mac`, `mtu`, loopback up
-    and, when `gateway` is given and the namespace has no default route yet,
-    the default route through it. Returns the name inside. Undone on failure."""
-    from pyroute2 import NetlinkError
-
+    """A veth pair: `host_name` enslaved to `bridge` and up, its peer made
+    directly in `netns` as the first free ethN with `mac`, `mtu` and
+    `addresses`, loopback up and, for each of `gateways` whose family has no
+    default route in the namespace yet, the default route through it.
+    Returns the name inside. Undone on failure."""
+    if not isinstance(addresses, Sequence):
+        addresses = [addresses]
+    if gateways is None:
+        gateways = []
+    elif not isinstance(gateways, Sequence):
+        gateways = [gateways]
     path = netns_path(netns)
-    peer_tmp = "p" + host_name[1:] if host_name[0] != "p" else "q" + host_name[1:]
-    with contextlib.ExitStack() as undo, _ipr() as ipr:
+    with contextlib.ExitStack() as undo, _rtnl() as nl, _rtnl(path) as ns:
         try:
-            ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer_tmp, "mtu": mtu},
-                     mtu=mtu)
-        except NetlinkError as exc:
-            raise _netlink_error(exc, "create veth", host_name) from exc
-        undo.callback(delete_link, host_name)
+            br = nl.index(bridge)
+        except OSError as exc:
+            raise from_oserror(exc, "look up bridge", bridge) from exc
+        if br is None:
+            raise NotFoundError(f"attach {host_name} to bridge {bridge}: no such device")
         try:
-            br = _index(ipr, bridge)
-            if br is None:
-                raise NotFoundError(f"attach {host_name} to bridge {bridge}: no such device")
-            idx = _index(ipr, host_name)
-            peer = _index(ipr, peer_tmp)
-            ipr.link("set", index=idx, master=br)
+            names = ns.link_names()
+        except OSError as exc:
+            raise from_oserror(exc, "list links in", path) from exc
+        n = 0
+        while f"eth{n}" in names:
+            n += 1
+        ifname = f"eth{n}"
+        try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                ipr.link("set", index=peer, net_ns_fd=fd)
-            finally:
-                os.close(fd)
-        except NetlinkError as exc:
-            raise _netlink_error(exc, "move veth into", path) from exc
         except OSError as exc:
             raise from_oserror(exc, "open network namespace", path) from exc
-        ifname = "eth0"
         try:
-            with _ipr(path) as ns:
-                names = {link.get("ifname") for link in ns.get_links()}
-                n = 0
-                while f"eth{n}" in names:
-                    n += 1
-                ifname = f"eth{n}"
-                if gateway is not None and any(
-                        r["dst_len"] == 0 for r in ns.get_routes(family=2, table=254)):
-                    gateway = None  # the first network keeps the default route, as Docker
-                idx_in = _index(ns, peer_tmp)
-                ns.link("set", index=idx_in, ifname=ifname, address=mac, mtu=mtu)
-                ns.addr("add", index=idx_in, address=str(address.ip),
-                        prefixlen=address.network.prefixlen)
-                ns.link("set", index=idx_in, state="up")
-                lo = _index(ns, "lo")
-                if lo is not None:
-                    ns.link("set", index=lo, state="up")
-                if gateway is not None:
-                    ns.route("replace", dst="0.0.0.0/0", gateway=str(gateway), oif=idx_in)
-        except NetlinkError as exc:
-            raise _netlink_error(exc, f"configure {ifname} in", path) from exc
+            mtu_attr = _attr(IFLA_MTU, struct.pack("=I", mtu))
+            peer = (_ifinfo() + _attr(IFLA_IFNAME, _name(ifname)) + mtu_attr +
+                    _attr(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", ""))) +
+                    _attr(IFLA_NET_NS_FD, struct.pack("=I", fd)))
+            linkinfo = _attr(IFLA_LINKINFO, _attr(IFLA_INFO_KIND, b"veth") +
+                             _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer)))
+            nl.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL,
+                       _ifinfo(0, IFF_UP, IFF_UP) + _attr(IFLA_IFNAME, _name(host_name)) +
+                       mtu_attr + _attr(IFLA_MASTER, struct.pack("=I", br)) + linkinfo)
+        except OSError as exc:
+            raise from_oserror(exc, "create veth", host_name) from exc
+        finally:
+            os.close(fd)
+        undo.callback(delete_link, host_name)
         try:
-            ipr.link("set", index=_index(ipr, host_name), state="up")
-        except NetlinkError as exc:
-            raise _netlink_error(exc, "bring up", host_name) from exc
+            idx = ns.index(ifname)
+            if idx is None:
+                raise NotFoundError(f"configure {ifname} in {path}: no such device")
+            for a in addresses:
+                ns.add_address(idx, a)
+            ns.set_up(idx)
+            lo = ns.index("lo")
+            if lo is not None:
+                ns.set_up(lo)
+            for gw in gateways:
+                ns.add_default_route(idx, gw)
+        except OSError as exc:
+            raise from_oserror(exc, f"configure {ifname} in", path) from exc
         undo.pop_all()
     return ifname
 
 
 def set_hairpin(port: str) -> None:
-    """Hairpin mode on a bridge port (sysfs: the one knob pyroute2 is not needed for)."""
+    """Hairpin mode on a bridge port (sysfs)."""
     path = f"/sys/class/net/{port}/brport/hairpin_mode"
     try:
         with open(path, "w") as f:
