@@ -159,7 +159,8 @@ def _entries(text: str | None) -> list[list[str]]:
 
 def resolve_user(rootfs: str, user: str) -> dict[str, Any]:
     """OCI process.user for Docker's `user[:group]` (names or ids), with the
-    supplementary groups /etc/group gives the user. Errors as Docker's."""
+    supplementary groups /etc/group gives the user when no group is named.
+    Errors as Docker's."""
     name, _, group = (user or "0").partition(":")
     passwd = _entries(_read_in_root(rootfs, "/etc/passwd"))
     uid = gid = -1
@@ -196,7 +197,9 @@ def resolve_user(rootfs: str, user: str) -> dict[str, Any]:
                 raise NotFoundError(f"unable to find group {group}: no matching entries in "
                                     "group file")
     extra = []
-    if uname:
+    # runc (libcontainer/user GetExecUser): supplementary groups from
+    # /etc/group only in the implicit form; `-u name:group` sets them to none
+    if uname and not group:
         for e in groups:
             if len(e) >= 4 and uname in e[3].split(",") and e[2].isdigit():
                 g = int(e[2])

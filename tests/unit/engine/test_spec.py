@@ -23,7 +23,9 @@ def test_resolve_user(rootfs):
     assert spec.resolve_user(rootfs, "") == {"uid": 0, "gid": 0}
     assert spec.resolve_user(rootfs, "app") == {"uid": 1000, "gid": 1001,
                                                 "additionalGids": [2000]}
-    assert spec.resolve_user(rootfs, "app:extra")["gid"] == 2000
+    # a named group replaces the supplementary groups too, as runc's GetExecUser
+    assert spec.resolve_user(rootfs, "app:extra") == {"uid": 1000, "gid": 2000}
+    assert spec.resolve_user(rootfs, "app:app") == {"uid": 1000, "gid": 1001}
     assert spec.resolve_user(rootfs, "1000") == {"uid": 1000, "gid": 1001,
                                                  "additionalGids": [2000]}
     assert spec.resolve_user(rootfs, "7:8") == {"uid": 7, "gid": 8}
