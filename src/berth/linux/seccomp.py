@@ -308,6 +308,18 @@ class Filter:
         """The program's length in BPF instructions (the kernel takes 4096)."""
         return len(self.bpf) // 8
 
+    def kernel_cached(self, nrs: "range | list[int]", arch: int = 0) -> set[int]:
+        """The syscall numbers among `nrs` that the kernel's seccomp action
+        cache (Linux 5.11+) will answer ALLOW for without running this
+        program; `arch` is an AUDIT_ARCH_ value (0: this machine's).
+
+        The kernel fills the cache when the filter is loaded, for its native
+        and compat architectures (x86-64 and i386 here), by emulating the
+        program for each number (`const_allow`). A syscall it cannot prove is
+        allowed runs the BPF program on every call. See `const_allow`."""
+        arch = arch or _native_audit_arch()
+        return {nr for nr in nrs if const_allow(self.bpf, nr, arch)}
+
     def load(self) -> int | None:
         """Install the filter on the calling thread (all threads with
         SECCOMP_FILTER_FLAG_TSYNC). Returns the user-notification listener fd
@@ -735,3 +747,65 @@ def _export(lib: ctypes.CDLL, ctx: int) -> bytes:
         return os.pread(fd, size, 0)
     finally:
         os.close(fd)
+
+
+# BPF opcodes kernel/seccomp.c's cache emulator understands (<linux/bpf_common.h>)
+_JSET_K = 0x45
+_ALU_AND_K = 0x54
+_RET_ALLOW = SCMP_ACT_ALLOW
+
+
+def const_allow(bpf: bytes, nr: int, arch: int) -> bool:
+    """Whether the kernel's seccomp action cache will treat syscall `nr` of
+    `arch` (an AUDIT_ARCH_ value) as always allowed by the program `bpf`.
+
+    A line-for-line port of ``seccomp_is_const_allow`` (kernel/seccomp.c,
+    Linux 5.11 to 6.18): it follows the program with only the number and the
+    architecture known, and gives up (the syscall then runs the BPF program
+    every time) at a load of anything else (an argument, the instruction
+    pointer), at any instruction other than a load of nr/arch, ``ja``,
+    ``jeq``/``jge``/``jgt``/``jset`` against a constant, ``and`` with a
+    constant and ``ret`` of a constant, or at a return other than
+    SECCOMP_RET_ALLOW. So one argument check or ``ld [ip]`` in a prologue
+    that every syscall passes through costs every syscall the full program.
+    (The kernel also lets its own uprobe syscalls through unfiltered; that
+    is not the program's doing and is not modelled.)"""
+    n = len(bpf) // 8
+    reg = 0
+    pc = 0
+    while pc < n:
+        o = pc * 8
+        code = bpf[o] | bpf[o + 1] << 8
+        jt, jf = bpf[o + 2], bpf[o + 3]
+        k = int.from_bytes(bpf[o + 4 : o + 8], sys.byteorder)
+        if code == _LD_W_ABS:
+            if k == _DATA_NR:
+                reg = nr & 0xFFFFFFFF
+            elif k == _DATA_ARCH:
+                reg = arch
+            else:
+                return False  # a value that is not constant per (arch, nr)
+        elif code == _RET_K:
+            return k == _RET_ALLOW
+        elif code == _JA:
+            pc += k
+        elif code in (_JEQ_K, _JGE_K, _JGT_K, _JSET_K):
+            if code == _JEQ_K:
+                taken = reg == k
+            elif code == _JGE_K:
+                taken = reg >= k
+            elif code == _JGT_K:
+                taken = reg > k
+            else:
+                taken = bool(reg & k)
+            pc += jt if taken else jf
+        elif code == _ALU_AND_K:
+            reg &= k
+        else:
+            return False  # an instruction the emulator does not follow
+        pc += 1
+    return False  # ran off the end (the kernel refuses such programs)
+
+
+def _native_audit_arch() -> int:
+    return libseccomp().seccomp_arch_native()

@@ -354,3 +354,83 @@ def test_enosys_for_syscalls_newer_than_the_profile():
     # nothing to add when the default allows
     allow = {**cfg, "defaultAction": "SCMP_ACT_ALLOW"}
     assert seccomp.compile(allow).bpf == seccomp.compile(allow, enosys=False).bpf
+
+
+# The kernel's seccomp action cache (Linux 5.11+) answers ALLOW from a
+# bitmap, without running the BPF program, for every syscall whose verdict it
+# can prove from the number and architecture alone (kernel/seccomp.c,
+# seccomp_is_const_allow). Without it every syscall of a container runs the
+# default profile's ~1300 instructions. These tests check the structure of
+# the exported program, not timings: one shared load of an argument or of the
+# instruction pointer would silently turn the cache off for every syscall.
+
+
+def _unconditional_allows(profile: dict) -> set[str]:
+    plain = {
+        n
+        for sc in profile["syscalls"]
+        if sc["action"] == "SCMP_ACT_ALLOW" and not sc.get("args")
+        for n in sc["names"]
+    }
+    other = {
+        n
+        for sc in profile["syscalls"]
+        if sc["action"] != "SCMP_ACT_ALLOW" or sc.get("args")
+        for n in sc["names"]
+    }
+    return plain - other
+
+
+@pytest.mark.parametrize("caps", ["docker", "all"])
+@pytest.mark.parametrize("optimize", [2, 1])
+def test_default_profile_keeps_the_kernel_action_cache(caps, optimize):
+    from berth.linux.capabilities import CAPS
+    from berth.runtime.confinement import DEFAULT_CAPABILITIES, default_seccomp_profile
+
+    held = DEFAULT_CAPABILITIES if caps == "docker" else list(CAPS)
+    prof = default_seccomp_profile(held, "x86_64", kernel="6.18.0")
+    flt = seccomp.compile(prof, optimize=optimize)
+    allowed = _unconditional_allows(prof)
+    assert {"getpid", "read", "write", "openat", "close", "futex", "mmap"} <= allowed
+    # the kernel caches its native and compat architectures: x86-64 and i386
+    for arch, token in (("SCMP_ARCH_X86_64", bpf.AUDIT_ARCH_X86_64), ("SCMP_ARCH_X86", bpf.AUDIT_ARCH_I386)):  # fmt: skip
+        nrs = {n: seccomp.resolve_syscall(n, arch) for n in allowed}
+        nrs = {n: nr for n, nr in nrs.items() if nr is not None and nr >= 0}
+        cached = flt.kernel_cached(sorted(nrs.values()), token)
+        missing = sorted(n for n, nr in nrs.items() if nr not in cached)
+        assert not missing, f"{arch}: the kernel would run the BPF program for {missing}"
+        # the argument-checked rules are the ones that cannot be cached (with
+        # CAP_SYS_ADMIN, clone is allowed whatever its flags)
+        for name in ("socket", "personality", "clone")[: 3 if caps == "docker" else 2]:
+            nr = seccomp.resolve_syscall(name, arch)
+            if nr is not None and nr >= 0:
+                assert not seccomp.const_allow(flt.bpf, nr, token), (arch, name)
+
+
+def test_kernel_cache_emulator_agrees_with_the_program_and_spots_prologues():
+    from berth.runtime.confinement import DEFAULT_CAPABILITIES, default_seccomp_profile
+
+    prof = default_seccomp_profile(DEFAULT_CAPABILITIES, "x86_64", kernel="6.18.0")
+    flt = seccomp.compile(prof)
+    cached = flt.kernel_cached(range(600), bpf.AUDIT_ARCH_X86_64)
+    assert len(cached) > 250
+    # whatever the arguments and instruction pointer, a cached syscall is allowed
+    for nr in range(600):
+        for args, ip in (((), 0), ((2**64 - 1,) * 6, 0x7FFF12345678), ((0x7E020000, 16, 1), 1)):
+            v = bpf.run(flt.export_bpf(), bpf.seccomp_data(nr, bpf.AUDIT_ARCH_X86_64, args, ip))
+            if nr in cached:
+                assert v == ALLOW, nr
+    # the regressions the cache test exists for: a shared prologue reading the
+    # instruction pointer or an argument (same verdicts, no cache at all)
+    for offset in (8, 16, 20):  # instruction_pointer, args[0] (low, high)
+        prologue = (0x20).to_bytes(2, "little") + b"\0\0" + offset.to_bytes(4, "little")
+        broken = seccomp.Filter(prologue + flt.bpf, 0, False, flt.nr_seccomp, [])
+        assert broken.kernel_cached(range(600), bpf.AUDIT_ARCH_X86_64) == set()
+    # an instruction the kernel's emulator does not follow (tax) does the same
+    tax = (0x07).to_bytes(2, "little") + b"\0\0\0\0\0\0"
+    assert seccomp.Filter(tax + flt.bpf, 0, False, 0, []).kernel_cached([39]) == set()
+    # and a plain allow-all filter is cached for everything
+    ret_allow = (0x06).to_bytes(2, "little") + b"\0\0" + ALLOW.to_bytes(4, "little")
+    one = seccomp.Filter(ret_allow, 0, False, 0, [])
+    assert one.instructions == 1
+    assert one.kernel_cached(range(600), bpf.AUDIT_ARCH_X86_64) == set(range(600))
