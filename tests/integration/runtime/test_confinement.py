@@ -257,3 +257,40 @@ def test_bad_id_mappings_fail_cleanly(runtime, make_bundle, maps):
     if runtime.name == "berth":
         assert "uidMappings" in p.stderr and ("overlaps" in p.stderr or "exceeds" in p.stderr), p.stderr
     assert not os.path.isdir(os.path.join(runtime.root, cid))
+
+
+def _seccomp_filters(status: str) -> int:
+    return int(next(x for x in status.splitlines() if x.startswith("Seccomp_filters:")).split()[1])
+
+
+def test_default_profile_is_one_cacheable_filter_in_run_and_exec(runtime, make_bundle):
+    # one filter, not a stack: the kernel's action cache answers for the
+    # newest filter only, and a second one (a NOTIFY helper, exec loading
+    # again on top of an inherited filter) would run on every uncached call
+    b = make_bundle("sleep", "1000")
+    docker_defaults(b)
+    cid = unique()
+    runtime.run("run", "-d", "--bundle", b.write(), cid, check=True)
+    try:
+        pid = json.loads(runtime.run("state", cid, check=True).stdout)["pid"]
+        with open(f"/proc/{pid}/status") as f:
+            assert _seccomp_filters(f.read()) == 1
+        p = runtime.run("exec", cid, "cat", "/proc/self/status")
+        assert p.returncode == 0, p.stderr
+        assert _seccomp_filters(p.stdout) == 1
+        # with CONFIG_SECCOMP_CACHE_DEBUG the kernel shows its cache: every
+        # syscall berth's emulator says is cached must be ALLOW there
+        # ("x86_64 39 ALLOW" / "ia32 20 FILTER" lines)
+        cache_file = f"/proc/{pid}/seccomp_cache"
+        if os.path.exists(cache_file) and os.uname().machine == "x86_64":
+            from berth.linux import seccomp
+
+            flt = seccomp.compile(b.config["linux"]["seccomp"])
+            with open(cache_file) as f:
+                rows = [line.split() for line in f]
+            kernel = {int(nr) for arch, nr, what in rows if arch == "x86_64" and what == "ALLOW"}
+            listed = [int(nr) for arch, nr, _ in rows if arch == "x86_64"]
+            assert flt.kernel_cached(listed, 0xC000003E) == kernel
+            assert seccomp.resolve_syscall("getpid") in kernel
+    finally:
+        runtime.run("delete", "--force", cid)
