@@ -124,7 +124,8 @@ def serve(path: str, idle: float = IDLE_S) -> int:
                                for i in range(n))
             req = jsonio.loads(msg)
             assert isinstance(req, dict)
-            pid = os.fork()
+            # single-threaded, no lock held: a bare fork (see fork_bare)
+            pid = libc.fork_bare()
             if pid == 0:
                 sock.close()
                 conn.close()
