@@ -125,7 +125,7 @@ def run_options(f: Callable) -> Callable:
         click.option("--restart", default="no"),
         click.option("--stop-signal", default=""),
         click.option("--stop-timeout", type=int, default=None),
-        click.option("--network", "--net", default="none"),
+        click.option("--network", "--net", default="default"),
         click.option("-p", "--publish", multiple=True),
         click.option("-P", "--publish-all", is_flag=True),
         click.option("--dns", multiple=True),

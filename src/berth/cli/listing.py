@@ -279,7 +279,13 @@ def top(ctx: click.Context, container: str, ps_args: tuple[str, ...]) -> None:
     rec = eng.get(container)
     pids = set(eng.pids(rec))
     args = list(ps_args) or ["-ef"]
-    out = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
+    # as dockerd: the container's pids named with -q (so `-o pid,comm`, which
+    # alone selects the caller's terminal, still lists them), and once more
+    # without it for options that refuse -q (such as f)
+    out = subprocess.run(["ps", *args, "-q", ",".join(map(str, sorted(pids)))],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        out = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise InvalidArgumentError(f"ps: {out.stderr.strip()}")
     lines = out.stdout.splitlines()

@@ -9,9 +9,24 @@ import tempfile
 
 import pytest
 
-from tests.integration.conftest import REPO
+from tests.integration.conftest import REPO, unique
 
 BERTH = os.path.join(REPO, ".venv", "bin", "berth")
+
+
+def free_subnet() -> str:
+    """A 10.124.N.0/24 that no host route covers (10.123.x is the network tests')."""
+    import ipaddress
+    import random
+
+    from berth.network.netlink import host_routes
+
+    routes = host_routes()
+    for _ in range(500):
+        net = ipaddress.IPv4Network(f"10.124.{random.randrange(1, 255)}.0/24")
+        if not any(r.overlaps(net) for r in routes):
+            return str(net)
+    raise RuntimeError("no free 10.124.x.0/24")
 
 
 class Berth:
@@ -20,9 +35,12 @@ class Berth:
         self.state = state
         self.runtime = runtime
         # the monitor zygote leaves 0.1 s after its last monitor (1 s by
-        # default): the leak check after each test waits for it
+        # default): the leak check after each test waits for it. Containers
+        # join the default bridge network unless told otherwise: each test's
+        # engine gets its own bridge name and subnet
         self.env = {**os.environ, "BERTH_ROOT": root, "BERTH_STATE": state,
-                    "BERTH_ZYGOTE_IDLE": "0.1"}
+                    "BERTH_ZYGOTE_IDLE": "0.1", "BERTH_BRIDGE": unique("brt-d")[:13],
+                    "BERTH_BRIDGE_SUBNET": free_subnet()}
 
     def __call__(self, *args: str, timeout: float = 60, input: bytes | None = None,
                  check: bool = False) -> subprocess.CompletedProcess:
@@ -74,6 +92,49 @@ def busybox_template(tmp_path_factory):
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return f"{d}/root"
+
+
+@pytest.fixture(scope="session")
+def debian_template(tmp_path_factory):
+    """A root holding debian:bookworm, imported once per session from a
+    `debootstrap --variant=minbase bookworm` tarball made once per machine
+    (tests/debian.py caches it under /var/cache/berth-tests)."""
+    if os.geteuid() != 0:
+        pytest.skip("engine tests need root")
+    from tests.debian import debian_rootfs_tar
+
+    try:
+        tar = debian_rootfs_tar("bookworm", "minbase")
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    d = str(tmp_path_factory.mktemp("berth-debian"))
+    env = {**os.environ, "BERTH_ROOT": f"{d}/root", "BERTH_STATE": f"{d}/state"}
+    subprocess.run([BERTH, "import", tar, "debian:bookworm"], env=env, check=True,
+                   capture_output=True)
+    import sqlite3
+
+    conn = sqlite3.connect(f"{d}/root/berth.db")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return f"{d}/root"
+
+
+@pytest.fixture
+def debian(workdir, debian_template):
+    """`berth` with a root holding debian:bookworm (no busybox)."""
+    b = _make(workdir, debian_template, "berth")
+    yield b
+    b.cleanup()
+
+
+@pytest.fixture(params=["berth", "runc"])
+def debian_rt(request, workdir, debian_template):
+    """`debian` whose `run` uses --runtime berth (in-process) and runc."""
+    if request.param == "runc" and not shutil.which("runc"):
+        pytest.skip("runc not installed")
+    b = _make(workdir, debian_template, request.param)
+    yield b
+    b.cleanup()
 
 
 def _make(workdir: str, template: str, runtime: str) -> Berth:
