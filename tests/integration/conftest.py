@@ -1,9 +1,9 @@
 """Integration fixtures: privileged gate, leak check, runtimes under test.
 
 Every integration test runs with `leak_check`: mounts, cgroups, network links,
-named netns and processes are listed before and after the test, and anything
-new afterwards fails the test (and is cleaned up, so one leak does not fail
-the tests after it).
+named netns, nftables tables (and their rules) and processes are listed before
+and after the test, and anything new afterwards fails the test (and is cleaned
+up, so one leak does not fail the tests after it).
 """
 
 import os
@@ -60,6 +60,25 @@ def _netns() -> set[str]:
         return set(os.listdir("/run/netns"))
     except FileNotFoundError:
         return set()
+
+
+def _nft_tables() -> dict[str, str]:
+    """Every nftables table (`family name`) and its rules (berth keeps its
+    rules in tables of its own, so a rule left behind shows as a new table
+    or a changed one)."""
+    nft = shutil.which("nft") or "/usr/sbin/nft"
+    if not os.path.exists(nft):
+        return {}
+    p = subprocess.run([nft, "-s", "list", "ruleset"], capture_output=True, text=True)
+    out: dict[str, str] = {}
+    name = ""
+    for line in p.stdout.splitlines():
+        if line.startswith("table "):
+            name = line.split(None, 1)[1].rstrip(" {").strip()
+            out[name] = ""
+        elif name:
+            out[name] += line + "\n"
+    return out
 
 
 def _processes_under(marker: str) -> dict[int, str]:
@@ -182,6 +201,7 @@ def leak_check(request):
         yield
         return
     mounts, cgroups, links, netns = _mounts(), _cgroups(), _links(), _netns()
+    tables = _nft_tables()
     children = set(_children_of(os.getpid()))
     base = str(request.config._tmp_path_factory.getbasetemp())
     yield
@@ -205,14 +225,21 @@ def leak_check(request):
         new_ns = sorted(_netns() - netns)
         if new_ns:
             problems.append(f"netns: {new_ns}")
+        now = _nft_tables()
+        new_tables = sorted(set(now) - set(tables))
+        if new_tables:
+            problems.append(f"nftables tables: {new_tables}")
+        changed = sorted(t for t in tables if t in now and now[t] != tables[t])
+        if changed:
+            problems.append(f"nftables rules changed in: {changed}")
         if not problems:
             return
         time.sleep(0.05)
-    _cleanup(base, mounts, cgroups, links, netns, children)
+    _cleanup(base, mounts, cgroups, links, netns, children, tables)
     pytest.fail("leaked after test: " + "; ".join(problems))
 
 
-def _cleanup(base, mounts, cgroups, links, netns, children):
+def _cleanup(base, mounts, cgroups, links, netns, children, tables=frozenset()):
     for pid in list(_processes_under(base)) + [
         p for p in _children_of(os.getpid()) if p not in children
     ]:
@@ -232,6 +259,8 @@ def _cleanup(base, mounts, cgroups, links, netns, children):
         subprocess.run(["ip", "link", "del", link], capture_output=True)
     for ns in _netns() - netns:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    for table in set(_nft_tables()) - set(tables):
+        subprocess.run(["nft", "delete", "table", *table.split()], capture_output=True)
 
 
 class Runtime:

@@ -402,7 +402,7 @@ class RunOptions:
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     stop_signal: str = ""
     stop_timeout: int | None = None
-    network: str = "none"
+    network: str = "default"  # Docker's: the default bridge network
     publish: list[str] = field(default_factory=list)
     publish_all: bool = False
     dns: list[str] = field(default_factory=list)

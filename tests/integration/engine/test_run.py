@@ -164,7 +164,10 @@ def test_stdin_with_i(berth):
 
 
 def test_network_none_and_host(berth):
+    # Docker's default: the default bridge network
     p = berth.run("--rm", "busybox", "ls", "/sys/class/net")
+    assert p.stdout.split() == ["eth0", "lo"], p.stderr
+    p = berth.run("--rm", "--network", "none", "busybox", "ls", "/sys/class/net")
     assert p.stdout.split() == ["lo"]
     p = berth.run("--rm", "--network", "host", "busybox", "ls", "/sys/class/net")
     assert sorted(p.stdout.split()) == sorted(os.listdir("/sys/class/net"))
