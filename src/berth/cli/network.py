@@ -60,28 +60,29 @@ def network() -> None:
 
 @network.command("create", cls=NetCommand, context_settings=CTX)
 @click.option("-d", "--driver", default="bridge")
-@click.option("--subnet", default=None)
-@click.option("--gateway", default=None)
-@click.option("--ip-range", default=None)
+@click.option("--subnet", multiple=True)
+@click.option("--gateway", multiple=True)
+@click.option("--ip-range", multiple=True)
+@click.option("--ipv6", is_flag=True)
 @click.option("--internal", is_flag=True)
 @click.option("--attachable", is_flag=True)
 @click.option("--label", multiple=True)
 @click.option("-o", "--opt", multiple=True)
 @click.argument("name")
 @click.pass_context
-def create(ctx: click.Context, name: str, driver: str, subnet: str | None,
-           gateway: str | None, ip_range: str | None, internal: bool, attachable: bool,
-           label: tuple[str, ...], opt: tuple[str, ...]) -> None:
+def create(ctx: click.Context, name: str, driver: str, subnet: tuple[str, ...],
+           gateway: tuple[str, ...], ip_range: tuple[str, ...], ipv6: bool, internal: bool,
+           attachable: bool, label: tuple[str, ...], opt: tuple[str, ...]) -> None:
     """Create a network."""
     net = _manager(ctx).create(name, subnet=subnet, gateway=gateway, ip_range=ip_range,
                                internal=internal, labels=_kv(label), options=_kv(opt),
-                               driver=driver)
+                               driver=driver, ipv6=ipv6)
     click.echo(net.id)
 
 
 def _row(net: Any) -> dict[str, Any]:
     return {"ID": net.id[:12], "Name": net.name, "Driver": "bridge", "Scope": "local",
-            "Internal": str(net.internal).lower(), "IPv6": "false",
+            "Internal": str(net.internal).lower(), "IPv6": str(net.enable_ipv6).lower(),
             "Labels": ",".join(f"{k}={v}" for k, v in net.labels.items()),
             "CreatedAt": net.created}
 

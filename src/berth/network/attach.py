@@ -91,6 +91,7 @@ def start_request(host_config: dict[str, Any], config: dict[str, Any], name: str
         "networks": [
             {"name": n,
              "ip": ((eps.get(n) or {}).get("IPAMConfig") or {}).get("IPv4Address") or None,
+             "ip6": ((eps.get(n) or {}).get("IPAMConfig") or {}).get("IPv6Address") or None,
              "aliases": list((eps.get(n) or {}).get("Aliases") or []),
              "mac": config.get("MacAddress") or None if n == mode else None}
             for n in networks
@@ -127,7 +128,8 @@ def attach_container(paths: Paths, container_id: str, pid: int, request: dict[st
         try:
             for i, n in enumerate(request["networks"]):
                 endpoints.append(nm.attach(
-                    container_id, pid, n["name"], ip=n.get("ip"), aliases=n.get("aliases") or (),
+                    container_id, pid, n["name"], ip=n.get("ip"), ip6=n.get("ip6"),
+                    aliases=n.get("aliases") or (),
                     ports=ports if i == 0 else (), name=request.get("name") or "",
                     mac=n.get("mac"), dns=request.get("dns") or ()))
         except BaseException as exc:
@@ -173,16 +175,22 @@ def network_settings(paths: Paths, container_id: str) -> dict[str, Any]:
                 "IPAMConfig": None, "Links": None, "Aliases": list(e.aliases) or None,
                 "NetworkID": e.network_id, "EndpointID": e.id,
                 "Gateway": str(e.gateway or ""), "IPAddress": str(e.ip),
-                "IPPrefixLen": e.prefixlen, "IPv6Gateway": "", "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0, "MacAddress": e.mac, "DriverOpts": None,
+                "IPPrefixLen": e.prefixlen, "IPv6Gateway": str(e.gateway6 or ""),
+                "GlobalIPv6Address": str(e.ip6 or ""), "GlobalIPv6PrefixLen": e.prefixlen6,
+                "MacAddress": e.mac, "DriverOpts": None,
             }
-        first = eps[0] if eps else None
+        # Docker fills the top-level fields from the default bridge network only
+        first = next((e for e in eps if e.network == DEFAULT_NETWORK), None)
         return {
             "Ports": ports,
             "Networks": networks,
+            "EndpointID": first.id if first else "",
             "IPAddress": str(first.ip) if first else "",
             "IPPrefixLen": first.prefixlen if first else 0,
             "Gateway": str(first.gateway or "") if first else "",
+            "GlobalIPv6Address": str(first.ip6 or "") if first else "",
+            "GlobalIPv6PrefixLen": first.prefixlen6 if first else 0,
+            "IPv6Gateway": str(first.gateway6 or "") if first else "",
             "MacAddress": first.mac if first else "",
         }
 

@@ -29,6 +29,8 @@ def hosts_content(hostname: str, endpoints: Sequence[Endpoint] = (),
             out += f"{ip.strip('[]')}\t{name}\n"
     if endpoints and hostname:
         out += f"{endpoints[0].ip}\t{hostname}\n"
+        if endpoints[0].ip6 is not None:
+            out += f"{endpoints[0].ip6}\t{hostname}\n"
     return out
 
 

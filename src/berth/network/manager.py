@@ -48,6 +48,7 @@ from berth.network.model import (
     check_bridge_name,
     check_network_name,
     parse_address,
+    parse_address6,
     parse_mtu,
     parse_subnet,
 )
@@ -61,6 +62,12 @@ _POOLS = [ipaddress.IPv4Network(f"172.{i}.0.0/16") for i in range(17, 32)] + [
     ipaddress.IPv4Network(f"192.168.{i}.0/20") for i in range(0, 256, 16)
 ]
 RANDOM_PORTS = range(49153, 65536)
+
+
+def _values(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [v for v in value if v]
 
 
 def _now() -> str:
@@ -121,16 +128,19 @@ class NetworkManager:
         self,
         name: str,
         *,
-        subnet: str | None = None,
-        gateway: str | None = None,
-        ip_range: str | None = None,
+        subnet: str | Sequence[str] | None = None,
+        gateway: str | Sequence[str] | None = None,
+        ip_range: str | Sequence[str] | None = None,
         internal: bool = False,
         labels: dict[str, str] | None = None,
         options: dict[str, str] | None = None,
         driver: str = "bridge",
+        ipv6: bool = False,
     ) -> Network:
         """`docker network create`: validated fully before anything is recorded;
-        the kernel is touched only when a container attaches."""
+        the kernel is touched only when a container attaches. `subnet`,
+        `gateway` and `ip_range` may each hold one IPv4 and (with `ipv6`) one
+        IPv6 value; a gateway or range belongs to the subnet that contains it."""
         check_network_name(name)
         if driver != "bridge":
             raise NotFoundError(f"plugin \"{driver}\" not found", driver=driver)
@@ -142,27 +152,58 @@ class NetworkManager:
             self.default_bridge if name == DEFAULT_NETWORK else f"br-{net_id[:12]}")
         check_bridge_name(bridge)
         mtu = parse_mtu(options[OPT_MTU]) if OPT_MTU in options else DEFAULT_MTU
-        if gateway and not subnet:
-            raise InvalidArgumentError("gateway with no subnet: every ip-range or gateway "
-                                       "must have a corresponding subnet")
-        if ip_range and not subnet:
-            raise InvalidArgumentError("ip-range with no subnet: every ip-range or gateway "
-                                       "must have a corresponding subnet")
+        subnets = [parse_subnet(s) for s in _values(subnet)]
+        v4 = [n for n in subnets if n.version == 4]
+        v6 = [n for n in subnets if n.version == 6]
+        if len(v4) > 1 or len(v6) > 1:
+            raise InvalidArgumentError("create network: berth supports one IPv4 and one IPv6 "
+                                       "subnet per network")
+        if v6 and not ipv6:
+            raise InvalidArgumentError(
+                f"invalid subnet {v6[0]}: an IPv6 subnet needs --ipv6 (EnableIPv6)")
+        if ipv6 and not v6:
+            raise UnavailableError("could not find an available, non-overlapping IPv6 address "
+                                   "pool among the defaults to assign to the network")
+        gateways: dict[int, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+        ranges: dict[int, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
+        for g in _values(gateway):
+            if not subnets:
+                raise InvalidArgumentError("gateway with no subnet: every ip-range or gateway "
+                                           "must have a corresponding subnet")
+            try:
+                gw = ipaddress.ip_address(g)
+            except ValueError:
+                raise InvalidArgumentError(f"invalid gateway: {g}") from None
+            owner = next((n for n in subnets if n.version == gw.version), None)
+            if owner is None:
+                raise InvalidArgumentError(f"no matching subnet for gateway {gw}")
+            if gw not in owner:
+                raise InvalidArgumentError(
+                    f"invalid gateway {gw}: it does not belong to subnet {owner}")
+            gateways[gw.version] = gw
+        for r in _values(ip_range):
+            if not subnets:
+                raise InvalidArgumentError("ip-range with no subnet: every ip-range or gateway "
+                                           "must have a corresponding subnet")
+            rng = parse_subnet(r)
+            owner = next((n for n in subnets if n.version == rng.version), None)
+            if owner is None:
+                raise InvalidArgumentError(f"no matching subnet for range {rng}")
+            if not rng.subnet_of(owner):
+                raise InvalidArgumentError(
+                    f"invalid ip range {rng}: it is not within subnet {owner}")
+            ranges[rng.version] = rng
         with self._locked():
-            net = parse_subnet(subnet) if subnet else self._pick_subnet()
-            rng = parse_subnet(ip_range) if ip_range else None
-            if rng is not None and not rng.subnet_of(net):
-                raise InvalidArgumentError(f"invalid ip range {rng}: it is not within subnet {net}")
-            if gateway:
-                gw = parse_address(gateway, "gateway")
-                if gw not in net:
-                    raise InvalidArgumentError(
-                        f"invalid gateway {gw}: it does not belong to subnet {net}")
-            else:
-                gw = next(net.hosts())
-            network = Network(id=net_id, name=name, subnet=net, gateway=gw, bridge=bridge,
-                              ip_range=rng, internal=internal, mtu=mtu,
-                              labels=dict(labels or {}), options=options, created=_now())
+            net = v4[0] if v4 else self._pick_subnet()
+            assert isinstance(net, ipaddress.IPv4Network)
+            gw4 = gateways.get(4) or next(net.hosts())
+            net6 = v6[0] if v6 else None
+            gw6 = gateways.get(6) or (net6.network_address + 1 if net6 is not None else None)
+            network = Network(id=net_id, name=name, subnet=net, gateway=gw4,
+                              bridge=bridge, ip_range=ranges.get(4), internal=internal,
+                              mtu=mtu, labels=dict(labels or {}), options=options,
+                              created=_now(), subnet6=net6, gateway6=gw6,
+                              ip_range6=ranges.get(6))
             self.store.insert_network(network)
         return network
 
@@ -218,13 +259,19 @@ class NetworkManager:
         ipam_cfg: dict[str, str] = {"Subnet": str(net.subnet), "Gateway": str(net.gateway)}
         if net.ip_range:
             ipam_cfg["IPRange"] = str(net.ip_range)
+        config = [ipam_cfg]
+        if net.subnet6 is not None:
+            cfg6 = {"Subnet": str(net.subnet6), "Gateway": str(net.gateway6)}
+            if net.ip_range6:
+                cfg6["IPRange"] = str(net.ip_range6)
+            config.append(cfg6)
         containers = {
             ep.container_id: {
                 "Name": ep.name,
                 "EndpointID": ep.id,
                 "MacAddress": ep.mac,
                 "IPv4Address": ep.cidr,
-                "IPv6Address": "",
+                "IPv6Address": ep.cidr6,
             }
             for ep in self.store.endpoints(network_id=net.id)
         }
@@ -237,8 +284,8 @@ class NetworkManager:
             "Created": net.created,
             "Scope": "local",
             "Driver": "bridge",
-            "EnableIPv6": False,
-            "IPAM": {"Driver": "default", "Options": {}, "Config": [ipam_cfg]},
+            "EnableIPv6": net.enable_ipv6,
+            "IPAM": {"Driver": "default", "Options": {}, "Config": config},
             "Internal": net.internal,
             "Attachable": False,
             "Ingress": False,
@@ -261,6 +308,7 @@ class NetworkManager:
         network: str = DEFAULT_NETWORK,
         *,
         ip: str | None = None,
+        ip6: str | None = None,
         aliases: Iterable[str] = (),
         ports: Iterable[PortMapping] = (),
         name: str = "",
@@ -276,7 +324,8 @@ class NetworkManager:
         nft.nft_binary()  # fail before touching anything when nft is missing
         net = self.get(network)
         want_ip = parse_address(ip) if ip else None
-        if want_ip is not None and net.is_default:
+        want_ip6 = parse_address6(ip6) if ip6 else None
+        if (want_ip is not None or want_ip6 is not None) and net.is_default:
             raise InvalidArgumentError(
                 "user specified ip address is supported on user defined networks only")
         if not isinstance(netns, int) and str(netns).isdigit():
@@ -293,7 +342,8 @@ class NetworkManager:
             with contextlib.ExitStack() as outer:
                 with self._locked():
                     self._collect_garbage()
-                    self._attach_locked(net, container_id, netns, path, want_ip, mac, aliases,
+                    self._attach_locked(net, container_id, netns, path, want_ip, want_ip6, mac,
+                                        aliases,
                                         name, ports, errors)
                     outer.callback(self._quiet, lambda: self.detach(
                         container_id, net.name, force=True), errors)
@@ -311,7 +361,8 @@ class NetworkManager:
         return self.store.endpoints(network_id=net.id, container_id=container_id)[0]
 
     def _attach_locked(self, net: Network, container_id: str, netns: int | str, path: str,
-                       want_ip: ipaddress.IPv4Address | None, mac: str | None,
+                       want_ip: ipaddress.IPv4Address | None,
+                       want_ip6: ipaddress.IPv6Address | None, mac: str | None,
                        aliases: Iterable[str], name: str, ports: list[PortMapping],
                        errors: list[str]) -> Endpoint:
         from berth.network import netlink
@@ -320,21 +371,33 @@ class NetworkManager:
             undo.callback(self._quiet, self._sync_firewall, errors)
             host_veth = "veth" + secrets.token_hex(4)[:7]
             ep = self.store.allocate(
-                net, container_id, ip=want_ip, mac=mac, ifname="", host_veth=host_veth,
+                net, container_id, ip=want_ip, ip6=want_ip6, mac=mac, ifname="",
+                host_veth=host_veth,
                 aliases=aliases, name=name, netns=path)
             undo.callback(self._quiet, lambda: self.store.release(ep.id), errors)
             resolved = self._resolve_ports(ep, ports)
             self.store.set_ports(ep.id, resolved)
             if not netlink.link_exists(net.bridge):
                 self._check_routes(net)
-            if netlink.ensure_bridge(net.bridge, ipaddress.IPv4Interface(
-                    f"{net.gateway}/{net.subnet.prefixlen}"), net.mtu):
+            bridge_addrs: list[Any] = [
+                ipaddress.IPv4Interface(f"{net.gateway}/{net.subnet.prefixlen}")]
+            addrs: list[Any] = [ipaddress.IPv4Interface(ep.cidr)]
+            gateways: list[Any] = [] if net.internal else [net.gateway]
+            if net.subnet6 is not None and ep.ip6 is not None:
+                bridge_addrs.append(ipaddress.IPv6Interface(
+                    f"{net.gateway6}/{net.subnet6.prefixlen}"))
+                addrs.append(ipaddress.IPv6Interface(ep.cidr6))
+                if not net.internal:
+                    gateways.append(net.gateway6)
+            if netlink.ensure_bridge(net.bridge, bridge_addrs, net.mtu):
                 undo.callback(self._quiet, lambda: self._remove_bridge_if_unused(net), errors)
             if not net.internal:
                 netlink.write_sysctl("net/ipv4/ip_forward", "1")
-            ifname = netlink.add_veth(host_veth, net.bridge, netns,
-                                      ipaddress.IPv4Interface(ep.cidr),
-                                      None if net.internal else net.gateway, net.mtu, ep.mac)
+                if net.subnet6 is not None:
+                    # as Docker with IPv6: the host routes between its links
+                    netlink.write_sysctl("net/ipv6/conf/all/forwarding", "1")
+            ifname = netlink.add_veth(host_veth, net.bridge, netns, addrs, gateways, net.mtu,
+                                      ep.mac)
             undo.callback(self._quiet, lambda: netlink.delete_link(host_veth), errors)
             self.store.set_ifname(ep.id, ifname)
             if resolved:
@@ -356,6 +419,11 @@ class NetworkManager:
             if r.overlaps(net.subnet):
                 raise ConflictError(f"create bridge {net.bridge}: subnet {net.subnet} of network"
                                     f" {net.name} overlaps host route {r}")
+        if net.subnet6 is not None:
+            for r6 in host_routes(6):
+                if r6.overlaps(net.subnet6):
+                    raise ConflictError(f"create bridge {net.bridge}: subnet {net.subnet6} of "
+                                        f"network {net.name} overlaps host route {r6}")
 
     @staticmethod
     def _quiet(fn: Callable[[], object], errors: list[str]) -> None:
@@ -523,7 +591,7 @@ class NetworkManager:
             eps = self.store.endpoints(network_id=net.id)
             if not eps:
                 continue
-            bridges.append(nft.BridgeRules(net.bridge, net.subnet, net.internal))
+            bridges.append(nft.BridgeRules(net.bridge, net.subnet, net.internal, net.subnet6))
             for ep in eps:
                 for p in ep.ports:
                     dnat.append(nft.DnatRule(net.bridge, p.proto, p.host_ip, p.host_port,

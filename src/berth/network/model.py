@@ -51,6 +51,14 @@ class Network:
     labels: dict[str, str] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
     created: str = ""
+    # `--ipv6`: dual stack, the IPv6 subnet given with --subnet
+    subnet6: ipaddress.IPv6Network | None = None
+    gateway6: ipaddress.IPv6Address | None = None
+    ip_range6: ipaddress.IPv6Network | None = None
+
+    @property
+    def enable_ipv6(self) -> bool:
+        return self.subnet6 is not None
 
     @property
     def is_default(self) -> bool:
@@ -79,10 +87,17 @@ class Endpoint:
     aliases: tuple[str, ...] = ()
     name: str = ""
     ports: tuple[PortMapping, ...] = ()
+    ip6: ipaddress.IPv6Address | None = None
+    prefixlen6: int = 0
+    gateway6: ipaddress.IPv6Address | None = None
 
     @property
     def cidr(self) -> str:
         return f"{self.ip}/{self.prefixlen}"
+
+    @property
+    def cidr6(self) -> str:
+        return f"{self.ip6}/{self.prefixlen6}" if self.ip6 is not None else ""
 
 
 def _port_range(text: str, what: str, spec: str) -> tuple[int, int]:
@@ -130,14 +145,13 @@ def parse_port_spec(spec: str) -> list[PortMapping]:
     return [PortMapping(c_lo + i, h_lo + i, proto, host_ip) for i in range(n)]
 
 
-def parse_subnet(text: str) -> ipaddress.IPv4Network:
+def parse_subnet(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An IPv4 or IPv6 subnet (`--subnet`, `--ip-range`)."""
     try:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise InvalidArgumentError(f"invalid subnet {text}: invalid CIDR address")
-    if not isinstance(net, ipaddress.IPv4Network):
-        raise InvalidArgumentError(f"invalid subnet {text}: ipv6 is not supported yet")
-    if net.prefixlen > 30:
+    if net.prefixlen > (30 if net.version == 4 else 126):
         raise InvalidArgumentError(f"invalid subnet {text}: too small for a bridge network")
     return net
 
@@ -145,6 +159,13 @@ def parse_subnet(text: str) -> ipaddress.IPv4Network:
 def parse_address(text: str, what: str = "ip address") -> ipaddress.IPv4Address:
     try:
         return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise InvalidArgumentError(f"invalid {what}: {text}")
+
+
+def parse_address6(text: str, what: str = "ip address") -> ipaddress.IPv6Address:
+    try:
+        return ipaddress.IPv6Address(text)
     except ValueError:
         raise InvalidArgumentError(f"invalid {what}: {text}")
 

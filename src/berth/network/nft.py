@@ -16,6 +16,10 @@ deleted. Chains of `ip <table>`:
 - `forward` (filter): isolation between bridges, and `--internal` networks
   kept to their bridge.
 
+While a network created with `--ipv6` has endpoints, an `ip6` table of the
+same name holds the IPv6 counterparts of `postrouting` (masquerade, NAT66)
+and `forward` (isolation, --internal); it goes in the same transaction.
+
 Published ports and the host firewall: DNATed packets are forwarded, so a
 rule in an `input` hook never sees them (Docker's long-standing complaint).
 A rule that should block a host port and a published port alike goes in a
@@ -39,6 +43,7 @@ from typing import Any
 from berth.errors import InternalError, UnavailableError
 
 FAMILY = "ip"
+FAMILY6 = "ip6"
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class BridgeRules:
     bridge: str
     subnet: ipaddress.IPv4Network
     internal: bool
+    subnet6: ipaddress.IPv6Network | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,7 @@ def _payload(proto: str, field: str) -> dict[str, Any]:
     return {"payload": {"protocol": proto, "field": field}}
 
 
-def _prefix(net: ipaddress.IPv4Network) -> dict[str, Any]:
+def _prefix(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> dict[str, Any]:
     return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
 
 
@@ -136,12 +142,52 @@ def ruleset(table: str, bridges: list[BridgeRules], dnat: list[DnatRule]) -> lis
             if other.bridge != b.bridge:
                 rule("forward", _m(_meta("iifname"), b.bridge),
                      _m(_meta("oifname"), other.bridge), {"drop": None})
+    return cmds + ruleset6(table, bridges)
+
+
+def ruleset6(table: str, bridges: list[BridgeRules]) -> list[dict[str, Any]]:
+    """The `ip6` table of the same name, while a network with IPv6 has
+    endpoints (as Docker's ip6tables rules): masquerade of its IPv6 subnet
+    leaving by another link (NAT66), isolation and --internal as for IPv4.
+    Published ports stay IPv4 (DNAT in the `ip` table)."""
+    t = {"family": FAMILY6, "name": table}
+    v6 = [b for b in bridges if b.subnet6 is not None]
+    if not v6:
+        return [{"add": {"table": t}}, {"delete": {"table": t}}]
+    cmds: list[dict[str, Any]] = [{"add": {"table": t}}, {"flush": {"table": t}}]
+
+    def rule(chain_name: str, *expr: dict[str, Any]) -> None:
+        cmds.append({"add": {"rule": {"family": FAMILY6, "table": table, "chain": chain_name,
+                                      "expr": list(expr)}}})
+
+    for name, ctype, hook, prio in (("postrouting", "nat", "postrouting", 100),
+                                    ("forward", "filter", "forward", 0)):
+        cmds.append({"add": {"chain": {"family": FAMILY6, "table": table, "name": name,
+                                       "type": ctype, "hook": hook, "prio": prio,
+                                       "policy": "accept"}}})
+    for b in v6:
+        assert b.subnet6 is not None
+        if b.internal:
+            rule("forward", _m(_meta("iifname"), b.bridge),
+                 _m(_meta("oifname"), b.bridge, "!="), {"drop": None})
+            rule("forward", _m(_meta("oifname"), b.bridge),
+                 _m(_meta("iifname"), b.bridge, "!="), {"drop": None})
+        else:
+            rule("postrouting", _m(_payload("ip6", "saddr"), _prefix(b.subnet6)),
+                 _m(_meta("oifname"), b.bridge, "!="), {"masquerade": None})
+        for other in v6:
+            if other.bridge != b.bridge:
+                rule("forward", _m(_meta("iifname"), b.bridge),
+                     _m(_meta("oifname"), other.bridge), {"drop": None})
     return cmds
 
 
 def delete_commands(table: str) -> list[dict[str, Any]]:
-    t = {"family": FAMILY, "name": table}
-    return [{"add": {"table": t}}, {"delete": {"table": t}}]
+    out: list[dict[str, Any]] = []
+    for family in (FAMILY, FAMILY6):
+        t = {"family": family, "name": table}
+        out += [{"add": {"table": t}}, {"delete": {"table": t}}]
+    return out
 
 
 def nft_binary() -> str:

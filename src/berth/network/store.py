@@ -59,7 +59,15 @@ SCHEMA = [
         pid INTEGER NOT NULL,
         starttime TEXT NOT NULL
     );
+    """,
+    # networks created with --ipv6: their IPv6 subnet, and each endpoint's address in it
     """
+    ALTER TABLE networks ADD COLUMN subnet6 TEXT;
+    ALTER TABLE networks ADD COLUMN gateway6 TEXT;
+    ALTER TABLE networks ADD COLUMN ip_range6 TEXT;
+    ALTER TABLE endpoints ADD COLUMN ip6 TEXT;
+    CREATE UNIQUE INDEX endpoints_ip6 ON endpoints (network_id, ip6);
+    """,
 ]
 
 
@@ -76,6 +84,9 @@ def _network(row: sqlite3.Row) -> Network:
         labels=json.loads(row["labels"]),
         options=json.loads(row["options"]),
         created=row["created"],
+        subnet6=ipaddress.IPv6Network(row["subnet6"]) if row["subnet6"] else None,
+        gateway6=ipaddress.IPv6Address(row["gateway6"]) if row["gateway6"] else None,
+        ip_range6=ipaddress.IPv6Network(row["ip_range6"]) if row["ip_range6"] else None,
     )
 
 
@@ -96,19 +107,23 @@ class NetworkStore:
             if self.conn.execute("SELECT 1 FROM networks WHERE name = ?", (n.name,)).fetchone():
                 raise AlreadyExistsError(f"network with name {n.name} already exists", name=n.name)
             for other in self._networks():
-                if other.subnet.overlaps(n.subnet):
-                    raise ConflictError(
-                        f"invalid pool request: pool overlaps with other one on this address "
-                        f"space ({n.subnet} overlaps {other.subnet} of network {other.name})"
-                    )
+                for mine, theirs in ((n.subnet, other.subnet), (n.subnet6, other.subnet6)):
+                    if mine is not None and theirs is not None and mine.overlaps(theirs):
+                        raise ConflictError(
+                            f"invalid pool request: pool overlaps with other one on this "
+                            f"address space ({mine} overlaps {theirs} of network {other.name})"
+                        )
                 if other.bridge == n.bridge:
                     raise ConflictError(f"bridge {n.bridge} is used by network {other.name}")
             self.conn.execute(
                 "INSERT INTO networks (id, name, subnet, gateway, ip_range, bridge, internal, mtu,"
-                " labels, options, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " labels, options, created, subnet6, gateway6, ip_range6)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (n.id, n.name, str(n.subnet), str(n.gateway),
                  str(n.ip_range) if n.ip_range else None, n.bridge, int(n.internal), n.mtu,
-                 json.dumps(n.labels), json.dumps(n.options), n.created),
+                 json.dumps(n.labels), json.dumps(n.options), n.created,
+                 str(n.subnet6) if n.subnet6 else None, str(n.gateway6) if n.gateway6 else None,
+                 str(n.ip_range6) if n.ip_range6 else None),
             )
 
     def _networks(self) -> list[Network]:
@@ -156,6 +171,7 @@ class NetworkStore:
         container_id: str,
         *,
         ip: ipaddress.IPv4Address | None,
+        ip6: ipaddress.IPv6Address | None = None,
         mac: str | None,
         ifname: str,
         host_veth: str,
@@ -194,6 +210,25 @@ class NetworkStore:
                     raise ConflictError(f"address already in use: {ip}")
             else:
                 ip = _first_free(network, used)
+            if network.subnet6 is not None:
+                used6 = {
+                    ipaddress.IPv6Address(r[0])
+                    for r in self.conn.execute(
+                        "SELECT ip6 FROM endpoints WHERE network_id = ? AND ip6 IS NOT NULL",
+                        (network.id,))
+                }
+                if ip6 is not None:
+                    if ip6 not in network.subnet6:
+                        raise InvalidArgumentError(
+                            f"invalid address {ip6}: it does not belong to any of this "
+                            f"network's subnets ({network.subnet6})")
+                    if ip6 in used6 or ip6 in (network.gateway6, network.subnet6.network_address):
+                        raise ConflictError(f"address already in use: {ip6}")
+                else:
+                    ip6 = _first_free6(network, used6)
+            elif ip6 is not None:
+                raise InvalidArgumentError(
+                    f"invalid address {ip6}: network {network.name} has no ipv6 subnet")
             ep = Endpoint(
                 id=host_veth,
                 network_id=network.id,
@@ -207,12 +242,15 @@ class NetworkStore:
                 host_veth=host_veth,
                 aliases=tuple(aliases),
                 name=name,
+                ip6=ip6,
+                prefixlen6=network.subnet6.prefixlen if network.subnet6 else 0,
+                gateway6=None if network.internal else network.gateway6,
             )
             self.conn.execute(
                 "INSERT INTO endpoints (id, network_id, container_id, ip, mac, ifname, host_veth,"
-                " aliases, name, netns) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " aliases, name, netns, ip6) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (ep.id, network.id, container_id, str(ip), ep.mac, ifname, host_veth,
-                 json.dumps(list(ep.aliases)), name, netns),
+                 json.dumps(list(ep.aliases)), name, netns, str(ip6) if ip6 else None),
             )
         return ep
 
@@ -226,7 +264,8 @@ class NetworkStore:
 
     def endpoints(self, network_id: str | None = None,
                   container_id: str | None = None) -> list[Endpoint]:
-        q, args = "SELECT e.*, n.name AS nname, n.subnet, n.gateway AS ngw, n.internal" \
+        q, args = "SELECT e.*, n.name AS nname, n.subnet, n.gateway AS ngw, n.internal," \
+            " n.subnet6, n.gateway6 AS ngw6" \
             " FROM endpoints e JOIN networks n ON n.id = e.network_id WHERE 1=1", []
         if network_id is not None:
             q += " AND e.network_id = ?"
@@ -249,6 +288,10 @@ class NetworkStore:
                 gateway=None if r["internal"] else ipaddress.IPv4Address(r["ngw"]),
                 mac=r["mac"], ifname=r["ifname"], host_veth=r["host_veth"],
                 aliases=tuple(json.loads(r["aliases"])), name=r["name"], ports=ports,
+                ip6=ipaddress.IPv6Address(r["ip6"]) if r["ip6"] else None,
+                prefixlen6=ipaddress.IPv6Network(r["subnet6"]).prefixlen if r["subnet6"] else 0,
+                gateway6=ipaddress.IPv6Address(r["ngw6"]) if r["ngw6"] and not r["internal"]
+                else None,
             ))
         return out
 
@@ -323,6 +366,20 @@ class NetworkStore:
             if qname in names:
                 out.append(r["ip"])
         return out
+
+
+def _first_free6(network: Network, used: set[ipaddress.IPv6Address]) -> ipaddress.IPv6Address:
+    """The lowest free address of the IPv6 range (Docker hands them out in
+    order after the gateway); the subnet-router anycast address is skipped."""
+    assert network.subnet6 is not None
+    pool = network.ip_range6 or network.subnet6
+    skip = {network.gateway6, network.subnet6.network_address}
+    for n, ip in enumerate(pool):
+        if ip not in used and ip not in skip:
+            return ip
+        if n > len(used) + len(skip) + 1:
+            break
+    raise ConflictError(f"no available ipv6 addresses on network {network.name}")
 
 
 def _first_free(network: Network, used: set[ipaddress.IPv4Address]) -> ipaddress.IPv4Address:

@@ -48,3 +48,79 @@ def test_user_network_names_and_published_port(berth):
     assert _links() == links
     out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert "berth" not in out
+
+
+def _nft_tables() -> set[str]:
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return {line.strip() for line in out.splitlines() if line.strip()}
+
+
+def test_default_bridge_network_as_docker(berth):
+    """No --network: the default bridge, Docker's inspect shapes, all released at rm."""
+    import json
+
+    links, tables = _links(), _nft_tables()
+    berth("run", "-d", "--name", "plain", "busybox", "sleep", "60", check=True)
+    s = json.loads(berth.out("inspect", "--format", "{{json .NetworkSettings}}", "plain"))
+    assert berth.out("inspect", "-f", "{{.HostConfig.NetworkMode}}", "plain").strip() == "bridge"
+    assert list(s["Networks"]) == ["bridge"]
+    br = s["Networks"]["bridge"]
+    assert s["IPAddress"] == br["IPAddress"] and s["IPAddress"].startswith("10.124.")
+    assert s["Gateway"] == br["Gateway"] and s["IPPrefixLen"] == 24 == br["IPPrefixLen"]
+    assert s["MacAddress"] == br["MacAddress"] and s["EndpointID"] == br["EndpointID"] != ""
+    # a second container reaches the first over the bridge (no names on the default bridge)
+    p = berth("run", "--rm", "busybox", "ping", "-c", "1", "-W", "3", s["IPAddress"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    bridge = berth.env["BERTH_BRIDGE"]
+    assert bridge in _links()
+    berth("rm", "-f", "plain", check=True)
+    assert _links() == links and _nft_tables() == tables
+
+
+def test_ipv6_network_containers(berth):
+    """--ipv6: two containers talk over IPv6 (ping6, nc to httpd), inspect shows it."""
+    import ipaddress
+    import json
+
+    from tests.integration.network.test_ipv6 import free_subnet6
+
+    links, tables = _links(), _nft_tables()
+    net = unique("brt-6")
+    sub6 = ipaddress.IPv6Network(free_subnet6())
+    berth("network", "create", "--ipv6", "--subnet", "10.123.202.0/24", "--subnet", str(sub6),
+          net, check=True)
+    try:
+        info = json.loads(berth.out("network", "inspect", net))[0]
+        assert info["EnableIPv6"] is True
+        assert info["IPAM"]["Config"][1] == {"Subnet": str(sub6),
+                                              "Gateway": str(sub6.network_address + 1)}
+        berth("run", "-d", "--name", "web6", "--network", net, "busybox", "sh", "-c",
+              "echo hello-six > /tmp/index.html; exec httpd -f -p 8080 -h /tmp", check=True)
+        nets = json.loads(berth.out("inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                                    "web6"))
+        web6 = nets[net]["GlobalIPv6Address"]
+        assert web6 == str(sub6.network_address + 2)
+        assert nets[net]["GlobalIPv6PrefixLen"] == 64
+        assert nets[net]["IPv6Gateway"] == str(sub6.network_address + 1)
+        p = berth("run", "--rm", "--network", net, "busybox", "sh", "-c",
+                  f"ping -6 -c 1 -W 3 {web6} >/dev/null && echo pinged; "
+                  "for i in 1 2 3 4 5 6 7 8 9 10; do "
+                  f"printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {web6} 8080 "
+                  "| grep hello && break; sleep 0.3; done")
+        assert p.stdout == "pinged\nhello-six\n", p.stdout + p.stderr
+        berth("rm", "-f", "web6", check=True)
+    finally:
+        berth("rm", "-f", "web6")
+        berth("network", "rm", net)
+    assert _links() == links and _nft_tables() == tables
+
+
+def test_ipv6_bad_input(berth):
+    before = berth.out("network", "ls", "-q")
+    p = berth("network", "create", "--subnet", "fd42:1:2:3::/64", unique("n"))
+    assert p.returncode == 1 and "--ipv6" in p.stderr, p.stderr
+    p = berth("network", "create", "--ipv6", unique("n"))
+    assert p.returncode == 1 and p.stderr == (
+        "Error response from daemon: could not find an available, non-overlapping IPv6 "
+        "address pool among the defaults to assign to the network\n")
+    assert berth.out("network", "ls", "-q") == before

@@ -1,0 +1,153 @@
+"""Networks created with --ipv6: dual-stack endpoints, IPv6 traffic on the
+bridge, NAT66 to another host, the ip6 nftables table, Docker's errors."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import subprocess
+import sys
+
+import pytest
+
+from berth.errors import ConflictError, InvalidArgumentError, UnavailableError
+from berth.network.model import OPT_BRIDGE_NAME
+from tests.integration.network.conftest import CLEAN_ENV, bridge_name, free_subnet, nft_tables
+
+SERVER6 = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", int(sys.argv[1]))); s.listen(8)
+print("listening", flush=True)
+while True:
+    c, peer = s.accept()
+    c.sendall(("peer=%s\n" % peer[0]).encode())
+    c.close()
+"""
+CLIENT6 = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+print(s.recv(200).decode().strip())
+"""
+
+
+def free_subnet6() -> str:
+    """A random fd42:x:y:z::/64 no host route covers."""
+    from berth.network.netlink import host_routes
+
+    routes = host_routes(6)
+    while True:
+        x, y, z = (random.randrange(1, 0xffff) for _ in range(3))
+        net = ipaddress.IPv6Network(f"fd42:{x:x}:{y:x}:{z:x}::/64")
+        if not any(r.overlaps(net) for r in routes):
+            return str(net)
+
+
+def _net6(nm, name, **kw):
+    return nm.create(name, subnet=[free_subnet(), free_subnet6()], ipv6=True,
+                     options={OPT_BRIDGE_NAME: bridge_name()}, **kw)
+
+
+def _serve6(box, port: int) -> None:
+    p = subprocess.Popen(box._cmd(sys.executable, "-c", SERVER6, str(port)),
+                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=CLEAN_ENV)
+    assert p.stdout.readline().strip() == b"listening"
+    box.servers.append(p)
+
+
+def _connect6(box, addr: str, port: int) -> str:
+    p = box.run(sys.executable, "-c", CLIENT6, addr, str(port), timeout=15)
+    return p.stdout.strip() if p.returncode == 0 else p.stderr.strip()[-200:]
+
+
+def test_dual_stack_endpoints_and_traffic(nm, boxes):
+    net = _net6(nm, "six")
+    assert net.enable_ipv6 and net.gateway6 == net.subnet6.network_address + 1
+    a, b = boxes("a"), boxes("b")
+    ea = nm.attach("a" * 64, a.pid, "six", name="alpha")
+    eb = nm.attach("b" * 64, b.pid, "six", name="beta", ip6=str(net.subnet6.network_address + 9))
+    # in order after the gateway, or the one asked for
+    assert ea.ip6 == net.subnet6.network_address + 2
+    assert eb.ip6 == net.subnet6.network_address + 9 and eb.prefixlen6 == 64
+    addrs = a.run("ip", "-6", "addr", "show", "eth0").stdout
+    (line,) = [x for x in addrs.splitlines() if f"{ea.ip6}/64" in x]
+    assert "tentative" not in line  # usable at once: no duplicate address detection
+    assert f"default via {net.gateway6}" in a.run("ip", "-6", "route").stdout
+    assert f"default via {net.gateway}" in a.run("ip", "-4", "route").stdout
+    _serve6(b, 8066)
+    assert _connect6(a, str(eb.ip6), 8066) == f"peer={ea.ip6}"
+    p = a.run("busybox", "ping", "-6", "-c", "1", "-W", "3", str(net.gateway6))
+    assert p.returncode == 0, p.stdout + p.stderr
+    # Docker's JSON
+    info = nm.inspect(nm.get("six"))
+    assert info["EnableIPv6"] is True
+    assert {"Subnet": str(net.subnet6), "Gateway": str(net.gateway6)} in info["IPAM"]["Config"]
+    assert info["Containers"]["a" * 64]["IPv6Address"] == f"{ea.ip6}/64"
+    from berth.network.attach import network_settings
+
+    s = network_settings(nm.paths, "a" * 64)["Networks"]["six"]
+    assert (s["GlobalIPv6Address"], s["GlobalIPv6PrefixLen"], s["IPv6Gateway"]) == (
+        str(ea.ip6), 64, str(net.gateway6))
+    # NAT66 rules in berth's ip6 table while the network has endpoints
+    assert f"ip6 {nm.table}" in {t.split(None, 1)[1] for t in nft_tables()}
+    rules = subprocess.run(["nft", "list", "table", "ip6", nm.table], capture_output=True,
+                           text=True).stdout
+    assert f"ip6 saddr {net.subnet6} " in rules and "masquerade" in rules
+    nm.release_all("a" * 64)
+    nm.release_all("b" * 64)
+    assert f"table ip6 {nm.table}" not in nft_tables()
+
+
+def test_nat66_to_another_host(nm, boxes, outside):
+    net = _net6(nm, "six-out")
+    # the other host on IPv6 too: fdXX::1 on the host's side, ::2 inside, routed back
+    outer = ipaddress.IPv6Network(free_subnet6())
+    host6, out6 = outer.network_address + 1, outer.network_address + 2
+    subprocess.run(["ip", "-6", "addr", "add", f"{host6}/64", "dev", outside.link, "nodad"],
+                   check=True)
+    outside.box.run("ip", "-6", "addr", "add", f"{out6}/64", "dev", "eth0", "nodad")
+    outside.box.run("ip", "-6", "route", "add", "default", "via", str(host6))
+    a = boxes("a")
+    ea = nm.attach("a" * 64, a.pid, "six-out", name="alpha")
+    assert ea.ip6 in net.subnet6
+    _serve6(outside.box, 8067)
+    # the other host sees the host's address, not the container's: masquerade
+    assert _connect6(a, str(out6), 8067) == f"peer={host6}"
+    nm.release_all("a" * 64)
+
+
+def test_internal_ipv6_network_has_no_route_out(nm, boxes):
+    net = _net6(nm, "six-in", internal=True)
+    a = boxes("a")
+    ea = nm.attach("a" * 64, a.pid, "six-in", name="alpha")
+    assert ea.ip6 in net.subnet6 and ea.gateway6 is None
+    assert "default" not in a.run("ip", "-6", "route").stdout
+    nm.release_all("a" * 64)
+
+
+@pytest.mark.parametrize("kw, err, msg", [
+    ({"subnet": "fd42:1:2:3::/64"}, InvalidArgumentError, "needs --ipv6"),
+    ({"ipv6": True}, UnavailableError, "non-overlapping IPv6 address pool"),
+    ({"ipv6": True, "subnet": ["fd42:1:2:3::/64", "fd42:1:2:4::/64"]}, InvalidArgumentError,
+     "one IPv4 and one IPv6 subnet"),
+    ({"ipv6": True, "subnet": "fd42:1:2:3::/64", "gateway": "fd42:1:2:9::1"},
+     InvalidArgumentError, "does not belong to subnet"),
+    ({"subnet": "10.123.250.0/24", "gateway": "fd42::1"}, InvalidArgumentError,
+     "no matching subnet for gateway"),
+    ({"ipv6": True, "subnet": "fd42:1:2:3::/127"}, InvalidArgumentError, "too small"),
+])
+def test_bad_ipv6_input_changes_nothing(nm, kw, err, msg):
+    before = [n.name for n in nm.list()]
+    with pytest.raises(err, match=msg):
+        nm.create("bad6", **kw)
+    assert [n.name for n in nm.list()] == before
+
+
+def test_overlapping_ipv6_subnets(nm):
+    sub6 = free_subnet6()
+    nm.create("six-a", subnet=sub6, ipv6=True)
+    wider = str(ipaddress.IPv6Network(sub6).supernet(16))
+    with pytest.raises(ConflictError, match="pool overlaps with other one on this address space"):
+        nm.create("six-b", subnet=wider, ipv6=True)
+    assert "six-b" not in [n.name for n in nm.list()]
+    nm.remove("six-a")
