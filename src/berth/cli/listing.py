@@ -50,6 +50,17 @@ def render_rows(fmt: str, items: list[dict[str, Any]], headers: dict[str, str]) 
     return "\n".join(template.render(fmt, it) for it in items)
 
 
+def _name_matches(pattern: str, name: str) -> bool:
+    """Docker's name filter: a regular expression searched in the name
+    (`name=^web$` for an exact name); one that does not compile matches nothing."""
+    import re
+
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return False
+
+
 def _ps_filter(rec, filters: dict[str, list[str]]) -> bool:
     for key, values in filters.items():
         ok = False
@@ -57,7 +68,7 @@ def _ps_filter(rec, filters: dict[str, list[str]]) -> bool:
             if key == "id":
                 ok = rec.id.startswith(v)
             elif key == "name":
-                ok = v in rec.name
+                ok = _name_matches(v, rec.name)
             elif key == "status":
                 ok = rec.status == v
             elif key == "label":
