@@ -210,6 +210,24 @@ def _mapping(value: object, field: str) -> None:
                 raise _fail(f"{field}[{ranges[k][2]}].{side}", f"overlaps {field}[{ranges[k - 1][2]}]")
 
 
+def _mount_idmap(m: dict, field: str) -> None:
+    """An id-mapped mount (runtime-spec 1.1): uidMappings and gidMappings on
+    a bind mount, with the idmap or ridmap option (implied when absent)."""
+    opts = m.get("options") or []
+    maps = [k for k in ("uidMappings", "gidMappings") if k in m]
+    wants = "idmap" in opts or "ridmap" in opts
+    if not maps and not wants:
+        return
+    if len(maps) != 2:
+        raise _fail(field, "an id-mapped mount needs both uidMappings and gidMappings")
+    for key in maps:
+        _mapping(m[key], f"{field}.{key}")
+        if not m[key]:
+            raise _fail(f"{field}.{key}", "is empty")
+    if m.get("type") != "bind" and "bind" not in opts and "rbind" not in opts:
+        raise _fail(field, "id mappings are only supported on bind mounts")
+
+
 def _has_dotdot(path: str) -> bool:
     return ".." in path.split("/")
 
@@ -297,6 +315,7 @@ def validate(cfg: object) -> dict:
         for key in ("type", "source"):
             if key in m:
                 _want(m[key], str, f"{f}.{key}", "a string")
+        _mount_idmap(m, f)
     hooks = cfg.get("hooks", {})
     _want(hooks, dict, "hooks", "an object")
     for kind, entries in hooks.items():

@@ -295,13 +295,13 @@ def cmd_features(paths: RuntimePaths, log: Log, opts: dict, args: list[str]) -> 
     from berth.linux.capabilities import CAPS
     from berth.oci.runtime import HOOK_KINDS, NAMESPACE_TYPES
     from berth.runtime import lsm
-    from berth.runtime.rootfs import FLAGS, PROPAGATION
+    from berth.runtime.rootfs import FLAGS, PROPAGATION, RECURSIVE
 
     features = {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
         "hooks": list(HOOK_KINDS),
-        "mountOptions": sorted([*FLAGS, *PROPAGATION]),
+        "mountOptions": sorted([*FLAGS, *PROPAGATION, *RECURSIVE]),
         "linux": {
             "namespaces": list(NAMESPACE_TYPES),
             "capabilities": sorted(CAPS, key=CAPS.__getitem__),

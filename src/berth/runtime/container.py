@@ -117,6 +117,38 @@ def host_root_ids(linux: dict) -> tuple[int, int]:
     return out[0], out[1]
 
 
+def make_userns(uid_maps: list, gid_maps: list) -> int:
+    """An fd for a new user namespace with these mappings (for an id-mapped
+    mount, which takes its mappings from a user namespace): a forked helper
+    unshares it, we write its maps and open /proc/<pid>/ns/user, then the
+    helper exits."""
+    from berth.linux import libc
+
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            libc.unshare(libc.CLONE_NEWUSER)
+            os.write(ready_w, b"1")
+            os.read(done_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise BerthError("id-mapped mount: could not create a user namespace for the mapping")
+        write_id_maps(pid, {"uidMappings": uid_maps, "gidMappings": gid_maps})
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(done_w)
+        os.waitpid(pid, 0)
+
+
 class _Creation:
     """The undo list of a create in progress."""
 
@@ -162,6 +194,7 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
            config: dict | None = None) -> tuple[st.ContainerState, Channel]:
     """Create container `cid`; return its state and the parent's end of the
     sync channel (closed by the init's execve)."""
+    st.prewarm_cgroup_writes()
     bundle = os.path.abspath(opts.bundle)
     st.check_id(cid)
     cfg = config if config is not None else load_config(bundle)
@@ -178,6 +211,7 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
     undo.dir_made = True
     lock = st.Lock(paths.lock_file(cid), create=True)
     parent_ch = child_ch = None
+    idmap_fds: dict[int, int] = {}
     try:
         fifo = paths.exec_fifo(cid)
         os.mkfifo(fifo, 0o622)
@@ -199,14 +233,16 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
         if log.level <= 10:
             s.log = log
         s.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        s.idmap_fds = idmap_fds
+        for i, m in enumerate(cfg.get("mounts") or []):
+            if "uidMappings" in m:
+                idmap_fds[i] = make_userns(m["uidMappings"], m["gidMappings"])
         from berth.runtime.cgroup import effective_resources, new_manager
 
+        # the cgroup's paths only: it is made after the fork, while the child
+        # makes the namespaces (both are mostly kernel work: on two CPUs they
+        # overlap)
         undo.cgroup = s.cgroup = new_manager(cfg, cid)
-        s.cgroup.create()
-        log.debug(f"{cid}: cgroup made")
-        resources = effective_resources(cfg)
-        if resources:
-            s.cgroup.apply(resources)
         console = None
         if opts.console_socket:
             import _socket
@@ -239,6 +275,20 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
             os._exit(1)  # child_main never returns
         undo.pids.append(child)
         child_ch.close()
+        for fd in s.idmap_fds.values():
+            os.close(fd)
+        s.idmap_fds.clear()
+        s.cgroup.create()
+        resources = effective_resources(cfg)
+        if resources:
+            s.cgroup.apply(resources)
+        log.debug(f"{cid}: cgroup made")
+        new_userns = nss.get("user") == ""
+        if not new_userns:
+            # into the cgroup while the child makes its namespaces: the first
+            # cgroup.procs write in a while waits for an RCU grace period
+            # (see prewarm_cgroup_writes); the init it forks next is born there
+            _move_child(s.cgroup, child, parent_ch)
         os.close(s.fifo_fd)
         if console is not None:
             console.close()
@@ -252,6 +302,7 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
             if t == "userns":
                 write_id_maps(child, linux)
                 _send(parent_ch, "mapped")
+                _move_child(s.cgroup, child, parent_ch)
             elif t == "pid":
                 init_pid = msg["pid"]
                 undo.pids.insert(0, init_pid)
@@ -259,10 +310,6 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
                 undo.pids.remove(child)
                 data["pid"] = init_pid
                 data["start_time"] = st.proc_start_time(init_pid)
-                # the init builds its rootfs meanwhile; it waits for "cgroup"
-                # before it makes its cgroup namespace
-                s.cgroup.add_process(init_pid)
-                _send(parent_ch, "cgroup")
             elif t == "hooks":
                 from berth.runtime.hooks import run_hooks
 
@@ -288,10 +335,25 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
     except BaseException:
         if parent_ch is not None:
             parent_ch.close()
+        for fd in idmap_fds.values():
+            os.close(fd)
         undo.undo()
         raise
     finally:
         lock.release()
+
+
+def _move_child(cgroup, child: int, ch: Channel) -> None:
+    """Move the child into the container's cgroup and tell it so. A child
+    that has already failed (and exited) has its error queued on the
+    channel: the move's own failure would hide it."""
+    try:
+        cgroup.add_process(child)
+    except (BerthError, OSError):
+        if st.proc_start_time(child) is not None:  # None: gone or a zombie
+            raise
+        return
+    _send(ch, "cgroup")
 
 
 def _send(ch: Channel, type_: str, **fields: object) -> None:
@@ -360,6 +422,7 @@ def run(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions) -> int:
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     relay = None
     st.check_id(cid)
+    st.prewarm_cgroup_writes()
     cfg = load_config(os.path.abspath(opts.bundle))  # once, for the terminal question and create
     if not opts.detach and not opts.console_socket and cfg["process"].get("terminal"):
         import _socket

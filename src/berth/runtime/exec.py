@@ -198,10 +198,14 @@ def exec_in(paths: RuntimePaths, log: Log, cid: str, opts: ExecOptions) -> int:
 
     # a short-lived process: no collection may dirty every page of the forks
     gc.disable()
+    st.prewarm_cgroup_writes()
     state = st.ContainerState.load(paths, cid)
     if not state.is_alive():
         raise ConflictError("cannot exec in a stopped container")
     proc = build_process(state.config, opts)
+    # here, before the fork: a child moved into a frozen cgroup freezes
+    if not opts.ignore_paused and is_paused(state):
+        raise ConflictError("cannot exec in a paused container (use --ignore-paused to override)")
     if opts.detach and proc.get("terminal") and not opts.console_socket:
         raise InvalidArgumentError("cannot allocate tty if runc will detach without setting console socket")
     console = relay = None
@@ -375,8 +379,6 @@ def _child_main(ch: Channel, console_fd: int, state: st.ContainerState, proc: di
 
         if proc.get("terminal"):
             from berth.runtime import console  # noqa: F401
-        if not opts.ignore_paused and is_paused(state):
-            raise ConflictError("cannot exec in a paused container (use --ignore-paused to override)")
         if proc.get("apparmorProfile") or proc.get("selinuxLabel"):
             from berth.runtime import lsm
 

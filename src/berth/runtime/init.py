@@ -22,7 +22,7 @@ class Setup:
     """Everything the child and init need, built by the parent before fork."""
 
     __slots__ = ("bundle", "cgroup", "channel", "config", "console_fd", "container_id", "fifo_fd", "host_pid",
-                 "listener", "log", "namespaces", "no_new_keyring", "no_pivot", "parent_fds", "preserve_fds", "rootfs", "seccomp", "state")
+                 "idmap_fds", "listener", "log", "namespaces", "no_new_keyring", "no_pivot", "parent_fds", "preserve_fds", "rootfs", "seccomp", "state")
 
     def __init__(self) -> None:
         self.config: dict = {}
@@ -43,6 +43,7 @@ class Setup:
         self.seccomp = None  # berth.linux.seccomp.Filter, compiled by the parent
         self.listener = None  # socket connected to linux.seccomp.listenerPath
         self.host_pid = 0  # the container process's pid as the runtime sees it
+        self.idmap_fds: dict[int, int] = {}  # mounts[i] -> user namespace fd of its id mapping
 
 
 def child_main(s: "Setup") -> None:
@@ -54,7 +55,9 @@ def child_main(s: "Setup") -> None:
         # fds the caller left inheritable are not ours to keep: only stdio,
         # --preserve-fds, the FIFO, the sync socket and the console reach the
         # init (what a created container holds is visible from inside)
-        keep = {s.fifo_fd, ch.fileno(), s.console_fd}
+        keep = {s.fifo_fd, ch.fileno(), s.console_fd, *s.idmap_fds.values()}
+        if s.log is not None:
+            keep.add(s.log.fd)  # --debug only; close-on-exec
         prev = 3 + s.preserve_fds
         for k in sorted(k for k in keep if k >= prev):
             if k > prev:
@@ -97,6 +100,14 @@ def child_main(s: "Setup") -> None:
             libc.unshare(flags)
         if "time" in ns and not ns["time"]:
             write_time_offsets((s.config.get("linux") or {}).get("timeOffsets") or {})
+        # the parent moves us into the container's cgroup while we made the
+        # namespaces; the init, forked after, is born there
+        step = "join cgroup"
+        ch.expect("cgroup")
+        if ns.get("cgroup") == "":
+            libc.unshare(libc.CLONE_NEWCGROUP)
+        if s.log is not None:
+            s.log.debug(f"{s.container_id}: child: in the cgroup")
         if s.log is not None:
             s.log.debug(f"{s.container_id}: child: namespaces made")
         step = "fork init"
@@ -122,21 +133,6 @@ def write_time_offsets(offsets: dict) -> None:
             os.write(fd, "".join(lines).encode())
         finally:
             os.close(fd)
-
-
-def _join_cgroup(s: "Setup") -> None:
-    """Wait until the parent has moved us into the container's cgroup, then
-    make the cgroup namespace.
-
-    The parent moves us while we build the rootfs, because the move is slow
-    and mostly waiting: every write to a cgroup.procs file takes the global
-    cgroup_threadgroup_rwsem for writing, and unless the hierarchy is mounted
-    with favordynmods the first writer in a while waits in rcu_sync_enter
-    for a full RCU grace period (8-16 ms on these 2-CPU machines; runc pays
-    it too, before its init does anything)."""
-    s.channel.expect("cgroup")
-    if s.namespaces.get("cgroup") == "":
-        libc.unshare(libc.CLONE_NEWCGROUP)
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -192,6 +188,8 @@ def init_main(s: "Setup") -> None:
     step = "init"
     try:
         libc.set_name("berth:[2:INIT]")
+        if s.log is not None:
+            s.log.debug(f"{s.container_id}: init: forked")
         step = "import"
         _import_before_pivot(cfg)
         for sig in (1, 2, 3, 10, 12, 15):  # HUP INT QUIT USR1 USR2 TERM
@@ -229,11 +227,14 @@ def init_main(s: "Setup") -> None:
         for i, m in enumerate(cfg.get("mounts") or []):
             step = f"mount {m.get('destination')} (mounts[{i}])"
             ms = rfs.MountSpec(m)
+            ms.idmap_fd = s.idmap_fds.get(i, -1)
             if linux.get("mountLabel") and not ms.is_bind:
                 from berth.runtime.lsm import mount_data
 
                 ms.data = mount_data(ms.data, ms.type, linux["mountLabel"])
             rfs.mount_one(root_fd, ms, s.bundle, cg_paths, in_userns)
+        for fd in s.idmap_fds.values():
+            os.close(fd)
         if rfs.has_dev_mount(cfg) and not rfs.is_dev_bound(cfg):
             step = "create devices"
             rfs.create_devices(root_fd, cfg, in_userns)
@@ -247,11 +248,7 @@ def init_main(s: "Setup") -> None:
             os.close(rfs.resolve(root_fd, cwd, "dir"))
         os.close(root_fd)
         hooks = cfg.get("hooks") or {}
-        joined = False
         if any(hooks.get(k) for k in ("prestart", "createRuntime", "createContainer", "startContainer")):
-            step = "join cgroup"
-            _join_cgroup(s)
-            joined = True
             step = "prestart and createRuntime hooks"
             ch.send("hooks")
             s.state = ch.expect("hooks-done")["state"]
@@ -271,6 +268,8 @@ def init_main(s: "Setup") -> None:
             rfs.move_root(s.rootfs)
         else:
             rfs.pivot(s.rootfs)
+        if s.log is not None:
+            s.log.debug(f"{s.container_id}: init: pivoted")
         if shared:
             step = f"make / {prop}"
             libc.mount(None, "/", None, prop_flags, None)
@@ -308,11 +307,8 @@ def init_main(s: "Setup") -> None:
         env = environ(proc)
         step = "find executable"
         path = find_executable(proc["args"][0], env)
-        if not joined:
-            step = "join cgroup"
-            _join_cgroup(s)
         if s.log is not None:
-            s.log.debug(f"{s.container_id}: init: in its cgroup")
+            s.log.debug(f"{s.container_id}: init: process found")
         step = "wait for start"
         ch.send("ready")
         # blocks until `start` (or `run`) opens the FIFO for reading

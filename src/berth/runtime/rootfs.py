@@ -75,11 +75,22 @@ PROPAGATION: dict[str, int] = {
     "unbindable": libc.MS_UNBINDABLE,
     "runbindable": libc.MS_UNBINDABLE | MS_REC,
 }
-# recursive attributes (mount_setattr) and id-mapped mounts: not yet
-UNSUPPORTED = ("rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec",
-               "rnodiratime", "rdiratime", "rrelatime", "rnorelatime", "rnoatime",
-               "ratime", "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow",
-               "idmap", "ridmap")
+# recursive attributes, set with mount_setattr(AT_RECURSIVE) on the mount and
+# every mount under it: option -> (clear, MOUNT_ATTR_*), as runc's table
+RECURSIVE: dict[str, tuple[bool, int]] = {
+    "rro": (False, libc.MOUNT_ATTR_RDONLY), "rrw": (True, libc.MOUNT_ATTR_RDONLY),
+    "rnosuid": (False, libc.MOUNT_ATTR_NOSUID), "rsuid": (True, libc.MOUNT_ATTR_NOSUID),
+    "rnodev": (False, libc.MOUNT_ATTR_NODEV), "rdev": (True, libc.MOUNT_ATTR_NODEV),
+    "rnoexec": (False, libc.MOUNT_ATTR_NOEXEC), "rexec": (True, libc.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (False, libc.MOUNT_ATTR_NODIRATIME), "rdiratime": (True, libc.MOUNT_ATTR_NODIRATIME),
+    "rrelatime": (False, libc.MOUNT_ATTR_RELATIME), "rnorelatime": (True, libc.MOUNT_ATTR_RELATIME),
+    "rnoatime": (False, libc.MOUNT_ATTR_NOATIME), "ratime": (True, libc.MOUNT_ATTR_NOATIME),
+    "rstrictatime": (False, libc.MOUNT_ATTR_STRICTATIME), "rnostrictatime": (True, libc.MOUNT_ATTR_STRICTATIME),
+    "rnosymfollow": (False, libc.MOUNT_ATTR_NOSYMFOLLOW), "rsymfollow": (True, libc.MOUNT_ATTR_NOSYMFOLLOW),
+}
+# id-mapped bind mounts (runtime-spec 1.1): the mount's own uidMappings and
+# gidMappings, applied to the mount only (idmap) or to every mount under it too
+IDMAP_OPTIONS = ("idmap", "ridmap")
 
 # statvfs f_flag bits (<sys/statvfs.h>) -> mount flags, to keep the flags the
 # kernel locks on a bind mount made in a user namespace
@@ -91,7 +102,8 @@ RESOLVE = libc.RESOLVE_IN_ROOT | libc.RESOLVE_NO_MAGICLINKS
 
 
 class MountSpec:
-    __slots__ = ("clear", "data", "destination", "flags", "propagation", "source", "type")
+    __slots__ = ("attr_clr", "attr_set", "clear", "data", "destination", "flags", "idmap", "idmap_fd",
+                 "propagation", "source", "type")
 
     def __init__(self, m: dict) -> None:
         self.destination: str = m["destination"]
@@ -100,9 +112,24 @@ class MountSpec:
         self.flags = 0
         self.clear = 0
         self.propagation: list[int] = []
+        self.attr_set = self.attr_clr = 0
+        self.idmap = "idmap" if "uidMappings" in m else ""
+        self.idmap_fd = -1  # the user namespace whose mappings an id-mapped mount takes
         data: list[str] = []
         for opt in m.get("options") or []:
-            if opt in FLAGS:
+            if opt in RECURSIVE:
+                clear, attr = RECURSIVE[opt]
+                if clear:
+                    self.attr_clr |= attr
+                    self.attr_set &= ~attr
+                else:
+                    self.attr_set |= attr
+                    self.attr_clr &= ~attr
+                    if attr & libc.MOUNT_ATTR__ATIME == attr:
+                        # mount_setattr(2): an access-time mode is set only
+                        # with the whole atime field cleared
+                        self.attr_clr |= libc.MOUNT_ATTR__ATIME
+            elif opt in FLAGS:
                 clear, flag = FLAGS[opt]
                 if clear:
                     self.flags &= ~flag
@@ -111,10 +138,8 @@ class MountSpec:
                     self.flags |= flag
             elif opt in PROPAGATION:
                 self.propagation.append(PROPAGATION[opt])
-            elif opt in UNSUPPORTED:
-                raise InvalidArgumentError(
-                    f"mount {self.destination}: option {opt!r} is not supported yet"
-                )
+            elif opt in IDMAP_OPTIONS:
+                self.idmap = opt
             else:
                 data.append(opt)
         if self.type == "bind":
@@ -229,8 +254,10 @@ def mount_one(root_fd: int, spec: MountSpec, bundle: str, cgroup_paths: dict[str
         kind = "dir" if stat.S_ISDIR(st.st_mode) else "file"
         fd = resolve(root_fd, dest, kind, no_symlinks)
         try:
-            target = fd_path(fd)
-            libc.mount(source, target, None, spec.flags & (MS_BIND | MS_REC), None)
+            if spec.idmap:
+                mount_idmapped(source, fd, spec)
+            else:
+                libc.mount(source, fd_path(fd), None, spec.flags & (MS_BIND | MS_REC), None)
         finally:
             os.close(fd)
         rest = spec.flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
@@ -239,6 +266,7 @@ def mount_one(root_fd: int, spec: MountSpec, bundle: str, cgroup_paths: dict[str
             remount(root_fd, dest, MS_BIND | MS_REMOUNT | rest, keep_locked=in_userns)
         for prop in spec.propagation:
             remount(root_fd, dest, prop)
+        set_recursive_attrs(root_fd, spec)
         return
     fd = resolve(root_fd, dest, "dir", no_symlinks)
     try:
@@ -265,6 +293,47 @@ def mount_one(root_fd: int, spec: MountSpec, bundle: str, cgroup_paths: dict[str
         os.close(fd)
     for prop in spec.propagation:
         remount(root_fd, dest, prop)
+    set_recursive_attrs(root_fd, spec)
+
+
+def mount_idmapped(source: str, target_fd: int, spec: MountSpec) -> None:
+    """An id-mapped bind mount: a detached copy of `source` (open_tree),
+    given the user namespace's mappings (mount_setattr MOUNT_ATTR_IDMAP),
+    then attached on the resolved destination (move_mount)."""
+    rec = libc.AT_RECURSIVE if spec.flags & MS_REC else 0
+    try:
+        tree = libc.open_tree(libc.AT_FDCWD, source, libc.OPEN_TREE_CLONE | libc.OPEN_TREE_CLOEXEC | rec)
+    except OSError as exc:
+        raise OSError(exc.errno, f"id-mapped mount {source} on {spec.destination}: open_tree: "
+                      f"{os.strerror(exc.errno or 0).lower()}", source) from None
+    try:
+        step = "mount_setattr"
+        try:
+            libc.mount_setattr(tree, "", libc.AT_EMPTY_PATH | (libc.AT_RECURSIVE if spec.idmap == "ridmap" else 0),
+                               libc.MOUNT_ATTR_IDMAP, 0, spec.idmap_fd)
+            step = "move_mount"
+            libc.move_mount(tree, "", target_fd, "", libc.MOVE_MOUNT_F_EMPTY_PATH | libc.MOVE_MOUNT_T_EMPTY_PATH)
+        except OSError as exc:
+            hint = " (the filesystem does not support id-mapped mounts)" if exc.errno == 22 and step == "mount_setattr" else ""
+            raise OSError(exc.errno, f"id-mapped mount {source} on {spec.destination}: {step}: "
+                          f"{os.strerror(exc.errno or 0).lower()}{hint}", source) from None
+    finally:
+        os.close(tree)
+
+
+def set_recursive_attrs(root_fd: int, spec: MountSpec) -> None:
+    """The r* options (rro, rnosuid, ...): mount_setattr(AT_RECURSIVE) on the
+    mount just made, through a fresh fd for it (kernel 5.12+)."""
+    if not (spec.attr_set or spec.attr_clr):
+        return
+    fd = resolve(root_fd, spec.destination)
+    try:
+        libc.mount_setattr(fd, "", libc.AT_EMPTY_PATH | libc.AT_RECURSIVE, spec.attr_set, spec.attr_clr)
+    except OSError as exc:
+        raise OSError(exc.errno, f"set recursive mount attributes on {spec.destination}: "
+                      f"{os.strerror(exc.errno or 0).lower()}", spec.destination) from None
+    finally:
+        os.close(fd)
 
 
 def remount(root_fd: int, dest: str, flags: int, keep_locked: bool = False) -> None:

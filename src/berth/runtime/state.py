@@ -218,3 +218,64 @@ def remove_container_dir(paths: RuntimePaths, container_id: str) -> None:
         os.rmdir(d)
     except FileNotFoundError:
         pass
+
+
+_prewarming = False  # one at a time per process
+
+
+def prewarm_cgroup_writes() -> None:
+    """Start, in a thread, a no-op move of this process into its own cgroup.
+
+    Every write to a cgroup.procs file takes the kernel's global
+    cgroup_threadgroup_rwsem for writing, and (unless the hierarchy is
+    mounted with favordynmods) the first writer after a quiet spell waits in
+    rcu_sync_enter for a full RCU grace period: 3-26 ms on these 2-CPU
+    machines, the largest single wait of a container start (runc pays it in
+    the middle of its own). A writer that comes while that grace period runs
+    waits only for its end, and one that comes within a grace period after
+    does not wait. Started as `create` begins, the grace period runs while
+    the config is read and the cgroup made, and the move of the container's
+    first process finds it (nearly) over. Readers (fork, exit) are not held
+    up meanwhile. Best effort: any failure is ignored."""
+    global _prewarming
+    if _prewarming or os.geteuid() != 0:
+        return
+    try:
+        with open("/proc/self/cgroup", "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return
+    target = ""
+    for line in lines:
+        hid, _, rest = line.partition(b":")
+        ctrls, _, path = rest.partition(b":")
+        base = ""
+        if hid == b"0" and not ctrls:
+            base = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
+        elif ctrls and not ctrls.startswith(b"name="):
+            base = "/sys/fs/cgroup/" + ctrls.decode()
+        if base:
+            target = f"{base}{path.decode().rstrip('/')}/cgroup.procs"
+            break
+    if not target:
+        return
+    import _thread
+
+    _prewarming = True
+    try:
+        _thread.start_new_thread(_write_own_pid, (target,))
+    except RuntimeError:
+        _prewarming = False
+
+
+def _write_own_pid(target: str) -> None:
+    global _prewarming
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    except BaseException:  # best effort; a thread must not print a traceback
+        pass
+    _prewarming = False

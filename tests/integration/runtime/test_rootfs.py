@@ -154,3 +154,83 @@ def test_rootfs_propagation(runtime, make_bundle):
             assert field in out, (prop, out)
         else:
             assert "shared:" not in out and "master:" not in out, (prop, out)
+
+
+def test_recursive_mount_attributes(runtime, make_bundle, workdir):
+    """rro/rnoexec (mount_setattr with AT_RECURSIVE) reach the mounts under
+    an rbind; plain ro stops at the top mount."""
+    import subprocess
+
+    src = os.path.join(workdir, "tree")
+    sub = os.path.join(src, "sub")
+    os.makedirs(sub)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "berth-test-sub", sub], check=True)
+    try:
+        b = make_bundle("sh", "-c", "for d in /rec /rec/sub /plain /plain/sub; do "
+                        "touch $d/f 2>/dev/null && echo $d writable || echo $d read-only; done; "
+                        "grep -E ' /(rec|plain)(/sub)? ' /proc/mounts")
+        b.config["mounts"] += [
+            {"destination": "/rec", "type": "bind", "source": src, "options": ["rbind", "rro", "rnoexec"]},
+            {"destination": "/plain", "type": "bind", "source": src, "options": ["rbind", "ro"]},
+        ]
+        out = run_ok(runtime, b)
+        lines = out.splitlines()
+        assert lines[:4] == ["/rec read-only", "/rec/sub read-only", "/plain read-only", "/plain/sub writable"], out
+        m = mounts_of("\n".join(lines[4:]))
+        assert {"ro", "noexec"} <= m["/rec/sub"][1]
+        assert "rw" in m["/plain/sub"][1]
+    finally:
+        subprocess.run(["umount", "-l", sub], check=False)
+
+
+def test_unknown_recursive_option_is_mount_data(runtime, make_bundle):
+    # "rfoo" is no recursive attribute: handed to the filesystem, which refuses it
+    b = make_bundle("true")
+    b.config["mounts"].append({"destination": "/x", "type": "tmpfs", "source": "tmpfs", "options": ["rfoo"]})
+    p = runtime.run("run", "--bundle", b.write(), unique())
+    assert p.returncode != 0
+
+
+def test_id_mapped_bind_mount(runtime, make_bundle, workdir):
+    """mounts[].uidMappings/gidMappings (runtime-spec 1.1): files of the
+    source appear with the mapped owners; the host's files keep theirs."""
+    if runtime.name == "runc":
+        import pytest
+
+        pytest.skip("runc 1.1.5 has no id-mapped mounts (runc 1.2 added them)")
+    src = os.path.join(workdir, "idmapped")
+    os.mkdir(src)
+    with open(os.path.join(src, "f"), "w") as f:
+        f.write("x")
+    os.chown(os.path.join(src, "f"), 0, 0)
+    os.chown(src, 7, 7)
+    b = make_bundle("sh", "-c", "stat -c '%u:%g %n' /m/f /m; grep ' /m ' /proc/mounts")
+    b.config["mounts"].append({
+        "destination": "/m", "type": "bind", "source": src, "options": ["bind", "idmap"],
+        "uidMappings": [{"containerID": 0, "hostID": 1234, "size": 10}],
+        "gidMappings": [{"containerID": 0, "hostID": 4321, "size": 10}],
+    })
+    out = run_ok(runtime, b)
+    lines = out.splitlines()
+    assert lines[0] == "1234:4321 /m/f", out
+    assert lines[1] == "1241:4328 /m", out
+    assert "idmapped" in lines[2]
+    st = os.stat(os.path.join(src, "f"))
+    assert (st.st_uid, st.st_gid) == (0, 0)
+
+
+def test_id_mapped_mount_bad_input(runtime, make_bundle, workdir):
+    b = make_bundle("true")
+    m = {"destination": "/m", "type": "bind", "source": workdir, "options": ["bind", "idmap"],
+         "uidMappings": [{"containerID": 0, "hostID": 1234, "size": 1}]}
+    b.config["mounts"].append(m)
+    p = runtime.run("run", "--bundle", b.write(), unique())
+    assert p.returncode != 0
+    if runtime.name == "berth":
+        assert "uidMappings and gidMappings" in p.stderr, p.stderr
+    m["gidMappings"] = m["uidMappings"]
+    m["type"], m["options"] = "tmpfs", ["idmap"]
+    p = runtime.run("run", "--bundle", b.write(), unique())
+    assert p.returncode != 0
+    if runtime.name == "berth":
+        assert "only supported on bind mounts" in p.stderr, p.stderr

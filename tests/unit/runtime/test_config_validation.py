@@ -19,7 +19,17 @@ def mutate(fn):
     return cfg
 
 
+_IDM = [{"containerID": 0, "hostID": 1000, "size": 1}]
+
 CASES = [
+    (lambda c: c["mounts"].append({"destination": "/m", "type": "bind", "source": "/s", "uidMappings": _IDM}),
+     "mounts[7]: an id-mapped mount needs both uidMappings and gidMappings"),
+    (lambda c: c["mounts"].append({"destination": "/m", "type": "tmpfs", "source": "t", "options": ["idmap"],
+                                   "uidMappings": _IDM, "gidMappings": _IDM}),
+     "mounts[7]: id mappings are only supported on bind mounts"),
+    (lambda c: c["mounts"].append({"destination": "/m", "type": "bind", "source": "/s",
+                                   "uidMappings": [{"containerID": 0, "hostID": 1, "size": 0}], "gidMappings": _IDM}),
+     "mounts[7].uidMappings[0].size"),
     (lambda c: c.pop("root"), "root: is missing"),
     (lambda c: c["root"].update(path=""), "root.path: is empty"),
     (lambda c: c["process"].update(args=[]), "process.args"),

@@ -65,8 +65,25 @@ def test_mount_options():
     assert MountSpec({"destination": "/z", "type": "bind", "source": "/s"}).is_bind
 
 
-def test_recursive_mount_attributes_are_refused_clearly():
-    from berth.errors import InvalidArgumentError
+def test_recursive_mount_attributes():
+    m = MountSpec({"destination": "/x", "type": "bind", "source": "/s",
+                   "options": ["rbind", "rro", "rnosuid", "rexec", "rnoatime"]})
+    assert m.flags == libc.MS_BIND | libc.MS_REC  # none of them is a mount(2) flag
+    assert m.attr_set == libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOATIME
+    # an access-time mode is set with the whole atime field cleared
+    assert m.attr_clr == libc.MOUNT_ATTR_NOEXEC | libc.MOUNT_ATTR__ATIME
+    # the last word wins, as for the plain flags
+    r = MountSpec({"destination": "/x", "type": "bind", "source": "/s", "options": ["rro", "rrw"]})
+    assert (r.attr_set, r.attr_clr) == (0, libc.MOUNT_ATTR_RDONLY)
+    rel = MountSpec({"destination": "/x", "type": "bind", "source": "/s", "options": ["rrelatime"]})
+    assert (rel.attr_set, rel.attr_clr) == (0, libc.MOUNT_ATTR__ATIME)
 
-    with pytest.raises(InvalidArgumentError, match="rro"):
-        MountSpec({"destination": "/x", "type": "bind", "source": "/s", "options": ["rbind", "rro"]})
+
+def test_id_mapped_mount_options():
+    maps = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    implied = MountSpec({"destination": "/x", "type": "bind", "source": "/s", "uidMappings": maps, "gidMappings": maps})
+    assert implied.idmap == "idmap"
+    rec = MountSpec({"destination": "/x", "type": "bind", "source": "/s", "options": ["rbind", "ridmap"],
+                     "uidMappings": maps, "gidMappings": maps})
+    assert rec.idmap == "ridmap" and "ridmap" not in rec.data
+    assert MountSpec({"destination": "/x", "type": "bind", "source": "/s"}).idmap == ""
