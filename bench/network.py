@@ -1,22 +1,29 @@
-"""Network throughput: berth's bridge path against a peer, same machine, same run.
+"""Networking against docker, same machine, same run:
 
-    sudo .venv/bin/python bench/network.py [--mb 1024] [--rounds 5] [--peer kernel|docker]
+    sudo flock /run/berth-integration-tests.lock \
+        .venv/bin/python bench/network.py [--what all|run|throughput] [--peer docker|kernel]
+        [--runs 15] [--mb 1024] [--rounds 5]
 
-- `ns-to-ns tcp`: a client in one network namespace streams to a server in
-  another over berth's bridge (user network, embedded DNS, nftables table in
-  place); the peer is the same over a plain Linux bridge with no rules
-  (`kernel`), or two containers on a docker network (`docker`, dockerd
-  started on a private socket and data root with --iptables=false so it
-  leaves the host firewall alone).
-- `host-to-published-port tcp`: a client on the host streams to the host's
-  own address on a port berth publishes (DNAT in the output hook); the peer
-  is the client streaming straight to the server's address (`kernel`), or to
-  a port docker publishes (`docker`: with --iptables=false that is docker's
-  userland proxy, which is said in the output).
+- `run --rm busybox true` on each engine's default bridge network (berth's
+  own bridge and subnet; docker's docker0 with --bip), from a cold CLI.
+- 20 `run -d` started at once on one user-defined network (wall time until
+  the last CLI returns).
+- TCP throughput container-to-container (a client in one busybox container
+  streams to a server in another on the same network) and host-to-published-
+  port (a client on the host streams to the host's own address on a port
+  published to the server's container). The client and server are the same
+  small Python socket loops for both engines, run in the containers' network
+  namespaces with nsenter (busybox has no Python).
 
-The client and server are the same small Python socket loops everywhere,
-run inside each namespace with nsenter. Traffic stays on this machine.
-Prints `name: berth X MB/s, peer Y MB/s, ratio Z` (ratio > 1: berth faster).
+dockerd runs on a private socket, data root and exec root, with iptables on
+and the userland proxy off (`--userland-proxy=false`: published ports are
+DNAT, as berth's), its default bridge on a 10.123.x subnet. Afterwards the
+benchmark stops it and puts the host back: docker0, the nftables tables its
+iptables made, and the sysctls it changed. busybox goes to docker as
+`berth save | docker load`, so both run the same image.
+
+`--peer kernel` compares the throughput with a plain Linux bridge and veths
+(no engine, no rules) instead. Prints `name: berth X, peer Y, ratio Z`.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO
+from common import REPO, alternate, report
+
+BERTH = os.path.join(REPO, ".venv", "bin", "berth")
 
 SERVER = r"""
 import socket, sys
@@ -68,40 +77,22 @@ t1 = time.perf_counter()
 assert got == sent, (got, sent)
 print(sent / (t1 - t0) / 1e6)
 """
+SERVER_PORT = 5001
 
 
-class NS:
-    """A network namespace kept by `sleep`."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(["unshare", "--net", "sleep", "infinity"])
-        for _ in range(200):
-            if os.readlink(f"/proc/{self.proc.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
-                break
-            time.sleep(0.01)
-        self.pid = self.proc.pid
-        self.servers: list[subprocess.Popen] = []
-
-    def cmd(self, *argv: str) -> list[str]:
-        return ["nsenter", "-t", str(self.pid), "-n", *argv]
-
-    def close(self) -> None:
-        for p in self.servers:
-            p.kill()
-            p.wait()
-        self.proc.kill()
-        self.proc.wait()
+def nsenter(pid: int | str) -> list[str]:
+    return ["nsenter", "-t", str(pid), "-n"]
 
 
-def serve(cmd_prefix: list[str], port: int) -> subprocess.Popen:
-    p = subprocess.Popen([*cmd_prefix, sys.executable, "-c", SERVER, str(port)],
+def serve(prefix: list[str], port: int) -> subprocess.Popen:
+    p = subprocess.Popen([*prefix, sys.executable, "-c", SERVER, str(port)],
                          stdout=subprocess.PIPE)
-    assert p.stdout.readline().strip() == b"listening"
+    assert p.stdout is not None and p.stdout.readline().strip() == b"listening"
     return p
 
 
-def stream(cmd_prefix: list[str], host: str, port: int, nbytes: int) -> float:
-    p = subprocess.run([*cmd_prefix, sys.executable, "-c", CLIENT, host, str(port), str(nbytes)],
+def stream(prefix: list[str], host: str, port: int, nbytes: int) -> float:
+    p = subprocess.run([*prefix, sys.executable, "-c", CLIENT, host, str(port), str(nbytes)],
                        capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
         raise RuntimeError(f"stream to {host}:{port}: {p.stderr.strip().splitlines()[-1:]}")
@@ -129,268 +120,318 @@ def host_address() -> str:
         return s.getsockname()[0]
 
 
-class BerthSide:
-    def __init__(self, workdir: str, taken: list[ipaddress.IPv4Network]) -> None:
-        from berth.network import NetworkManager, parse_port_spec
-        from berth.paths import Paths
+def nft_tables() -> set[str]:
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return {line.split(None, 1)[1] for line in out.splitlines() if line.startswith("table ")}
 
-        self.nm = NetworkManager(Paths(f"{workdir}/root", f"{workdir}/state"), dns_upstreams=[])
-        self.nm.create("bench", subnet=str(free_subnet(taken)),
-                       options={"com.docker.network.bridge.name": "brt-bench"})
-        self.a, self.b = NS(), NS()
-        self.port = free_port()
-        self.nm.attach("a" * 64, self.a.pid, "bench", name="client")
-        self.eb = self.nm.attach("b" * 64, self.b.pid, "bench", name="server",
-                                 ports=parse_port_spec(f"{self.port}:5001"))
-        self.b.servers.append(serve(self.b.cmd(), 5001))
+
+def parallel(argvs: list[list[str]], env: dict | None = None) -> float:
+    """Wall time in ms of all argvs started at once, until the last one exits."""
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(a, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+             for a in argvs]
+    errors = []
+    for p in procs:
+        _, err = p.communicate()
+        if p.returncode != 0:
+            errors.append(err.decode(errors="replace").strip())
+    t = (time.perf_counter() - t0) * 1000
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {len(argvs)} failed: {errors[0]}")
+    return t
+
+
+class Engine:
+    """The commands of one engine: berth (env) or docker (-H SOCK)."""
+
+    name = ""
+    image = "busybox"
+
+    def cli(self, *args: str) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str] | None:
+        return None
+
+    def out(self, *args: str) -> str:
+        p = subprocess.run(self.cli(*args), capture_output=True, text=True, timeout=120,
+                           env=self.env())
+        if p.returncode != 0:
+            raise RuntimeError(f"{self.name} {' '.join(args)}: {p.stderr.strip()}")
+        return p.stdout
+
+    def pid(self, name: str) -> int:
+        return int(self.out("inspect", "-f", "{{.State.Pid}}", name).strip())
+
+    def ip(self, name: str, network: str) -> str:
+        import json
+
+        nets = json.loads(self.out("inspect", "-f", "{{json .NetworkSettings.Networks}}", name))
+        return nets[network]["IPAddress"]
+
+    def remove_all(self) -> None:
+        ids = self.out("ps", "-aq").split()
+        if ids:
+            subprocess.run(self.cli("rm", "-f", *ids), capture_output=True, env=self.env())
+
+
+class Berth(Engine):
+    name = "berth"
+
+    def __init__(self, work: str, taken: list[ipaddress.IPv4Network]) -> None:
+        self._env = {**os.environ, "BERTH_ROOT": f"{work}/root", "BERTH_STATE": f"{work}/state",
+                     "BERTH_BRIDGE": "brt-bbench", "BERTH_BRIDGE_SUBNET": str(free_subnet(taken))}
+        self.out("image", "bootstrap", "busybox")
+        self.out("network", "create", "--subnet", str(free_subnet(taken)), "-o",
+                 "com.docker.network.bridge.name=brt-bbench2", "bench")
+
+    def cli(self, *args: str) -> list[str]:
+        return [BERTH, *args]
+
+    def env(self) -> dict[str, str]:
+        return self._env
+
+    def close(self) -> None:
+        self.remove_all()
+        subprocess.run(self.cli("network", "rm", "bench"), capture_output=True, env=self._env)
+        subprocess.run(self.cli("network", "prune", "-f"), capture_output=True, env=self._env)
+
+
+SYSCTLS = ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding",
+           "net/bridge/bridge-nf-call-iptables", "net/bridge/bridge-nf-call-ip6tables"]
+
+
+class Docker(Engine):
+    """dockerd on a private socket with iptables and without the userland proxy."""
+
+    name = "docker"
+
+    def __init__(self, work: str, taken: list[ipaddress.IPv4Network], berth: Berth) -> None:
+        if not shutil.which("dockerd"):
+            raise SystemExit("dockerd is not installed (apt-get install docker.io)")
+        self.dir = work
+        os.makedirs(work, exist_ok=True)
+        self.sock = f"{work}/docker.sock"
+        self.links = set(os.listdir("/sys/class/net"))
+        self.tables = nft_tables()
+        self.sysctls = {}
+        for k in SYSCTLS:
+            with open(f"/proc/sys/{k}") as f:
+                self.sysctls[k] = f.read().strip()
+        bip = free_subnet(taken)
+        self.log = open(f"{work}/dockerd.log", "w")  # noqa: SIM115 (lives with dockerd)
+        self.proc = subprocess.Popen(
+            ["dockerd", "--data-root", f"{work}/data", "--exec-root", f"{work}/exec",
+             "-H", f"unix://{self.sock}", "--pidfile", f"{work}/docker.pid",
+             "--userland-proxy=false", "--bip", f"{bip.network_address + 1}/{bip.prefixlen}",
+             "--default-ulimit", "nofile=1024:1024", "--default-ulimit", "nproc=1000:1000"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            for _ in range(300):
+                if subprocess.run(self.cli("version"), capture_output=True).returncode == 0:
+                    break
+                time.sleep(0.1)
+            else:
+                raise RuntimeError(f"dockerd did not start; see {work}/dockerd.log")
+            tar = f"{work}/busybox.tar"
+            berth.out("save", "-o", tar, "busybox")
+            self.out("load", "-i", tar)
+            self.out("network", "create", "--subnet", str(free_subnet(taken)), "-o",
+                     "com.docker.network.bridge.name=brt-dbench", "bench")
+        except BaseException:
+            self.close()
+            raise
+
+    def cli(self, *args: str) -> list[str]:
+        return ["docker", "-H", f"unix://{self.sock}", *args]
+
+    def close(self) -> None:
+        """Stop dockerd and put the host back as it was."""
+        if self.proc.poll() is None:
+            self.remove_all()
+            subprocess.run(self.cli("network", "rm", "bench"), capture_output=True)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        for d in ("exec", "data"):
+            subprocess.run(["umount", "-R", f"{self.dir}/{d}"], capture_output=True)
+        for link in set(os.listdir("/sys/class/net")) - self.links:
+            if link == "docker0" or link.startswith(("veth", "br-", "brt-dbench")):
+                subprocess.run(["ip", "link", "del", link], capture_output=True)
+        for table in nft_tables() - self.tables:
+            if not table.split()[-1].startswith("berth"):
+                subprocess.run(["nft", "delete", "table", *table.split()], capture_output=True)
+        for k, v in self.sysctls.items():
+            with open(f"/proc/sys/{k}", "w") as f:
+                f.write(v)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Pair:
+    """A client container and a server container (published port) on `bench`."""
+
+    def __init__(self, eng: Engine, port: int) -> None:
+        self.eng = eng
+        self.port = port
+        for name, extra in (("tp-client", []), ("tp-server", ["-p", f"{port}:{SERVER_PORT}"])):
+            eng.out("run", "-d", "--name", name, "--network", "bench", *extra, eng.image,
+                    "sleep", "3600")
+        self.client = eng.pid("tp-client")
+        self.server_ip = eng.ip("tp-server", "bench")
+        self.server = serve(nsenter(eng.pid("tp-server")), SERVER_PORT)
 
     def ns_to_ns(self, nbytes: int) -> float:
-        return stream(self.a.cmd(), str(self.eb.ip), 5001, nbytes)
+        return stream(nsenter(self.client), self.server_ip, SERVER_PORT, nbytes)
 
     def host_to_port(self, nbytes: int) -> float:
         return stream([], host_address(), self.port, nbytes)
 
     def close(self) -> None:
-        for cid in ("a" * 64, "b" * 64):
-            self.nm.release_all(cid)
-        self.a.close()
-        self.b.close()
-        self.nm.remove("bench")
-        self.nm.close()
+        self.server.kill()
+        self.server.wait()
+        subprocess.run(self.eng.cli("rm", "-f", "tp-client", "tp-server"), capture_output=True,
+                       env=self.eng.env())
 
 
-class KernelSide:
-    """The floor: a Linux bridge and veths with addresses, no berth, no rules."""
-
-    label = "kernel bridge"
-    port_label = "kernel (direct to the server's address)"
+class KernelPair:
+    """The floor: a Linux bridge and two veths with addresses, no engine, no rules."""
 
     def __init__(self, taken: list[ipaddress.IPv4Network]) -> None:
         from pyroute2 import IPRoute
 
         net = free_subnet(taken)
-        self.ip_a, self.ip_b = str(net.network_address + 2), str(net.network_address + 3)
-        self.a, self.b = NS(), NS()
+        self.ip_a, self.server_ip = str(net.network_address + 2), str(net.network_address + 3)
+        self.ns = [subprocess.Popen(["unshare", "--net", "sleep", "infinity"]) for _ in range(2)]
+        time.sleep(0.2)
         with IPRoute() as ipr:
             ipr.link("add", ifname="brt-kbench", kind="bridge")
             br = ipr.link_lookup(ifname="brt-kbench")[0]
             ipr.addr("add", index=br, address=str(net.network_address + 1),
                      prefixlen=net.prefixlen)
             ipr.link("set", index=br, state="up")
-            for ns, ip, name in ((self.a, self.ip_a, "vethkba"), (self.b, self.ip_b, "vethkbb")):
+            for ns, ip, name in ((self.ns[0], self.ip_a, "vethkba"),
+                                 (self.ns[1], self.server_ip, "vethkbb")):
                 ipr.link("add", ifname=name, kind="veth", peer={"ifname": name + "p"})
                 idx = ipr.link_lookup(ifname=name)[0]
                 ipr.link("set", index=idx, master=br, state="up")
-                ipr.link("set", index=ipr.link_lookup(ifname=name + "p")[0],
-                         net_ns_pid=ns.pid)
+                ipr.link("set", index=ipr.link_lookup(ifname=name + "p")[0], net_ns_pid=ns.pid)
                 for argv in (["ip", "link", "set", name + "p", "name", "eth0"],
                              ["ip", "addr", "add", f"{ip}/{net.prefixlen}", "dev", "eth0"],
                              ["ip", "link", "set", "eth0", "up"],
                              ["ip", "link", "set", "lo", "up"]):
-                    subprocess.run(ns.cmd(*argv), check=True)
-        self.b.servers.append(serve(self.b.cmd(), 5001))
+                    subprocess.run(nsenter(ns.pid) + argv, check=True)
+        self.client = self.ns[0].pid
+        self.server = serve(nsenter(self.ns[1].pid), SERVER_PORT)
 
     def ns_to_ns(self, nbytes: int) -> float:
-        return stream(self.a.cmd(), self.ip_b, 5001, nbytes)
+        return stream(nsenter(self.client), self.server_ip, SERVER_PORT, nbytes)
 
     def host_to_port(self, nbytes: int) -> float:
-        return stream([], self.ip_b, 5001, nbytes)
+        return stream([], self.server_ip, SERVER_PORT, nbytes)
 
     def close(self) -> None:
-        self.a.close()
-        self.b.close()
-        from berth.network.netlink import delete_link
-
-        delete_link("brt-kbench")
-
-
-class DockerSide:
-    """Two busybox containers on a docker network, dockerd on a private socket
-    and data root with --iptables=false --bridge=none (the host firewall is
-    left alone; published ports then go through docker-proxy)."""
-
-    label = "docker"
-    port_label = "docker (docker-proxy: --iptables=false)"
-
-    def __init__(self, workdir: str, taken: list[ipaddress.IPv4Network]) -> None:
-
-        os.makedirs(workdir, exist_ok=True)
-        self.dir = workdir
-        self.sock = f"{workdir}/docker.sock"
-        self.log = open(f"{workdir}/dockerd.log", "w")  # noqa: SIM115 (lives with dockerd)
-        self.proc = subprocess.Popen(
-            ["dockerd", "--data-root", f"{workdir}/docker-data", "--exec-root",
-             f"{workdir}/docker-exec", "-H", f"unix://{self.sock}", "--pidfile",
-             f"{workdir}/docker.pid", "--iptables=false", "--ip-forward=false",
-             "--ip-masq=false", "--bridge=none",
-             "--default-ulimit", "nofile=1024:1024", "--default-ulimit", "nproc=1000:1000"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        self.server: subprocess.Popen | None = None
-        try:
-            self._setup(workdir, taken)
-        except BaseException:
-            self.close()
-            raise
-
-    def _setup(self, workdir: str, taken: list[ipaddress.IPv4Network]) -> None:
-        from berth.image.busybox import make_busybox_rootfs
-
-        for _ in range(300):
-            if self.docker("version", check=False).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("dockerd did not start; see " + f"{workdir}/dockerd.log")
-        rootfs = f"{workdir}/bb-rootfs"
-        make_busybox_rootfs(rootfs)
-        subprocess.run(f"tar -C {rootfs} -c . | docker -H unix://{self.sock} import - "
-                       "bench-busybox", shell=True, check=True, stdout=subprocess.DEVNULL)
-        net = free_subnet(taken)
-        self.docker("network", "create", "--subnet", str(net), "-o",
-                    "com.docker.network.bridge.name=brt-dbench", "bench")
-        self.port = free_port()
-        self.docker("run", "-d", "--name", "bench-a", "--network", "bench", "bench-busybox",
-                    "sleep", "3600")
-        self.docker("run", "-d", "--name", "bench-b", "--network", "bench", "-p",
-                    f"{self.port}:5001", "bench-busybox", "sleep", "3600")
-        self.pid_a = self.docker("inspect", "-f", "{{.State.Pid}}", "bench-a").stdout.strip()
-        self.pid_b = self.docker("inspect", "-f", "{{.State.Pid}}", "bench-b").stdout.strip()
-        self.ip_b = self.docker("inspect", "-f",
-                                "{{.NetworkSettings.Networks.bench.IPAddress}}",
-                                "bench-b").stdout.strip()
-        self.server = serve(["nsenter", "-t", self.pid_b, "-n"], 5001)
-
-    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        p = subprocess.run(["docker", "-H", f"unix://{self.sock}", *args],
-                           capture_output=True, text=True, timeout=120)
-        if check and p.returncode != 0:
-            raise RuntimeError(f"docker {' '.join(args)}: {p.stderr.strip()}")
-        return p
-
-    def ns_to_ns(self, nbytes: int) -> float:
-        return stream(["nsenter", "-t", self.pid_a, "-n"], self.ip_b, 5001, nbytes)
-
-    def host_to_port(self, nbytes: int) -> float:
-        return stream([], host_address(), self.port, nbytes)
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.kill()
-            self.server.wait()
-        self.docker("rm", "-f", "bench-a", "bench-b", check=False)
-        self.docker("network", "rm", "bench", check=False)
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-        self.log.close()
-        subprocess.run(["umount", "-R", f"{self.dir}/docker-data"], capture_output=True)
-        subprocess.run(["umount", "-R", f"{self.dir}/docker-exec"], capture_output=True)
+        self.server.kill()
+        self.server.wait()
+        for p in self.ns:
+            p.kill()
+            p.wait()
+        subprocess.run(["ip", "link", "del", "brt-kbench"], capture_output=True)
 
 
-def bench_run(args: argparse.Namespace, taken: list[ipaddress.IPv4Network]) -> None:
-    from common import alternate, report
-
-    berth = os.path.join(REPO, ".venv", "bin", "berth")
-    work = tempfile.mkdtemp(prefix="berth-netbench-run-")
-    env = {**os.environ, "BERTH_ROOT": f"{work}/root", "BERTH_STATE": f"{work}/state",
-           "BERTH_BRIDGE": "brt-rbench", "BERTH_BRIDGE_SUBNET": str(free_subnet(taken))}
-    os.environ.update(env)
-    docker = None
-    try:
-        subprocess.run([berth, "image", "bootstrap", "busybox"], check=True, capture_output=True)
-        subprocess.run([berth, "network", "create", "--subnet", str(free_subnet(taken)), "-o",
-                        "com.docker.network.bridge.name=brt-rbench2", "many"], check=True,
-                       capture_output=True)
-        cmds = {"berth": [berth, "run", "--rm", "busybox", "true"]}
-        if args.peer == "docker":
-            docker = DockerSide(f"{work}/docker-side", taken)
-            cmds["docker"] = ["docker", "-H", f"unix://{docker.sock}", "run", "--rm",
-                              "--network", "bench", "bench-busybox", "true"]
-        else:
-            cmds["none"] = [berth, "run", "--rm", "--network", "none", "busybox", "true"]
+def bench_run(args: argparse.Namespace, berth: Berth, docker: Docker | None) -> None:
+    if docker is None:
+        cmds = {"berth": berth.cli("run", "--rm", "busybox", "true"),
+                "none": berth.cli("run", "--rm", "--network", "none", "busybox", "true")}
+        os.environ.update(berth.env())
         res = alternate(cmds, runs=args.runs, warmup=3)
-        peer = "docker" if docker else "none"
-        report(f"run --rm (default bridge vs {peer})", res["berth"], peer, res[peer])
+        report("run --rm busybox true (default bridge vs --network none)", res["berth"],
+               "none", res["none"])
+    else:
+        os.environ.update(berth.env())  # time_command passes os.environ
+        cmds = {"berth": berth.cli("run", "--rm", "busybox", "true"),
+                "docker": docker.cli("run", "--rm", "busybox", "true")}
+        res = alternate(cmds, runs=args.runs, warmup=3)
+        report("run --rm busybox true (default bridge network)", res["berth"], "docker",
+               res["docker"])
+    times: dict[str, list[float]] = {"berth": [], "docker": []}
+    for r in range(args.parallel_rounds):
+        for eng in (berth, docker):
+            if eng is None:
+                continue
+            times[eng.name].append(parallel(
+                [eng.cli("run", "-d", "--network", "bench", "--name", f"p{r}-{i}", eng.image,
+                         "sleep", "600") for i in range(20)], env=eng.env()))
+            eng.remove_all()
+    if docker is not None:
+        report("20 containers started in parallel on one network (run -d)", times["berth"],
+               "docker", times["docker"])
+    else:
+        print(f"20 containers started in parallel on one network: berth "
+              f"{statistics.median(times['berth']):.0f} ms (median of {args.parallel_rounds})")
 
-        def parallel(argv_for) -> float:
-            t0 = time.perf_counter()
-            procs = [subprocess.Popen(argv_for(i), stdout=subprocess.DEVNULL)
-                     for i in range(20)]
-            for p in procs:
-                if p.wait() != 0:
-                    raise RuntimeError("a parallel run -d failed")
-            return (time.perf_counter() - t0) * 1000
 
-        b_times, p_times = [], []
-        for r in range(3):
-            b_times.append(parallel(lambda i, r=r: [berth, "run", "-d", "--network", "many",
-                                                    "--name", f"m{r}-{i}", "busybox",
-                                                    "sleep", "600"]))
-            subprocess.run(f"{berth} rm -f $({berth} ps -aq)", shell=True, capture_output=True)
-            if docker:
-                p_times.append(parallel(lambda i, r=r: [
-                    "docker", "-H", f"unix://{docker.sock}", "run", "-d", "--network", "bench",
-                    "--name", f"m{r}-{i}", "bench-busybox", "sleep", "600"]))
-                docker.docker("rm", "-f", *[f"m{r}-{i}" for i in range(20)], check=False)
-        if docker:
-            report("20 containers started in parallel on one network", b_times, "docker",
-                   p_times)
-        else:
-            print(f"20 containers started in parallel on one network: berth "
-                  f"{statistics.median(b_times):.0f} ms (median of 3; no peer)")
+def bench_throughput(args: argparse.Namespace, berth: Berth, docker: Docker | None,
+                     taken: list[ipaddress.IPv4Network]) -> None:
+    nbytes = args.mb * 1_000_000
+    b = Pair(berth, free_port())
+    p: Pair | KernelPair | None = None
+    try:
+        p = Pair(docker, free_port()) if docker else KernelPair(taken)
+        label = "docker" if docker else "kernel"
+        b.ns_to_ns(nbytes // 8)  # warm-up
+        p.ns_to_ns(nbytes // 8)
+        res: dict[str, list[float]] = {k: [] for k in ("bn", "pn", "bh", "ph")}
+        for _ in range(args.rounds):
+            res["bn"].append(b.ns_to_ns(nbytes))
+            res["pn"].append(p.ns_to_ns(nbytes))
+            res["bh"].append(b.host_to_port(nbytes))
+            res["ph"].append(p.host_to_port(nbytes))
+        for name, kb, kp in (("container-to-container tcp", "bn", "pn"),
+                             ("host-to-published-port tcp", "bh", "ph")):
+            bm, pm = statistics.median(res[kb]), statistics.median(res[kp])
+            print(f"{name}: berth {bm:.0f} MB/s, {label} {pm:.0f} MB/s, ratio {bm / pm:.2f} "
+                  f"(medians of {args.rounds} x {args.mb} MB; berth "
+                  f"{min(res[kb]):.0f}-{max(res[kb]):.0f}, {label} "
+                  f"{min(res[kp]):.0f}-{max(res[kp]):.0f})", flush=True)
     finally:
-        subprocess.run(f"{berth} rm -f $({berth} ps -aq)", shell=True, capture_output=True)
-        subprocess.run([berth, "network", "rm", "many"], capture_output=True)
-        if docker:
-            docker.close()
-        shutil.rmtree(work, ignore_errors=True)
+        b.close()
+        if p is not None:
+            p.close()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--what", choices=["throughput", "run"], default="throughput")
+    ap.add_argument("--what", choices=["all", "throughput", "run"], default="all")
+    ap.add_argument("--peer", choices=["docker", "kernel"], default="docker")
     ap.add_argument("--mb", type=int, default=1024, help="megabytes per transfer")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--runs", type=int, default=15, help="runs of `run --rm` (--what run)")
-    ap.add_argument("--peer", choices=["kernel", "docker"], default="kernel")
+    ap.add_argument("--rounds", type=int, default=5, help="transfers per path and engine")
+    ap.add_argument("--runs", type=int, default=15, help="runs of `run --rm`")
+    ap.add_argument("--parallel-rounds", type=int, default=3)
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root")
     sys.path.insert(0, os.path.join(REPO, "src"))
     from berth.network.netlink import host_routes
 
-    taken = host_routes()
-    if args.what == "run":
-        bench_run(args, taken)
-        return
-    nbytes = args.mb * 1_000_000
+    taken: list[ipaddress.IPv4Network] = list(host_routes())
     work = tempfile.mkdtemp(prefix="berth-netbench-")
-    berth = peer = None
+    berth = docker = None
     try:
-        berth = BerthSide(f"{work}/berth", taken)
+        berth = Berth(f"{work}/berth", taken)
         if args.peer == "docker":
-            if not shutil.which("dockerd"):
-                sys.exit("dockerd is not installed (apt-get install docker.io)")
-            peer = DockerSide(work, taken)
-        else:
-            peer = KernelSide(taken)
-        results: dict[str, list[float]] = {k: [] for k in ("bn", "pn", "bh", "ph")}
-        berth.ns_to_ns(nbytes // 8)  # warm-up
-        peer.ns_to_ns(nbytes // 8)
-        for _ in range(args.rounds):
-            results["bn"].append(berth.ns_to_ns(nbytes))
-            results["pn"].append(peer.ns_to_ns(nbytes))
-            results["bh"].append(berth.host_to_port(nbytes))
-            results["ph"].append(peer.host_to_port(nbytes))
-        for name, b, p, label in (
-                ("ns-to-ns tcp", "bn", "pn", peer.label),
-                ("host-to-published-port tcp", "bh", "ph", peer.port_label)):
-            bm, pm = statistics.median(results[b]), statistics.median(results[p])
-            print(f"{name}: berth {bm:.0f} MB/s, {label} {pm:.0f} MB/s, ratio {bm / pm:.2f} "
-                  f"(medians of {args.rounds} x {args.mb} MB)", flush=True)
+            docker = Docker(f"{work}/docker", taken, berth)
+        if args.what in ("all", "run"):
+            bench_run(args, berth, docker)
+        if args.what in ("all", "throughput"):
+            bench_throughput(args, berth, docker, taken)
     finally:
-        for side in (peer, berth):
-            if side is not None:
-                side.close()
+        for eng in (docker, berth):
+            if eng is not None:
+                eng.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
