@@ -18,18 +18,17 @@ from typing import Any
 
 import click
 
+from berth.cli.runner import (  # noqa: F401 - re-exported
+    RUN_COMMANDS,
+    _proxy_signals,
+    _raw_terminal,
+    _terminal_size,
+    build_options,
+    error_message,
+    exit_code_for,
+)
 from berth.errors import BerthError
 from berth.paths import Paths
-
-RUN_COMMANDS = ("run", "create", "exec")
-
-
-def exit_code_for(command: str, exc: BerthError) -> int:
-    from berth.engine.containers import StartError
-
-    if isinstance(exc, StartError):
-        return exc.exit_code
-    return 125 if command in RUN_COMMANDS else 1
 
 
 class DockerCommand(click.Command):
@@ -51,8 +50,7 @@ class DockerCommand(click.Command):
             return super().invoke(ctx)
         except BerthError as exc:
             name = ctx.info_name or ""
-            prefix = "berth: " if name in RUN_COMMANDS else ""
-            click.echo(f"{prefix}Error response from daemon: {exc.message}", err=True)
+            click.echo(error_message(name, exc), err=True)
             sys.exit(exit_code_for(name, exc))
 
 
@@ -92,176 +90,49 @@ def for_each(refs: tuple[str, ...], fn: Callable[[str], object]) -> None:
 # run / create --------------------------------------------------------------------------
 
 
-def run_options(f: Callable) -> Callable:
-    opts = [
-        click.option("--name", default=""),
-        click.option("-e", "--env", multiple=True),
-        click.option("--env-file", multiple=True),
-        click.option("-w", "--workdir", default=""),
-        click.option("-u", "--user", default=""),
-        click.option("--entrypoint", default=None),
-        click.option("-l", "--label", multiple=True),
-        click.option("-h", "--hostname", default=""),
-        click.option("-i", "--interactive", is_flag=True),
-        click.option("-t", "--tty", is_flag=True),
-        click.option("--rm", "auto_remove", is_flag=True),
-        click.option("-v", "--volume", multiple=True),
-        click.option("--mount", multiple=True),
-        click.option("--tmpfs", multiple=True),
-        click.option("--read-only", is_flag=True),
-        click.option("-m", "--memory", default=""),
-        click.option("--memory-swap", default=""),
-        click.option("--memory-reservation", default=""),
-        click.option("--cpus", default=""),
-        click.option("-c", "--cpu-shares", type=int, default=0),
-        click.option("--cpuset-cpus", default=""),
-        click.option("--pids-limit", type=int, default=0),
-        click.option("--ulimit", multiple=True),
-        click.option("--cap-add", multiple=True),
-        click.option("--cap-drop", multiple=True),
-        click.option("--security-opt", multiple=True),
-        click.option("--privileged", is_flag=True),
-        click.option("--init", is_flag=True),
-        click.option("--restart", default="no"),
-        click.option("--stop-signal", default=""),
-        click.option("--stop-timeout", type=int, default=None),
-        click.option("--network", "--net", default="default"),
-        click.option("-p", "--publish", multiple=True),
-        click.option("-P", "--publish-all", is_flag=True),
-        click.option("--dns", multiple=True),
-        click.option("--dns-search", multiple=True),
-        click.option("--dns-option", multiple=True),
-        click.option("--add-host", multiple=True),
-        click.option("--ip", default=""),
-        click.option("--network-alias", "--net-alias", multiple=True),
-        click.option("--mac-address", default=""),
-        click.option("--pid", default=""),
-        click.option("--ipc", default=""),
-        click.option("--uts", default=""),
-        click.option("--runtime", default="berth"),
-        click.option("--log-opt", multiple=True),
-        click.option("--log-driver", default="json-file"),
-        click.option("--sysctl", multiple=True),
-        click.option("--device", multiple=True),
-        click.option("--health-cmd", default=None),
-        click.option("--health-interval", default=""),
-        click.option("--health-timeout", default=""),
-        click.option("--health-retries", type=int, default=0),
-        click.option("--health-start-period", default=""),
-        click.option("--no-healthcheck", is_flag=True),
-        click.option("--health-on-failure", default="none"),
-        click.option("--pull", type=click.Choice(["missing", "always", "never"]),
-                     default="missing"),
-    ]
-    for o in reversed(opts):
+def _click_options(flags: list) -> list[Callable]:
+    out = []
+    for decls, name, kind, default in flags:
+        if kind == "flag":
+            out.append(click.option(*decls, name, is_flag=True))
+        elif kind == "multi":
+            out.append(click.option(*decls, name, multiple=True))
+        elif kind == "int":
+            out.append(click.option(*decls, name, type=int, default=default))
+        elif kind.startswith("choice:"):
+            out.append(click.option(*decls, name, type=click.Choice(kind[7:].split("|")),
+                                    default=default))
+        else:
+            out.append(click.option(*decls, name, default=default))
+    return out
+
+
+def _apply(f: Callable, flags: list) -> Callable:
+    for o in reversed(_click_options(flags)):
         f = o(f)
     return f
 
 
-def build_options(kw: dict[str, Any], image: str, command: tuple[str, ...]):
-    from berth.engine import options as o
-    from berth.errors import InvalidArgumentError
+def run_options(f: Callable) -> Callable:
+    from berth.cli.runner import RUN_FLAGS
 
-    if kw["log_driver"] != "json-file":
-        raise InvalidArgumentError(f"logging driver {kw['log_driver']!r} is not supported "
-                                   "(json-file only)")
-    env: list[str] = []
-    for path in kw["env_file"]:
-        env.extend(o.read_env_file(path))
-    env.extend(o.parse_env(list(kw["env"])))
-    mounts = [o.parse_volume(v) for v in kw["volume"]] + [o.parse_mount(m) for m in kw["mount"]]
-    seen: set[str] = set()
-    for m in mounts:
-        if m.target in seen:
-            raise InvalidArgumentError(f"Duplicate mount point: {m.target}")
-        seen.add(m.target)
-    tmpfs = dict(o.parse_tmpfs(t) for t in kw["tmpfs"])
-    log_opts = {}
-    for item in kw["log_opt"]:
-        k, eq, v = item.partition("=")
-        if not eq:
-            raise InvalidArgumentError(f"invalid key value pair format in log options: {item}")
-        log_opts[k] = v
-    sysctls = {}
-    for item in kw["sysctl"]:
-        k, eq, v = item.partition("=")
-        if not eq:
-            raise InvalidArgumentError(f"invalid argument \"{item}\" for \"--sysctl\" flag: "
-                                       "sysctl must be in the format key=value")
-        sysctls[k] = v
-    memory = o.parse_size(kw["memory"], "-m, --memory") if kw["memory"] else 0
-    swap = o.parse_memory_swap(kw["memory_swap"]) if kw["memory_swap"] else 0
-    if swap > 0 and memory and swap < memory:
-        raise InvalidArgumentError("Minimum memoryswap limit should be larger than memory "
-                                   "limit, see usage")
-    if swap and not memory:
-        raise InvalidArgumentError("You should always set the Memory limit when using "
-                                   "Memoryswap limit, see usage")
-    if memory and memory < 6 << 20:
-        raise InvalidArgumentError("Minimum memory limit allowed is 6MB")
-    return o.RunOptions(
-        image=image, command=list(command), name=kw["name"], entrypoint=kw["entrypoint"],
-        env=env, workdir=kw["workdir"], user=kw["user"],
-        labels=o.parse_labels(list(kw["label"])), hostname=kw["hostname"], tty=kw["tty"],
-        interactive=kw["interactive"], auto_remove=kw["auto_remove"], mounts=mounts,
-        tmpfs=tmpfs, read_only=kw["read_only"], memory=memory, memory_swap=swap,
-        memory_reservation=(o.parse_size(kw["memory_reservation"], "--memory-reservation")
-                            if kw["memory_reservation"] else 0),
-        nano_cpus=o.parse_cpus(kw["cpus"]) if kw["cpus"] else 0,
-        cpu_shares=kw["cpu_shares"], cpuset_cpus=kw["cpuset_cpus"],
-        pids_limit=kw["pids_limit"], ulimits=[o.parse_ulimit(u) for u in kw["ulimit"]],
-        cap_add=list(kw["cap_add"]), cap_drop=list(kw["cap_drop"]),
-        security_opt=list(kw["security_opt"]), privileged=kw["privileged"], init=kw["init"],
-        restart=o.parse_restart(kw["restart"]), stop_signal=kw["stop_signal"],
-        stop_timeout=kw["stop_timeout"], network=kw["network"], pid=kw["pid"],
-        publish=list(kw["publish"]), publish_all=kw["publish_all"], dns=list(kw["dns"]),
-        dns_search=list(kw["dns_search"]), dns_options=list(kw["dns_option"]),
-        extra_hosts=list(kw["add_host"]), ip=kw["ip"],
-        network_aliases=list(kw["network_alias"]), mac_address=kw["mac_address"],
-        ipc=kw["ipc"], uts=kw["uts"], runtime=kw["runtime"],
-        log_opts=log_opts, sysctls=sysctls, devices=[o.parse_device(d) for d in kw["device"]],
-        health_cmd=kw["health_cmd"],
-        health_interval=_dur(kw["health_interval"], "--health-interval"),
-        health_timeout=_dur(kw["health_timeout"], "--health-timeout"),
-        health_retries=kw["health_retries"],
-        health_start_period=_dur(kw["health_start_period"], "--health-start-period"),
-        no_healthcheck=kw["no_healthcheck"], health_on_failure=kw["health_on_failure"],
-    )
+    return _apply(f, RUN_FLAGS)
 
 
-def _dur(value: str, flag: str) -> int:
-    from berth.engine.options import parse_duration
+def detach_option(f: Callable) -> Callable:
+    from berth.cli.runner import DETACH_FLAG
 
-    return parse_duration(value, flag) if value else 0
-
-
-def ensure_image(ctx: click.Context, eng, name: str, pull: str) -> None:
-    """Docker's --pull=missing: a missing image is pulled. `busybox` (the
-    local default image) is made from Debian's busybox-static instead, no
-    network needed."""
-    from berth.errors import NotFoundError
-    from berth.oci import reference
-
-    try:
-        eng.images.get(name)
-        if pull != "always":
-            return
-    except NotFoundError:
-        if pull == "never":
-            raise NotFoundError(f"No such image: {name}") from None
-    ref = reference.parse(name)
-    click.echo(f"Unable to find image '{ref.familiar}' locally", err=True)
-    if str(ref) == "docker.io/library/busybox:latest":
-        eng.images.bootstrap_busybox(str(ref))
-        return
-    eng.images.pull(name)
+    return _apply(f, [DETACH_FLAG])
 
 
-def _create(ctx: click.Context, image: str, command: tuple[str, ...], kw: dict[str, Any]):
-    opts = build_options(kw, image, command)
-    eng = engine(ctx)
-    ensure_image(ctx, eng, image, kw["pull"])
-    return eng, eng.create(opts)
+def exec_options(f: Callable) -> Callable:
+    from berth.cli.runner import EXEC_FLAGS
+
+    return _apply(f, EXEC_FLAGS)
+
+
+def _engine_maker(ctx: click.Context) -> Callable[[], Any]:
+    return lambda: engine(ctx)
 
 
 @command("create", context_settings={"allow_interspersed_args": False,
@@ -272,13 +143,15 @@ def _create(ctx: click.Context, image: str, command: tuple[str, ...], kw: dict[s
 @click.pass_context
 def create(ctx: click.Context, image: str, command: tuple[str, ...], **kw: Any) -> None:
     """Create a new container."""
-    _eng, rec = _create(ctx, image, command, kw)
+    from berth.cli import runner
+
+    _eng, rec = runner.create(_engine_maker(ctx), image, command, kw)
     click.echo(rec.id)
 
 
 @command("run", context_settings={"allow_interspersed_args": False,
                                   "help_option_names": ["--help"]})
-@click.option("-d", "--detach", is_flag=True)
+@detach_option
 @run_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -286,87 +159,11 @@ def create(ctx: click.Context, image: str, command: tuple[str, ...], **kw: Any) 
 def run(ctx: click.Context, image: str, command: tuple[str, ...], detach: bool,
         **kw: Any) -> None:
     """Create and run a new container from an image."""
-    from berth.engine.containers import Attach
+    from berth.cli import runner
 
-    if detach and kw["auto_remove"] and kw["restart"] not in ("no", ""):
-        from berth.errors import InvalidArgumentError
-
-        raise InvalidArgumentError("Conflicting options: --restart and --rm")
-    if kw["tty"] and kw["interactive"] and not detach and not os.isatty(0):
-        click.echo("the input device is not a TTY", err=True)
-        sys.exit(1)
-    eng, rec = _create(ctx, image, command, kw)
-    attach = None if detach else Attach(1, 2, 0 if kw["interactive"] else -1,
-                                        _terminal_size() if kw["tty"] else None)
-    restore = None
-    if attach is not None and kw["tty"] and kw["interactive"]:
-        restore = _raw_terminal(0)
-    try:
-        try:
-            started = eng.start(rec.id, attach)
-        except BerthError:
-            if kw["auto_remove"]:
-                try:
-                    eng.remove(rec.id, force=True)
-                except BerthError:
-                    pass
-            raise
-        if detach:
-            click.echo(rec.id)
-            return
-        if not kw["tty"]:
-            _proxy_signals(eng, rec.id)
-        code = started.wait_exit(eng)
-    finally:
-        if restore is not None:
-            restore()
-    if code < 0:
-        code = eng.wait(rec.id) if not kw["auto_remove"] else 125
-    sys.stdout.flush()
-    ctx.exit(code)
-
-
-def _terminal_size() -> tuple[int, int] | None:
-    for fd in (0, 1):
-        try:
-            size = os.get_terminal_size(fd)
-            return size.lines, size.columns
-        except OSError:
-            continue
-    return None
-
-
-def _raw_terminal(fd: int) -> Callable[[], None] | None:
-    """Put the CLI's terminal in raw mode (keys go to the container's
-    terminal, which does the echoing); returns the restorer."""
-    import termios
-    import tty
-
-    try:
-        saved = termios.tcgetattr(fd)
-    except termios.error:
-        return None
-    tty.setraw(fd)
-
-    def restore() -> None:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-
-    return restore
-
-
-def _proxy_signals(eng, cid: str) -> None:
-    """Docker's --sig-proxy: signals to the CLI go to the container."""
-    import signal
-
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            eng.runtime(eng.store.get(cid)).kill(cid, signum)
-        except BerthError:
-            pass
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-                signal.SIGUSR2):
-        signal.signal(sig, forward)
+    code = runner.run(_engine_maker(ctx), image, command, detach, kw)
+    if code is not None:
+        ctx.exit(code)
 
 
 # start, stop, restart, kill, rm --------------------------------------------------------
@@ -485,37 +282,15 @@ def wait(ctx: click.Context, containers: tuple[str, ...]) -> None:
 
 @command("exec", context_settings={"allow_interspersed_args": False,
                                    "help_option_names": ["--help"]})
-@click.option("-d", "--detach", is_flag=True)
-@click.option("-i", "--interactive", is_flag=True)
-@click.option("-t", "--tty", is_flag=True)
-@click.option("-e", "--env", multiple=True)
-@click.option("--env-file", multiple=True)
-@click.option("-u", "--user", default="")
-@click.option("-w", "--workdir", default="")
-@click.option("--privileged", is_flag=True)
+@exec_options
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
-def exec_(ctx: click.Context, container: str, command: tuple[str, ...], detach: bool,
-          interactive: bool, tty: bool, env: tuple[str, ...], env_file: tuple[str, ...],
-          user: str, workdir: str, privileged: bool) -> None:
+def exec_(ctx: click.Context, container: str, command: tuple[str, ...], **kw: Any) -> None:
     """Execute a command in a running container."""
-    from berth.engine import options as o
-    from berth.errors import NotImplementedYetError
+    from berth.cli import runner
 
-    if tty:
-        raise NotImplementedYetError("-t/--tty: pseudo-terminals are not supported by berth yet")
-    envs: list[str] = []
-    for path in env_file:
-        envs.extend(o.read_env_file(path))
-    envs.extend(o.parse_env(list(env)))
-    if not interactive:
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-    sys.stdout.flush()
-    code = engine(ctx).exec(container, list(command), envs, workdir, user, privileged, detach)
-    ctx.exit(code)
+    ctx.exit(runner.exec_(engine(ctx), container, command, kw))
 
 
 @command("update")
