@@ -12,12 +12,17 @@ per-thread (sqlite3 objects are not shared between threads)::
         conn.execute("INSERT ...")
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
 
 from berth.errors import InternalError, UnavailableError
+
+TYPE_CHECKING = False  # typing is not imported on a container start's path
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
 
 BUSY_TIMEOUT_S = 30.0
 

@@ -10,13 +10,9 @@ several berth processes may act at once.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import shutil
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any
 
 from berth import jsonio
 from berth.engine import names, spec
@@ -34,8 +30,20 @@ from berth.errors import (
     NotFoundError,
 )
 from berth.paths import Paths
+from berth.structs import dataclass
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False  # typing is not imported on a container start's path
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def _warn(fmt: str, *args: object) -> None:
+    """logging's warning (logging is imported only when there is one: it
+    costs several ms of a `berth run`)."""
+    import logging
+
+    logging.getLogger(__name__).warning(fmt, *args)
+
 
 DEFAULT_LOG_MAX_SIZE = 10 << 20
 DEFAULT_LOG_MAX_FILE = 3
@@ -233,7 +241,7 @@ class Engine:
                     self.start(rec.id)
                     started.append(rec.id)
                 except BerthError as exc:
-                    log.warning("start %s after boot: %s", rec.id, exc.message)
+                    _warn("start %s after boot: %s", rec.id, exc.message)
         return started
 
     # create -----------------------------------------------------------------------------
@@ -262,7 +270,7 @@ class Engine:
             undo.callback(self.store.delete, cid)
             os.makedirs(self.paths.containers, mode=0o701, exist_ok=True)
             os.makedirs(self.bundle(cid), mode=0o710)
-            undo.callback(shutil.rmtree, self.bundle(cid), True)
+            undo.callback(_rmtree, self.bundle(cid))
             os.mkdir(self.rootfs(cid), 0o755)
             self.images.rootfs(str(image.id), cid, readonly=False)
             undo.callback(self._remove_snapshot, cid)
@@ -424,7 +432,9 @@ class Engine:
             # a monitor that recorded the exit may still be unmounting the rootfs
             wait_gone(rec.monitor_pid, rec.monitor_start, 15)
             self._prepare(rec)
-            r = spawn_monitor(self.paths, self.bundle(rec.id), attach)
+            r = spawn_monitor(self.paths, self.bundle(rec.id), attach,
+                              networked=not _unnetworked(rec.host_config.get("NetworkMode")
+                                                         or ""))
             msg = _read_message(r)
         if "pid" not in msg:
             os.close(r)
@@ -445,7 +455,7 @@ class Engine:
         try:
             self.store.event(action, rec.id, attrs)
         except BerthError as exc:
-            log.warning("record event %s of %s: %s", action, rec.id, exc.message)
+            _warn("record event %s of %s: %s", action, rec.id, exc.message)
 
     def _prepare(self, rec: ContainerRecord) -> None:
         """Mount the rootfs (if not yet), write /etc files, config.json and
@@ -483,7 +493,9 @@ class Engine:
                 else ""
             cfg = spec.build(rec.id, rec.config, hc, rootfs, etc, user_mounts, joins=joins,
                              init_binary=init)
-            jsonio.write_atomic(os.path.join(bundle, "config.json"), jsonio.dumps(cfg), 0o600)
+            # both made again at every start: no fsync (durable=False)
+            jsonio.write_atomic(os.path.join(bundle, "config.json"), jsonio.dumps(cfg), 0o600,
+                                durable=False)
             opts = hc.get("LogConfig", {}).get("Config") or {}
             max_size = DEFAULT_LOG_MAX_SIZE
             if "max-size" in opts:
@@ -516,7 +528,7 @@ class Engine:
             self.store.update(rec.id, stop_requested=0, error="", reason="", restart_count=0,
                               health="")
             jsonio.write_atomic(os.path.join(bundle, "monitor.json"), jsonio.dumps(monitor_cfg),
-                                0o600)
+                                0o600, durable=False)
             undo.pop_all()
 
     # stop, kill, restart ----------------------------------------------------------------
@@ -673,7 +685,7 @@ class Engine:
                 return rec  # removed meanwhile (its monitor's --rm)
             self._teardown(rec, self.runtime(rec))
             self._remove_snapshot(rec.id)
-            shutil.rmtree(self.bundle(rec.id), ignore_errors=True)
+            _rmtree(self.bundle(rec.id))
             self.store.delete(rec.id)
             self._event("destroy", rec)
             if volumes:
@@ -691,14 +703,14 @@ class Engine:
         try:
             rt.delete(rec.id, force=True)
         except BerthError as exc:
-            log.warning("delete %s in runtime %s: %s", rec.id, rt.name, exc)
+            _warn("delete %s in runtime %s: %s", rec.id, rt.name, exc)
         if _network_request(rec):
             from berth.network.attach import release_container
 
             try:
                 release_container(self.paths, rec.id)
             except BerthError as exc:
-                log.warning("release networks of %s: %s", rec.id, exc)
+                _warn("release networks of %s: %s", rec.id, exc)
         _unmount(self.rootfs(rec.id))
 
     def prune(self) -> list[str]:
@@ -739,7 +751,7 @@ class Engine:
             proc["capabilities"] = {k: list(caps) for k in ("bounding", "effective",
                                                            "permitted")}
         path = os.path.join(self.bundle(rec.id), f"exec-{os.urandom(6).hex()}.json")
-        jsonio.write_atomic(path, jsonio.dumps(proc), 0o600)
+        jsonio.write_atomic(path, jsonio.dumps(proc), 0o600, durable=False)  # removed after
         try:
             return self.runtime(rec).exec(rec.id, path, detach)
         except BerthError as exc:
@@ -865,19 +877,37 @@ def _monitor_health(rec: ContainerRecord) -> dict[str, Any] | None:
             "StartPeriod": hc.get("StartPeriod") or 0, "OnFailure": hc.get("OnFailure", "none")}
 
 
+def _rmtree(path: str) -> None:
+    from berth.fsutil import rmtree
+
+    rmtree(path, ignore_errors=True)
+
+
+def _unnetworked(mode: str) -> bool:
+    """Network modes berth.network has nothing to do with (its
+    attach.is_networked, without importing berth.network: none, host and
+    container:<id>)."""
+    return mode in ("none", "host") or mode.startswith("container:")
+
+
 def _network_request(rec: ContainerRecord) -> dict[str, Any] | None:
+    hc = rec.host_config
+    if _unnetworked(hc.get("NetworkMode") or ""):
+        return None
     from berth.network.attach import start_request
 
-    hc = rec.host_config
     return start_request(hc, rec.config, rec.name, hc.get("BerthEndpointsConfig"))
 
 
 def _network_host_config(opts: RunOptions) -> dict[str, Any]:
     """Docker's HostConfig network fields, checked now (not at start)."""
-    from berth.network.attach import check_network_options, is_networked, port_bindings
+    bindings: dict[str, Any] = {}
+    if not (_unnetworked(opts.network) and not opts.ip):
+        from berth.network.attach import check_network_options, is_networked, port_bindings
 
-    check_network_options(opts.network, opts.ip or None)
-    bindings, _ = port_bindings(opts.publish) if is_networked(opts.network) else ({}, {})
+        check_network_options(opts.network, opts.ip or None)
+        if is_networked(opts.network):
+            bindings, _ = port_bindings(opts.publish)
     return {
         "PortBindings": bindings,
         "PublishAllPorts": opts.publish_all,

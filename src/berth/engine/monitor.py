@@ -353,11 +353,19 @@ class Monitor:
         process with private copies of them. The container's init, orphaned
         when the helper exits, is reparented to us (we are its subreaper)."""
         from berth import jsonio
+        from berth.linux import libc
 
         r, w = os.pipe()
-        helper = os.fork()
+        # single-threaded, no lock held: a bare fork (libc.fork_bare) spares
+        # this long-lived process the at-fork handlers' pages and the helper
+        # their time
+        helper = libc.fork_bare()
         if helper == 0:
             os.close(r)
+            if "random" in sys.modules:
+                # what os.fork's at-fork handler does: a random state of its
+                # own (host port picks in network attach)
+                sys.modules["random"].seed()
             out: dict = {}
             try:
                 if self.cfg["runtime"] in ("berth", ""):

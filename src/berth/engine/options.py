@@ -7,9 +7,9 @@ Error messages follow the Docker CLI's where a user would compare them, e.g.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from berth.errors import InvalidArgumentError
+from berth.structs import dataclass, field
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 

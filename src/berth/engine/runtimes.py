@@ -100,6 +100,8 @@ class InProcessRuntime:
         container.kill(self.paths, cid, sig, all_processes)
 
     def delete(self, cid: str, force: bool = False) -> None:
+        if not os.path.lexists(self.paths.container(cid)):
+            return  # no state, nothing to delete (without importing the runtime)
         from berth.runtime import container
 
         try:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
 
 from berth import jsonio
 from berth.paths import Paths
 
+TYPE_CHECKING = False  # typing is not imported on a container start's path
 if TYPE_CHECKING:
     from berth.engine.containers import Attach
 
@@ -21,10 +21,12 @@ MONITOR = os.path.join(HERE, "monitor.py")
 ZYGOTE = os.path.join(HERE, "zygote.py")
 
 
-def spawn_monitor(paths: Paths, bundle: str, attach: Attach | None) -> int:
+def spawn_monitor(paths: Paths, bundle: str, attach: Attach | None,
+                  networked: bool = False) -> int:
     """Start the container's monitor; returns the read end of its status
     pipe. Forked by the zygote (started if none serves this engine), or,
-    failing that, started as a fresh interpreter."""
+    failing that, started as a fresh interpreter. `networked`: the
+    container joins a network berth.network manages (the zygote loads it)."""
     if attach is not None:
         cfg_path = os.path.join(bundle, "monitor.json")
         cfg = jsonio.load_file(cfg_path)
@@ -33,9 +35,9 @@ def spawn_monitor(paths: Paths, bundle: str, attach: Attach | None) -> int:
         cfg["stdin"] = attach.stdin >= 0
         if attach.tty_size:
             cfg["tty_size"] = list(attach.tty_size)
-        jsonio.write_atomic(cfg_path, jsonio.dumps(cfg), 0o600)
+        jsonio.write_atomic(cfg_path, jsonio.dumps(cfg), 0o600, durable=False)
     if os.environ.get("BERTH_MONITOR_ZYGOTE", "1") != "0":
-        r = _spawn_by_zygote(paths, bundle, attach)
+        r = _spawn_by_zygote(paths, bundle, attach, networked)
         if r >= 0:
             return r
     return _spawn_fresh(paths, bundle, attach)
@@ -59,7 +61,8 @@ def zygote_path(paths: Paths) -> str:
     tag = f"{zlib.crc32(';'.join(key).encode()):08x}"
     return os.path.join(paths.state, "monitor", f"zygote-{tag}.sock")
 
-def _spawn_by_zygote(paths: Paths, bundle: str, attach: Attach | None) -> int:
+def _spawn_by_zygote(paths: Paths, bundle: str, attach: Attach | None,
+                     networked: bool = False) -> int:
     import _socket
 
     path = zygote_path(paths)
@@ -81,7 +84,10 @@ def _spawn_by_zygote(paths: Paths, bundle: str, attach: Attach | None) -> int:
                         fds.append(src)
                         targets.append(target)
             cfg_path = os.path.join(bundle, "monitor.json")
-            msg = jsonio.dumps({"config": cfg_path, "fds": targets}).encode()
+            req: dict = {"config": cfg_path, "fds": targets}
+            if networked:
+                req["network"] = True
+            msg = jsonio.dumps(req).encode()
             import array
 
             try:

@@ -9,12 +9,15 @@ seccomp profile, default mounts, /etc/hostname, /etc/hosts and
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from berth import OCI_VERSION
 from berth.engine.options import SIGNALS, ULIMITS
 from berth.errors import InvalidArgumentError, NotFoundError
 from berth.runtime import confinement
+
+TYPE_CHECKING = False  # typing is not imported on a container start's path
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INIT_PATH = "/sbin/docker-init"  # where Docker puts its --init (tini)

@@ -13,13 +13,16 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from dataclasses import dataclass, field
-from typing import Any
 
 from berth import db, jsonio
 from berth.engine import names
 from berth.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from berth.paths import Paths
+from berth.structs import dataclass, field
+
+TYPE_CHECKING = False  # typing is not imported on a container start's path
+if TYPE_CHECKING:
+    from typing import Any
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 

@@ -4,14 +4,16 @@ mounts (bind, volume, tmpfs) to OCI mounts."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import time
-from typing import Any
 
 from berth import jsonio
 from berth.engine.store import Store
 from berth.errors import ConflictError, InvalidArgumentError, NotFoundError
+
+TYPE_CHECKING = False  # typing is not imported on a container start's path
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _now() -> str:
@@ -83,6 +85,8 @@ class Volumes:
             raise ConflictError(f"remove {name}: volume is in use - [{', '.join(users)}]",
                                 volume=name)
         self.store.volume_delete(name)
+        import shutil  # not on a container start's path
+
         shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
 
     def prune(self, all_volumes: bool = False) -> tuple[list[str], int]:
@@ -181,6 +185,8 @@ def _copy_dir(src: str, dst: str) -> None:
         if stat.S_ISLNK(mode):
             os.symlink(os.readlink(s), d)
         elif stat.S_ISREG(mode):
+            import shutil  # not on a container start's path
+
             shutil.copyfile(s, d, follow_symlinks=False)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
             os.mknod(d, mode, est.st_rdev)

@@ -13,18 +13,21 @@ Vocabulary as containerd's `content.Store` (Provider + Ingester + Manager):
   or restarted with `Writer.truncate()`.
 """
 
+from __future__ import annotations
+
 import contextlib
 import fcntl
-import hashlib
 import os
-import shutil
-from collections.abc import Iterator
-from typing import BinaryIO
 
 from berth.errors import InvalidArgumentError, NotFoundError, from_oserror
 from berth.oci import digest as dg
 from berth.oci.digest import Digest
 from berth.paths import Paths
+
+TYPE_CHECKING = False  # typing is not imported on a container start's path
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import BinaryIO
 
 CHUNK = 1 << 20
 
@@ -36,7 +39,7 @@ class DigestMismatchError(InvalidArgumentError):
 class Writer:
     """An open ingest. Write, then `commit`; the lock is released by the store."""
 
-    def __init__(self, store: "ContentStore", directory: str, expected: Digest | None,
+    def __init__(self, store: ContentStore, directory: str, expected: Digest | None,
                  size: int | None) -> None:
         self.store = store
         self.directory = directory
@@ -154,6 +157,8 @@ class ContentStore:
         waiting for another writer, has become) present, yields a Writer whose
         `committed` is already set: the caller has nothing to write."""
         exp = Digest(expected) if expected else None
+        import hashlib  # not on a container start's path
+
         key = hashlib.sha256(ref.encode()).hexdigest()
         directory = os.path.join(self.ingest_root, key)
         lock_fd = self._lock(directory)
@@ -166,6 +171,8 @@ class ContentStore:
             finally:
                 w.close()
                 if w.committed is not None:
+                    import shutil  # not on a container start's path
+
                     shutil.rmtree(directory, ignore_errors=True)
         finally:
             os.close(lock_fd)
@@ -191,6 +198,8 @@ class ContentStore:
 
     def ingest_status(self, ref: str) -> int | None:
         """Bytes already written for ingest `ref`, or None."""
+        import hashlib  # not on a container start's path
+
         key = hashlib.sha256(ref.encode()).hexdigest()
         try:
             return os.stat(os.path.join(self.ingest_root, key, "data")).st_size
@@ -227,5 +236,9 @@ class ContentStore:
             raise from_oserror(exc, "write blob", expected or name) from exc
 
     def abort(self, ref: str) -> None:
+        import hashlib  # not on a container start's path
+
         key = hashlib.sha256(ref.encode()).hexdigest()
+        import shutil  # not on a container start's path
+
         shutil.rmtree(os.path.join(self.ingest_root, key), ignore_errors=True)

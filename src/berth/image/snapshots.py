@@ -35,15 +35,10 @@ hosts without overlayfs).
 
 import errno
 import fcntl
-import logging
 import os
-import shutil
 import sqlite3
-import subprocess
 import time
-import uuid
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 
 from berth import db
 from berth.errors import (
@@ -54,8 +49,20 @@ from berth.errors import (
     NotFoundError,
     UnavailableError,
 )
+from berth.fsutil import rmtree
+from berth.structs import dataclass, field
 
-log = logging.getLogger(__name__)
+
+def _shutil():
+    import shutil  # not on a container start's path: imported when needed
+
+    return shutil
+
+
+def _subprocess():
+    import subprocess
+
+    return subprocess
 
 OVERLAY_OPTIONS_MAX = 3500  # of the 4096-byte page mount(2) reads its data from
 # linux/fs.h: inode flags, as chattr(1) sets them
@@ -182,11 +189,12 @@ class Snapshotter(ABC):
             info = Info(key, kind, parent, time.time(), int(cur.lastrowid or 0))
         # filled outside the transaction: a copy can take long
         try:
-            shutil.rmtree(self.dir(info), ignore_errors=True)  # a stale directory
+            if os.path.lexists(self.dir(info)):
+                rmtree(self.dir(info), ignore_errors=True)  # a stale directory
             self._make_dir(info)
             self._setup(info, chain)
         except BaseException:
-            shutil.rmtree(self.dir(info), ignore_errors=True)
+            rmtree(self.dir(info), ignore_errors=True)
             self.conn.execute("DELETE FROM snapshots WHERE id = ?", (info.id,))
             raise
         return info, chain
@@ -198,13 +206,13 @@ class Snapshotter(ABC):
         `find_group_orlov`): under its plain id, the first snapshot of every
         fresh root would land in the group the previous one just freed (see
         `mark_topdir`)."""
-        tmp = os.path.join(self.root, f".new-{uuid.uuid4().hex}")
+        tmp = os.path.join(self.root, f".new-{os.urandom(16).hex()}")
         os.mkdir(tmp)
         try:
             os.mkdir(os.path.join(tmp, "fs"))
             os.rename(tmp, self.dir(info))
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _shutil().rmtree(tmp, ignore_errors=True)
             raise
 
     def _chain(self, info: Info) -> list[Info]:
@@ -365,7 +373,7 @@ class OverlaySnapshotter(Snapshotter):
         ]
 
     def _committed(self, info: Info) -> None:
-        shutil.rmtree(os.path.join(self.dir(info), "work"), ignore_errors=True)
+        _shutil().rmtree(os.path.join(self.dir(info), "work"), ignore_errors=True)
 
 
 class CopySnapshotter(Snapshotter):
@@ -377,7 +385,7 @@ class CopySnapshotter(Snapshotter):
     def _setup(self, info: Info, parents: list[Info]) -> None:
         if info.kind == KIND_ACTIVE and parents:
             src = self.fs(parents[0])
-            proc = subprocess.run(
+            proc = _subprocess().run(
                 ["cp", "-a", "--reflink=auto", f"{src}/.", self.fs(info)],
                 capture_output=True,
                 text=True,
@@ -423,7 +431,9 @@ def mark_topdir(path: str) -> bool:
         if exc.errno not in (errno.ENOTTY, errno.EOPNOTSUPP, errno.EINVAL, errno.EPERM,
                              errno.EACCES, errno.EROFS):
             raise
-        log.debug("mark %s as a top directory: %s", path, exc)
+        import logging
+
+        logging.getLogger(__name__).debug("mark %s as a top directory: %s", path, exc)
         return False
     finally:
         os.close(fd)
@@ -431,7 +441,7 @@ def mark_topdir(path: str) -> bool:
 
 def _rmtree(path: str) -> None:
     try:
-        shutil.rmtree(path)
+        rmtree(path)
     except FileNotFoundError:
         pass
 

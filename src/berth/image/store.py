@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
 
 from berth import db
 from berth.errors import ConflictError, InvalidArgumentError, NotFoundError
 from berth.oci import reference
 from berth.oci.digest import Digest, is_digest
+from berth.structs import dataclass
 
 SCHEMA = [
     """

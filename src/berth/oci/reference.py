@@ -18,11 +18,10 @@ and no digest means ``:latest``. ``index.docker.io`` is ``docker.io``::
 Pure: no I/O.
 """
 
-import re
-from dataclasses import dataclass
 
 from berth.errors import InvalidArgumentError
 from berth.oci.digest import Digest, validate
+from berth.structs import dataclass
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
@@ -39,10 +38,64 @@ _HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})"
 _DOMAIN = rf"{_HOST}(?::[0-9]+)?"
 _TAG = r"[\w][\w.-]{0,127}"
 
-_PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
-_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
-_TAG_RE = re.compile(rf"^{_TAG}$")
-_ANCHORED_ID = re.compile(r"^[a-f0-9]{64}$")
+
+
+class _Pattern:
+    """A regular expression compiled on first use, after `quick` (a check
+    that accepts only strings the expression matches, and None when unsure)
+    had no answer: the common references never import `re` (its import and
+    these compiles are a few ms of a `berth run`)."""
+
+    def __init__(self, pattern: str, quick) -> None:
+        self.pattern = pattern
+        self.quick = quick
+        self._re = None
+
+    def match(self, text: str) -> bool:
+        q = self.quick(text)
+        if q is not None:
+            return q
+        if self._re is None:
+            import re
+
+            self._re = re.compile(self.pattern)
+        return self._re.match(text) is not None
+
+
+_LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_TAG_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_TAG_REST = _TAG_FIRST | {".", "-"}
+_DIGITS = frozenset("0123456789")
+
+
+def _quick_path(text: str) -> bool | None:
+    # lowercase alphanumeric components joined by "/" match; else ask re
+    parts = text.split("/")
+    return True if all(p and _LOWER_ALNUM.issuperset(p) for p in parts) else None
+
+
+def _quick_domain(text: str) -> bool | None:
+    host, colon, port = text.partition(":")
+    if colon and not (port and _DIGITS.issuperset(port)):
+        return None
+    parts = host.split(".")
+    return True if all(p and _LOWER_ALNUM.issuperset(p) for p in parts) else None
+
+
+def _quick_tag(text: str) -> bool | None:
+    if 0 < len(text) <= 128 and text[0] in _TAG_FIRST and _TAG_REST.issuperset(text):
+        return True
+    return None
+
+
+def _quick_id(text: str) -> bool | None:
+    return None if len(text) in (64, 65) else False
+
+
+_PATH_RE = _Pattern(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$", _quick_path)
+_DOMAIN_RE = _Pattern(rf"^{_DOMAIN}$", _quick_domain)
+_TAG_RE = _Pattern(rf"^{_TAG}$", _quick_tag)
+_ANCHORED_ID = _Pattern(r"^[a-f0-9]{64}$", _quick_id)
 
 
 @dataclass(frozen=True)
