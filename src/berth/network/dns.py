@@ -73,12 +73,15 @@ def parse_question(msg: bytes) -> Question | None:
 
 
 def build_answer(msg: bytes, q: Question, addresses: list[str], rcode: int = 0) -> bytes:
-    """The response to `msg` with A records for `addresses` (none for other types)."""
+    """The response to `msg` with A records for the IPv4 `addresses` and
+    AAAA records for the IPv6 ones, as the question asks (none for other types)."""
     answers = []
-    if q.qtype == TYPE_A and q.qclass == CLASS_IN:
+    if q.qtype in (TYPE_A, TYPE_AAAA) and q.qclass == CLASS_IN:
         for a in addresses:
-            answers.append(struct.pack("!HHHIH", 0xC00C, TYPE_A, CLASS_IN, TTL, 4)
-                           + ipaddress.IPv4Address(a).packed)
+            ip = ipaddress.ip_address(a)
+            if (ip.version == 4) == (q.qtype == TYPE_A):
+                answers.append(struct.pack("!HHHIH", 0xC00C, q.qtype, CLASS_IN, TTL,
+                                           len(ip.packed)) + ip.packed)
     flags = 0x8000 | 0x0400 | (q.flags & 0x0100) | 0x0080 | rcode  # QR AA RD RA
     head = struct.pack("!HHHHHH", q.id, flags, 1, len(answers), 0, 0)
     return head + msg[12:q.end] + b"".join(answers)
@@ -89,7 +92,7 @@ def error_answer(msg: bytes, q: Question, rcode: int) -> bytes:
 
 
 class Server:
-    """The serving loop; `lookup(name) -> [ipv4...]` answers local names."""
+    """The serving loop; `lookup(name) -> [address...]` answers local names."""
 
     def __init__(self, udp: socket.socket, tcp: socket.socket, upstream: socket.socket,
                  upstreams: list[tuple[str, int]], lookup: Callable[[str], list[str]],

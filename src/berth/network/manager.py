@@ -379,6 +379,10 @@ class NetworkManager:
             self.store.set_ports(ep.id, resolved)
             if not netlink.link_exists(net.bridge):
                 self._check_routes(net)
+            # the rules go in while the links are made (they name links, which
+            # may come later); waited for before any other nft transaction
+            firewall = nft.start(self._firewall_commands())
+            undo.callback(self._quiet, firewall.wait, errors)
             bridge_addrs: list[Any] = [
                 ipaddress.IPv4Interface(f"{net.gateway}/{net.subnet.prefixlen}")]
             addrs: list[Any] = [ipaddress.IPv4Interface(ep.cidr)]
@@ -408,7 +412,7 @@ class NetworkManager:
                 # DNAT of 127.0.0.1 to a container routes a loopback source out of the
                 # bridge, which the kernel drops as martian without this
                 netlink.write_sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
-            self._sync_firewall()
+            firewall.wait()
             undo.pop_all()
         return ep
 
@@ -507,10 +511,21 @@ class NetworkManager:
     def _detach(self, ep: Endpoint, net: Network) -> None:
         from berth.network import netlink
 
-        netlink.delete_link(ep.host_veth)
-        self.store.release(ep.id)
-        self._remove_bridge_if_unused(net)
-        self._sync_firewall()
+        # the rules without this endpoint go in while its links are deleted
+        firewall = nft.start(self._firewall_commands(without=ep.id))
+        try:
+            if any(e.id != ep.id for e in self.store.endpoints(network_id=net.id)):
+                netlink.delete_link(ep.host_veth)
+            else:  # the network's last endpoint: its bridge goes too, in one batch
+                netlink.delete_links([ep.host_veth, net.bridge])
+            self.store.release(ep.id)
+        except BaseException as exc:
+            try:
+                firewall.wait()
+            except BerthError as also:
+                exc.add_note(str(also))
+            raise
+        firewall.wait()
         if not any(self.store.find_network(e.network_id).has_dns
                    for e in self.store.endpoints(container_id=ep.container_id)):
             dnsctl.stop(self.store, ep.container_id)
@@ -586,9 +601,13 @@ class NetworkManager:
 
     def _sync_firewall(self) -> None:
         """Make berth's table match the database (or delete it when unused)."""
+        nft.apply(self._firewall_commands())
+
+    def _firewall_commands(self, without: str = "") -> list[dict[str, Any]]:
+        """The nft transaction for the database as it is, less endpoint `without`."""
         bridges, dnat = [], []
         for net in self.store.networks():
-            eps = self.store.endpoints(network_id=net.id)
+            eps = [e for e in self.store.endpoints(network_id=net.id) if e.id != without]
             if not eps:
                 continue
             bridges.append(nft.BridgeRules(net.bridge, net.subnet, net.internal, net.subnet6))
@@ -597,9 +616,8 @@ class NetworkManager:
                     dnat.append(nft.DnatRule(net.bridge, p.proto, p.host_ip, p.host_port,
                                              str(ep.ip), p.container_port))
         if bridges:
-            nft.apply(nft.ruleset(self.table, bridges, dnat))
-        else:
-            nft.apply(nft.delete_commands(self.table))  # one transaction, table or not
+            return nft.ruleset(self.table, bridges, dnat)
+        return nft.delete_commands(self.table)  # one transaction, table or not
 
     # embedded DNS (its processes: dnsctl.py)
 

@@ -65,6 +65,7 @@ IFLA_IFNAME = 3
 IFLA_MTU = 4
 IFLA_MASTER = 10
 IFLA_LINKINFO = 18
+IFLA_GROUP = 27
 IFLA_NET_NS_FD = 28
 IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
@@ -345,6 +346,32 @@ def delete_link(name: str) -> bool:
                 return False
             raise from_oserror(exc, "delete link", name) from exc
     return True
+
+
+def delete_links(names: Sequence[str]) -> None:
+    """Delete links `names` (those that exist) as one batch: the kernel pays
+    its RCU grace periods once for the batch, not once per link (~20-40 ms
+    each here). They are put in a link group of their own, and the group is
+    deleted (RTM_DELLINK by IFLA_GROUP)."""
+    names = [n for n in names if link_exists(n)]
+    if len(names) < 2:
+        for n in names:
+            delete_link(n)
+        return
+    group = int.from_bytes(os.urandom(4), "little") | 0x80000000
+    with _rtnl() as nl:
+        for n in names:
+            try:
+                nl.request(RTM_NEWLINK, 0, _ifinfo() + _attr(IFLA_IFNAME, _name(n)) +
+                           _attr(IFLA_GROUP, struct.pack("=I", group)))
+            except OSError as exc:
+                if exc.errno != errno.ENODEV:
+                    raise from_oserror(exc, "delete link", n) from exc
+        try:
+            nl.request(RTM_DELLINK, 0, _ifinfo() + _attr(IFLA_GROUP, struct.pack("=I", group)))
+        except OSError as exc:
+            if exc.errno != errno.ENODEV:
+                raise from_oserror(exc, "delete links", " ".join(names)) from exc
 
 
 def bridge_ports(name: str) -> list[str]:

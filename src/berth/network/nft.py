@@ -207,13 +207,47 @@ def nft_binary() -> str:
     return path
 
 
+class Pending:
+    """An nft transaction running in the background (see `start`)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.done = False
+
+    def wait(self) -> None:
+        """Wait for it; its error is raised once (a second wait returns)."""
+        if self.done:
+            return
+        self.done = True
+        assert self.proc.stderr is not None
+        err = self.proc.stderr.read()
+        self.proc.stderr.close()
+        if self.proc.wait() != 0:
+            raise InternalError(f"apply nftables rules: {err.strip()}")
+
+
+def start(commands: list[dict[str, Any]]) -> Pending:
+    """Start `commands` as one nft transaction (all of them or none) and
+    return at once, so netlink work can overlap it; `wait()` for the result."""
+    doc = json.dumps({"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]})
+    p = subprocess.Popen([nft_binary(), "-j", "-f", "-"], stdin=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert p.stdin is not None
+    try:
+        p.stdin.write(doc)
+    except BrokenPipeError:
+        pass  # nft died early: wait() reports why
+    finally:
+        try:
+            p.stdin.close()
+        except BrokenPipeError:
+            pass
+    return Pending(p)
+
+
 def apply(commands: list[dict[str, Any]]) -> None:
     """Run `commands` as one nft transaction: all of them or none."""
-    doc = json.dumps({"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]})
-    p = subprocess.run([nft_binary(), "-j", "-f", "-"], input=doc, capture_output=True,
-                       text=True)
-    if p.returncode != 0:
-        raise InternalError(f"apply nftables rules: {p.stderr.strip() or p.stdout.strip()}")
+    start(commands).wait()
 
 
 def table_exists(table: str) -> bool:

@@ -350,8 +350,9 @@ class NetworkStore:
                                   (container_id, pid, starttime))
 
     def resolve_names(self, container_id: str, qname: str) -> list[str]:
-        """Addresses of `qname` (a container name, alias or short id) on the
-        DNS-enabled networks `container_id` is attached to."""
+        """Addresses (IPv4, and IPv6 on --ipv6 networks) of `qname` (a container
+        name, alias or short id) on the DNS-enabled networks `container_id` is
+        attached to."""
         qname = qname.rstrip(".").lower()
         out = []
         rows = self.conn.execute(
@@ -365,6 +366,8 @@ class NetworkStore:
             names.update(a.lower() for a in json.loads(r["aliases"]))
             if qname in names:
                 out.append(r["ip"])
+                if r["ip6"]:
+                    out.append(r["ip6"])
         return out
 
 

@@ -1,5 +1,6 @@
 """Networks created with --ipv6: dual-stack endpoints, IPv6 traffic on the
-bridge, NAT66 to another host, the ip6 nftables table, Docker's errors."""
+bridge, AAAA answers of the embedded DNS, NAT66 to another host, the ip6
+nftables table, Docker's errors."""
 
 from __future__ import annotations
 
@@ -78,6 +79,11 @@ def test_dual_stack_endpoints_and_traffic(nm, boxes):
     assert _connect6(a, str(eb.ip6), 8066) == f"peer={ea.ip6}"
     p = a.run("busybox", "ping", "-6", "-c", "1", "-W", "3", str(net.gateway6))
     assert p.returncode == 0, p.stdout + p.stderr
+    # the embedded DNS answers AAAA with the IPv6 address, A with the IPv4 one
+    p = a.run("busybox", "nslookup", "-type=AAAA", "beta")
+    assert str(eb.ip6) in p.stdout and str(eb.ip) not in p.stdout, p.stdout + p.stderr
+    p = a.run("busybox", "nslookup", "-type=A", "beta")
+    assert str(eb.ip) in p.stdout and str(eb.ip6) not in p.stdout, p.stdout + p.stderr
     # Docker's JSON
     info = nm.inspect(nm.get("six"))
     assert info["EnableIPv6"] is True
