@@ -4,14 +4,6 @@ directories `create` made, whatever cgroup the later command runs in."""
 
 from berth.runtime.state import ContainerState
 
-
-def new_manager(config: dict, container_id: str):
-    from berth.cgroups import open_manager
-
-    path = (config.get("linux") or {}).get("cgroupsPath") or ""
-    return open_manager(path, container_id)
-
-
 # What runc always allows on top of the config's device rules
 # (libcontainer/specconv AllowedDevices): mknod of anything, the default
 # devices, ptys and /dev/net/tun. Without them a deny-all rule (runc spec's
@@ -45,10 +37,6 @@ def effective_resources(config: dict) -> dict:
                               "minor": d.get("minor"), "access": "rwm"})
         res["devices"] = rules
     return res
-
-
-def to_state(mgr) -> dict:
-    return {"paths": mgr.host_paths()}
 
 
 def manager_for(state: ContainerState):

@@ -16,6 +16,7 @@ from berth import jsonio
 from berth.errors import BerthError, ConflictError, InvalidArgumentError, NotFoundError
 from berth.oci import runtime as spec
 from berth.paths import RuntimePaths
+from berth.runtime import rcu
 from berth.runtime import state as st
 from berth.runtime.init import Setup, child_main
 from berth.runtime.log import Log
@@ -194,7 +195,7 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
            config: dict | None = None) -> tuple[st.ContainerState, Channel]:
     """Create container `cid`; return its state and the parent's end of the
     sync channel (closed by the init's execve)."""
-    st.prewarm_cgroup_writes()
+    rcu.start()
     bundle = os.path.abspath(opts.bundle)
     st.check_id(cid)
     cfg = config if config is not None else load_config(bundle)
@@ -237,12 +238,15 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
         for i, m in enumerate(cfg.get("mounts") or []):
             if "uidMappings" in m:
                 idmap_fds[i] = make_userns(m["uidMappings"], m["gidMappings"])
-        from berth.runtime.cgroup import effective_resources, new_manager
+        from berth.cgroups.hierarchy import resolve_paths
 
-        # the cgroup's paths only: it is made after the fork, while the child
-        # makes the namespaces (both are mostly kernel work: on two CPUs they
-        # overlap)
-        undo.cgroup = s.cgroup = new_manager(cfg, cid)
+        # the cgroup is made after the fork, while the child makes the
+        # namespaces (both are mostly kernel work: on two CPUs they overlap)
+        s.cgroup_paths = resolve_paths(linux.get("cgroupsPath") or "", cid)[1]
+        from berth.cgroups import from_host_paths
+        from berth.runtime.cgroup import effective_resources
+
+        cgroup = from_host_paths(s.cgroup_paths)
         console = None
         if opts.console_socket:
             import _socket
@@ -263,9 +267,7 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
             "id": cid, "pid": 0, "start_time": None, "bundle": bundle, "rootfs": rootfs,
             "created": st.now_rfc3339(), "owner": "", "config": cfg,
         }
-        from berth.runtime.cgroup import to_state
-
-        data["cgroup"] = to_state(s.cgroup)
+        data["cgroup"] = {"paths": dict(s.cgroup_paths)}
         state = st.ContainerState(paths, data)
         log.debug(f"{cid}: forking the child")
         child = os.fork()
@@ -278,17 +280,18 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
         for fd in s.idmap_fds.values():
             os.close(fd)
         s.idmap_fds.clear()
-        s.cgroup.create()
+        undo.cgroup = cgroup
+        cgroup.create()
         resources = effective_resources(cfg)
         if resources:
-            s.cgroup.apply(resources)
+            cgroup.apply(resources)
         log.debug(f"{cid}: cgroup made")
         new_userns = nss.get("user") == ""
         if not new_userns:
             # into the cgroup while the child makes its namespaces: the first
             # cgroup.procs write in a while waits for an RCU grace period
-            # (see prewarm_cgroup_writes); the init it forks next is born there
-            _move_child(s.cgroup, child, parent_ch)
+            # (see berth.runtime.rcu); the init it forks next is born there
+            _move_child(cgroup, child, parent_ch)
         os.close(s.fifo_fd)
         if console is not None:
             console.close()
@@ -302,7 +305,7 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
             if t == "userns":
                 write_id_maps(child, linux)
                 _send(parent_ch, "mapped")
-                _move_child(s.cgroup, child, parent_ch)
+                _move_child(cgroup, child, parent_ch)
             elif t == "pid":
                 init_pid = msg["pid"]
                 undo.pids.insert(0, init_pid)
@@ -353,6 +356,8 @@ def _move_child(cgroup, child: int, ch: Channel) -> None:
         if st.proc_start_time(child) is not None:  # None: gone or a zombie
             raise
         return
+    finally:
+        rcu.stop()
     _send(ch, "cgroup")
 
 
@@ -422,7 +427,7 @@ def run(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions) -> int:
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     relay = None
     st.check_id(cid)
-    st.prewarm_cgroup_writes()
+    rcu.start()
     cfg = load_config(os.path.abspath(opts.bundle))  # once, for the terminal question and create
     if not opts.detach and not opts.console_socket and cfg["process"].get("terminal"):
         import _socket

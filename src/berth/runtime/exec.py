@@ -31,6 +31,7 @@ import os
 
 from berth.errors import ConflictError, InvalidArgumentError, NotFoundError
 from berth.paths import RuntimePaths
+from berth.runtime import rcu
 from berth.runtime import state as st
 from berth.runtime.log import Log
 from berth.runtime.sync import Channel, ChannelClosed
@@ -198,7 +199,7 @@ def exec_in(paths: RuntimePaths, log: Log, cid: str, opts: ExecOptions) -> int:
 
     # a short-lived process: no collection may dirty every page of the forks
     gc.disable()
-    st.prewarm_cgroup_writes()
+    rcu.start()
     state = st.ContainerState.load(paths, cid)
     if not state.is_alive():
         raise ConflictError("cannot exec in a stopped container")
@@ -265,6 +266,7 @@ def _parent(state: st.ContainerState, opts: ExecOptions, ch: Channel, child: int
             except BaseException as exc:
                 failed.append(exc)
             finally:
+                rcu.stop()
                 done.release()
 
         _thread.start_new_thread(move, ())

@@ -21,7 +21,7 @@ JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 class Setup:
     """Everything the child and init need, built by the parent before fork."""
 
-    __slots__ = ("bundle", "cgroup", "channel", "config", "console_fd", "container_id", "fifo_fd", "host_pid",
+    __slots__ = ("bundle", "cgroup_paths", "channel", "config", "console_fd", "container_id", "fifo_fd", "host_pid",
                  "idmap_fds", "listener", "log", "namespaces", "no_new_keyring", "no_pivot", "parent_fds", "preserve_fds", "rootfs", "seccomp", "state")
 
     def __init__(self) -> None:
@@ -32,7 +32,7 @@ class Setup:
         self.channel = None  # sync.Channel, the child's end
         self.fifo_fd = -1
         self.console_fd = -1
-        self.cgroup = None
+        self.cgroup_paths: dict[str, str] | None = None  # hierarchy -> the container's cgroup on the host
         self.no_pivot = False
         self.preserve_fds = 0
         self.state: dict = {}
@@ -91,8 +91,8 @@ def child_main(s: "Setup") -> None:
             os.setresuid(0, 0, 0)
         flags = 0
         for t, path in ns.items():
-            # the init makes its own cgroup namespace, once the parent has
-            # moved it into the container's cgroup
+            # the cgroup namespace is made once the parent has moved us into
+            # the container's cgroup (below)
             if not path and t not in ("user", "cgroup"):
                 flags |= NS_FLAGS[t]
         step = "create namespaces"
@@ -100,6 +100,10 @@ def child_main(s: "Setup") -> None:
             libc.unshare(flags)
         if "time" in ns and not ns["time"]:
             write_time_offsets((s.config.get("linux") or {}).get("timeOffsets") or {})
+        # what the init imports before pivot_root, imported while the parent
+        # still makes the cgroup: the init, forked after, has it for free
+        step = "import"
+        _import_before_pivot(s.config)
         # the parent moves us into the container's cgroup while we made the
         # namespaces; the init, forked after, is born there
         step = "join cgroup"
@@ -223,7 +227,7 @@ def init_main(s: "Setup") -> None:
         if shared:
             libc.mount(None, s.rootfs, None, libc.MS_PRIVATE, None)
         root_fd = os.open(s.rootfs, os.O_DIRECTORY | os.O_PATH | os.O_CLOEXEC)
-        cg_paths = s.cgroup.host_paths() if s.cgroup is not None else None
+        cg_paths = s.cgroup_paths
         for i, m in enumerate(cfg.get("mounts") or []):
             step = f"mount {m.get('destination')} (mounts[{i}])"
             ms = rfs.MountSpec(m)

@@ -220,17 +220,19 @@ def test_id_mapped_bind_mount(runtime, make_bundle, workdir):
 
 
 def test_id_mapped_mount_bad_input(runtime, make_bundle, workdir):
+    if runtime.name == "runc":
+        import pytest
+
+        pytest.skip("runc 1.1.5 ignores mounts[].uidMappings (runc 1.2 added id-mapped mounts)")
     b = make_bundle("true")
     m = {"destination": "/m", "type": "bind", "source": workdir, "options": ["bind", "idmap"],
          "uidMappings": [{"containerID": 0, "hostID": 1234, "size": 1}]}
     b.config["mounts"].append(m)
     p = runtime.run("run", "--bundle", b.write(), unique())
     assert p.returncode != 0
-    if runtime.name == "berth":
-        assert "uidMappings and gidMappings" in p.stderr, p.stderr
+    assert "uidMappings and gidMappings" in p.stderr, p.stderr
     m["gidMappings"] = m["uidMappings"]
     m["type"], m["options"] = "tmpfs", ["idmap"]
     p = runtime.run("run", "--bundle", b.write(), unique())
     assert p.returncode != 0
-    if runtime.name == "berth":
-        assert "only supported on bind mounts" in p.stderr, p.stderr
+    assert "only supported on bind mounts" in p.stderr, p.stderr

@@ -1,0 +1,85 @@
+"""Keep the kernel's cgroup-move lock warm while a container starts.
+
+Every write to a cgroup.procs file takes the global cgroup_threadgroup_rwsem
+for writing, and (unless the hierarchy is mounted with favordynmods) the
+first writer after a quiet spell waits in rcu_sync_enter for a full RCU
+grace period: 3-26 ms on these 2-CPU machines, the largest single wait of a
+container start (runc pays it in the middle of its own). A writer that comes
+while that grace period runs waits only for its end, and the lock stays
+"warm" (no wait) until a grace period after the last writer left. That wait
+also holds the global cgroup_mutex, so a cgroup mkdir behind it waits too.
+
+`start()` runs, in a thread, no-op moves of this process into its own
+cgroup: the first as early as the launcher can (before berth's imports), so
+the grace period passes while Python imports and reads the config, then one
+every 2 ms so the lock is still warm when the container's first process is
+moved; `stop()` ends them once that move is done (at the latest after 0.5 s).
+Readers (fork, exit) are not held up meanwhile. Best effort: any failure
+ends the thread quietly. Root only; imports nothing beyond os.
+"""
+
+import os
+
+_running = False
+_stop = False
+
+
+def _target() -> str:
+    """cgroup.procs of this process's own cgroup in one hierarchy."""
+    with open("/proc/self/cgroup", "rb") as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        hid, _, rest = line.partition(b":")
+        ctrls, _, path = rest.partition(b":")
+        if hid == b"0" and not ctrls:
+            base = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
+        elif ctrls and not ctrls.startswith(b"name="):
+            base = "/sys/fs/cgroup/" + ctrls.decode()
+        else:
+            continue
+        return f"{base}{path.decode().rstrip('/')}/cgroup.procs"
+    return ""
+
+
+def start() -> None:
+    global _running, _stop
+    if _running or os.geteuid() != 0:
+        return
+    try:
+        target = _target()
+    except OSError:
+        return
+    if not target:
+        return
+    import _thread
+
+    _running, _stop = True, False
+    try:
+        _thread.start_new_thread(_loop, (target,))
+    except RuntimeError:
+        _running = False
+
+
+def stop() -> None:
+    global _stop
+    _stop = True
+
+
+def _loop(target: str) -> None:
+    global _running
+    import time
+
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            deadline = time.monotonic() + 0.5
+            while True:
+                os.write(fd, b"0")
+                if _stop or time.monotonic() > deadline:
+                    break
+                time.sleep(0.002)
+        finally:
+            os.close(fd)
+    except BaseException:  # best effort; a thread must not print a traceback
+        pass
+    _running = False
