@@ -355,10 +355,9 @@ class Engine:
             if mode.startswith("container:"):
                 self.get(mode.split(":", 1)[1])  # No such container: ... now, not at start
             elif kind == "network" and mode not in ("none", "host"):
-                from berth.network import NetworkManager
+                from berth.network.attach import check_network
 
-                with NetworkManager(self.paths) as nm:
-                    nm.get(mode or "bridge")  # network X not found; the default one made
+                check_network(self.paths, mode)  # network X not found; the default one made
                 continue
             spec.check_mode(kind, mode)
         return {

@@ -8,9 +8,27 @@ helper and monitor attach and release without importing anything.
     from berth.network import NetworkManager, parse_port_spec
 """
 
-from berth.network.files import hosts_content, resolv_conf_content
-from berth.network.manager import NetworkManager
-from berth.network.model import Endpoint, Network, PortMapping, parse_port_spec
+_EXPORTS = {
+    "Endpoint": "model",
+    "Network": "model",
+    "NetworkManager": "manager",
+    "PortMapping": "model",
+    "hosts_content": "files",
+    "parse_port_spec": "model",
+    "resolv_conf_content": "files",
+}
+
+
+def __getattr__(name: str) -> object:
+    # lazily (PEP 562): `berth run` imports berth.network.attach, which must
+    # not bring the manager, nft and DNS modules along
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'berth.network' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"berth.network.{module}"), name)
+
 
 __all__ = [
     "Endpoint",

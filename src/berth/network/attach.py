@@ -21,12 +21,14 @@ files the engine bind-mounts), so the bind mounts made by create see them.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
-from typing import Any
 
 from berth.errors import BerthError, InvalidArgumentError
 from berth.network.model import DEFAULT_NETWORK, PortMapping, parse_port_spec
 from berth.paths import Paths
+
+TYPE_CHECKING = False  # typing is not imported on `berth run`'s path
+if TYPE_CHECKING:
+    from typing import Any
 
 NO_NETWORK = ("none", "host")
 
@@ -96,9 +98,10 @@ def start_request(host_config: dict[str, Any], config: dict[str, Any], name: str
              "mac": config.get("MacAddress") or None if n == mode else None}
             for n in networks
         ],
-        "ports": [asdict(m) for m in mappings(host_config.get("PortBindings"),
-                                                 config.get("ExposedPorts"),
-                                                 bool(host_config.get("PublishAllPorts")))],
+        "ports": [{"container_port": m.container_port, "host_port": m.host_port,
+                   "proto": m.proto, "host_ip": m.host_ip, "host_port_end": m.host_port_end}
+                  for m in mappings(host_config.get("PortBindings"), config.get("ExposedPorts"),
+                                    bool(host_config.get("PublishAllPorts")))],
         "dns": list(host_config.get("Dns") or []),
         "dns_search": list(host_config.get("DnsSearch") or []),
         "dns_options": list(host_config.get("DnsOptions") or []),
@@ -152,7 +155,18 @@ def attach_container(paths: Paths, container_id: str, pid: int, request: dict[st
 
 
 def release_container(paths: Paths, container_id: str) -> None:
-    """Everything the container got from berth.network; idempotent."""
+    """Everything the container got from berth.network; idempotent. Cheap
+    when there is nothing left (the monitor released it at the exit): the
+    database is read, and the manager only imported when needed."""
+    from berth.network.store import NetworkStore
+
+    store = NetworkStore(paths.database)
+    try:
+        if not store.endpoints(container_id=container_id) and not store.dns_server(
+                container_id):
+            return
+    finally:
+        store.close()
     from berth.network.manager import NetworkManager
 
     with NetworkManager(paths) as nm:
@@ -193,6 +207,30 @@ def network_settings(paths: Paths, container_id: str) -> dict[str, Any]:
             "IPv6Gateway": str(first.gateway6 or "") if first else "",
             "MacAddress": first.mac if first else "",
         }
+
+
+def check_network(paths: Paths, network_mode: str) -> None:
+    """`network X not found` at create time, reading the database only; the
+    default network is made (NetworkManager) the first time it is asked for."""
+    from berth.errors import NotFoundError
+    from berth.network.store import NetworkStore
+
+    mode = network_mode or DEFAULT_NETWORK
+    if mode == "default":
+        mode = DEFAULT_NETWORK
+    store = NetworkStore(paths.database)
+    try:
+        store.find_network(mode)
+        return
+    except NotFoundError:
+        if mode != DEFAULT_NETWORK:
+            raise
+    finally:
+        store.close()
+    from berth.network.manager import NetworkManager
+
+    with NetworkManager(paths) as nm:
+        nm.ensure_default()
 
 
 def check_network_options(network_mode: str, ip: str | None) -> None:

@@ -6,10 +6,9 @@ Nothing here does I/O, so it is unit-tested without root.
 from __future__ import annotations
 
 import ipaddress
-import re
-from dataclasses import dataclass, field
 
 from berth.errors import InvalidArgumentError
+from berth.structs import dataclass, field  # not dataclasses: model is on `berth run`'s path
 
 DEFAULT_NETWORK = "bridge"
 DEFAULT_BRIDGE = "berth0"
@@ -170,18 +169,20 @@ def parse_address6(text: str, what: str = "ip address") -> ipaddress.IPv6Address
         raise InvalidArgumentError(f"invalid {what}: {text}")
 
 
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_CHARS = _ALNUM | frozenset("_.-")
 
 
 def check_network_name(name: str) -> None:
-    if not _NAME_RE.match(name):
+    """[a-zA-Z0-9][a-zA-Z0-9_.-]* (without re, which `berth run` does not import)."""
+    if not name or name[0] not in _ALNUM or not set(name) <= _NAME_CHARS:
         raise InvalidArgumentError(
             f"invalid network name \"{name}\", only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )
 
 
 def check_bridge_name(name: str) -> None:
-    if not (1 <= len(name) <= 15) or not re.match(r"^[a-zA-Z0-9_.-]+$", name):
+    if not (1 <= len(name) <= 15) or not set(name) <= _NAME_CHARS:
         raise InvalidArgumentError(f"invalid bridge name {name!r}: 1 to 15 of [a-zA-Z0-9_.-]")
 
 
