@@ -13,8 +13,16 @@ IDLE_S seconds, and is started again by the next `berth run`.
 Protocol, on a SOCK_SEQPACKET path socket in a 0700 directory under the
 engine's --state (never an abstract socket a `--network host` container
 could reach, CVE-2020-15257): the CLI sends ``{"config": PATH, "fds":
-[3, 4, ...]}`` with the fds (SCM_RIGHTS) to install at those numbers; the
-zygote forks and answers ``{"pid": N}``.
+[3, 4, ...]}`` with the fds (SCM_RIGHTS) to install at those numbers (and
+``"network": true`` for a container on a network berth.network manages:
+its modules are loaded then, not before); the zygote makes the monitor's
+objects (monitor.prepare), forks and answers ``{"pid": N}``.
+
+Memory: a forked monitor shares the zygote's pages until either writes
+them, and CPython writes to every object it touches (reference counts,
+caches), so what a monitor executes decides its private memory. Hence the
+bare fork (no at-fork handlers), the setup done here before the fork, and
+nothing loaded that --network none containers do not use.
 
 Run as ``python -I -S zygote.py SOCKET_PATH [IDLE_SECONDS]``.
 """
@@ -60,6 +68,7 @@ def serve(path: str, idle: float = IDLE_S) -> int:
     from berth import jsonio
 
     _preload()
+    from berth.engine import monitor
     from berth.linux import libc
 
     try:
@@ -137,12 +146,20 @@ def serve(path: str, idle: float = IDLE_S) -> int:
                 network_loaded = True
                 gc.collect()
                 gc.freeze()
+            # the monitor's setup runs here, so the monitor does not execute
+            # it (see monitor.prepare)
+            mon = monitor.prepare(req["config"])
             # single-threaded, no lock held: a bare fork (see fork_bare)
-            pid = libc.fork_bare()
+            pid = -1
+            try:
+                pid = libc.fork_bare()
+            finally:
+                if mon is not None and pid != 0:
+                    mon.release()
             if pid == 0:
                 sock.close()
                 conn.close()
-                _child(req["config"], list(zip(fds, req["fds"], strict=True)))
+                _child(req["config"], list(zip(fds, req["fds"], strict=True)), mon)
             children.add(pid)
             for fd in fds:
                 os.close(fd)
@@ -161,9 +178,10 @@ def _note(path: str, text: str) -> None:
         os.close(fd)
 
 
-def _child(config: str, fds: list[tuple[int, int]]) -> None:
+def _child(config: str, fds: list[tuple[int, int]], prepared: object = None) -> None:
     """In the forked monitor: its own session, the request's fds at their
-    numbers (everything else closed), then the monitor itself."""
+    numbers (everything else but the prepared monitor's own closed), then
+    the monitor itself."""
     code = 1
     try:
         os.setsid()
@@ -183,10 +201,16 @@ def _child(config: str, fds: list[tuple[int, int]]) -> None:
         for fd, target in moved:
             os.dup2(fd, target)
             os.close(fd)
-        os.closerange(max(t for _, t in fds) + 1 if fds else 3, 64)
+        keep = set(prepared.own_fds()) if prepared is not None else set()  # type: ignore[attr-defined]
+        for fd in range(max(t for _, t in fds) + 1 if fds else 3, 64):
+            if fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         from berth.engine import monitor
 
-        code = monitor.main(["monitor", config])
+        code = monitor.main(["monitor", config], prepared)  # type: ignore[arg-type]
     except BaseException:
         code = 1
     finally:
