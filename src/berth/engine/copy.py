@@ -23,7 +23,9 @@ from berth.errors import BerthError, InvalidArgumentError, NotFoundError
 from berth.linux import libc
 
 _NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_RESOLVE = libc.RESOLVE_IN_ROOT | libc.RESOLVE_NO_MAGICLINKS | libc.RESOLVE_NO_XDEV
+# no RESOLVE_NO_XDEV: for cp, the container's volumes are mounted below the
+# root (rootfs_fd with_mounts), in this process's private mount namespace
+_RESOLVE = libc.RESOLVE_IN_ROOT | libc.RESOLVE_NO_MAGICLINKS
 
 
 class PathNotFound(NotFoundError):
@@ -31,26 +33,93 @@ class PathNotFound(NotFoundError):
 
 
 @contextlib.contextmanager
-def rootfs_fd(engine: Any, rec: Any) -> Iterator[int]:
-    """A directory fd of the container's rootfs (mounted if it is not)."""
+def rootfs_fd(engine: Any, rec: Any, with_mounts: bool = False) -> Iterator[int]:
+    """A directory fd of the container's rootfs (mounted if it is not).
+
+    `with_mounts` (cp): the container's volumes, bind mounts and its
+    /etc/hostname, /etc/hosts and /etc/resolv.conf are bind-mounted on it
+    too, as dockerd mounts them for an archive request, so a path under a
+    volume is the volume's. They are mounted in a private mount namespace of
+    this process, each target resolved inside the rootfs (RESOLVE_IN_ROOT:
+    a target the container swapped for a symlink cannot lead out), and
+    unmounted at the end."""
     from berth.engine.containers import _is_mountpoint
     from berth.image.snapshots import mount_all, unmount_all
 
     rootfs = engine.rootfs(rec.id)
+    binds = _cp_mounts(engine, rec) if with_mounts else []
     with contextlib.ExitStack() as stack:
         if not _is_mountpoint(rootfs):
             stack.enter_context(engine.lock(rec.id))
-        if not _is_mountpoint(rootfs):
+        need_rootfs = not _is_mountpoint(rootfs)
+        if need_rootfs or binds:
             libc.unshare(libc.CLONE_NEWNS)
             libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
+        if need_rootfs:
             os.makedirs(rootfs, exist_ok=True)
             mount_all(engine.images.snapshots.mounts(rec.id), rootfs)
             stack.callback(unmount_all, rootfs)
         fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        stack.callback(os.close, fd)
+        for source, target, readonly in binds:
+            _bind_in_root(stack, fd, source, target, readonly)
+        yield fd
+
+
+def _cp_mounts(engine: Any, rec: Any) -> list[tuple[str, str, bool]]:
+    """(host source, container target, read-only) of what `cp` sees mounted,
+    shortest target first (a mount inside another goes on top of it)."""
+    out = []
+    bundle = engine.bundle(rec.id)
+    for name in ("hostname", "hosts", "resolv.conf"):
+        if os.path.isfile(os.path.join(bundle, name)):
+            out.append((os.path.join(bundle, name), f"/etc/{name}", False))
+    for m in rec.host_config.get("Mounts") or []:
+        if m.get("Type") == "volume":
+            source = engine.volumes.path(m["Source"])
+        elif m.get("Type") == "bind":
+            source = m["Source"]
+        else:
+            continue  # tmpfs: only the running container has its content
+        if os.path.exists(source):
+            out.append((source, m["Target"], bool(m.get("ReadOnly"))))
+    return sorted(out, key=lambda b: len(os.path.normpath(b[1])))
+
+
+def _bind_in_root(stack: contextlib.ExitStack, root: int, source: str, target: str,
+                  readonly: bool) -> None:
+    how = libc.RESOLVE_IN_ROOT | libc.RESOLVE_NO_MAGICLINKS
+    try:
+        tfd = libc.openat2(root, target, os.O_PATH | os.O_CLOEXEC, 0, how)
+    except OSError:
+        return  # not made yet (the container never started): nothing to see there
+    try:
+        if stat.S_ISDIR(os.fstat(tfd).st_mode) != os.path.isdir(source):
+            return
+        libc.mount(source, f"/proc/self/fd/{tfd}", None, libc.MS_BIND | libc.MS_REC)
+    except OSError as exc:
+        raise BerthError(f"mount {source} on {target} for cp: {exc.strerror}") from exc
+    finally:
+        os.close(tfd)
+    # the mount made, as an fd of its root: resolved again from the rootfs
+    # (an fd taken before it names the directory underneath)
+    mfd = libc.openat2(root, target, os.O_PATH | os.O_CLOEXEC, 0, how)
+    stack.callback(_detach, mfd, target)
+    if readonly:
         try:
-            yield fd
-        finally:
-            os.close(fd)
+            libc.mount(None, f"/proc/self/fd/{mfd}", None,
+                       libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY)
+        except OSError as exc:
+            raise BerthError(f"remount {target} read-only for cp: {exc.strerror}") from exc
+
+
+def _detach(mfd: int, target: str) -> None:
+    try:
+        libc.umount2(f"/proc/self/fd/{mfd}", libc.MNT_DETACH)
+    except OSError as exc:
+        raise BerthError(f"unmount {target} after cp: {exc.strerror}") from exc
+    finally:
+        os.close(mfd)
 
 
 def _split(path: str) -> tuple[str, str]:
@@ -154,7 +223,7 @@ def tar_from_container(engine: Any, ref: str, path: str, out: BinaryIO, follow: 
     """Write a tar of `path` in container `ref` to `out`; the top entry named
     `rename` (default: the path's base name)."""
     rec = engine.get(ref)
-    with rootfs_fd(engine, rec) as root:
+    with rootfs_fd(engine, rec, with_mounts=True) as root:
         parent, name = _split(path)
         if not name:
             dfd = _open_dir(root, parent, ref)
@@ -243,7 +312,12 @@ def copy_in(engine: Any, ref: str, dest: str, source: IO[bytes] | None = None,
     rec = engine.get(ref)
     if src is not None and not os.path.lexists(src):
         raise NotFoundError(f"lstat {src}: no such file or directory")
-    with rootfs_fd(engine, rec) as root:
+    where = os.path.normpath("/" + dest.lstrip("/"))
+    for _source, target, readonly in _cp_mounts(engine, rec):
+        t = os.path.normpath(target)
+        if readonly and (where == t or where.startswith(t.rstrip("/") + "/")):
+            raise InvalidArgumentError("mounted volume is marked read-only")
+    with rootfs_fd(engine, rec, with_mounts=True) as root:
         parent, name = _split(dest)
         if not name or source is not None:
             dfd = _open_dir(root, dest, ref)

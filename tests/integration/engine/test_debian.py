@@ -318,6 +318,56 @@ def test_cp_in_and_out(debian, workdir):
     assert "Could not find the file /nonexistent in container cp1" in p.stderr
 
 
+def test_cp_sees_volumes_binds_and_etc_files(debian, workdir):
+    """cp reads and writes through the container's volumes and bind mounts
+    (as dockerd mounts them for an archive request), running or stopped; a
+    read-only one refuses; /etc/hostname is the container's."""
+    import subprocess
+    import tarfile
+
+    host, ro = os.path.join(workdir, "host"), os.path.join(workdir, "ro")
+    os.mkdir(host)
+    os.mkdir(ro)
+    with open(os.path.join(host, "b"), "w") as f:
+        f.write("bound\n")
+    src = os.path.join(workdir, "in")
+    with open(src, "w") as f:
+        f.write("copied in\n")
+    debian.run("-d", "--name", "cpv", "-v", "data:/data", "-v", f"{host}:/bind",
+               "-v", f"{ro}:/ro:ro", IMAGE, "bash", "-c", "echo vol > /data/v; sleep 1000",
+               check=True)
+    until(lambda: debian("exec", "cpv", "test", "-s", "/data/v").returncode == 0,
+          "the volume written")
+    out = os.path.join(workdir, "out")
+    os.mkdir(out)
+    debian.out("cp", "cpv:/data/v", out)
+    debian.out("cp", "cpv:/bind/b", out)
+    assert sorted(os.listdir(out)) == ["b", "v"]
+    with open(os.path.join(out, "v")) as f:
+        assert f.read() == "vol\n"
+    proc = debian.popen("cp", "cpv:/etc/hostname", "-", stdout=subprocess.PIPE)
+    with tarfile.open(fileobj=proc.stdout, mode="r|") as tf:
+        found = [(m.name, oct(m.mode), tf.extractfile(m).read().decode()) for m in tf]
+    assert proc.wait() == 0
+    cid = debian.out("inspect", "-f", "{{.Id}}", "cpv").strip()
+    assert found == [("hostname", "0o644", cid[:12] + "\n")]
+    debian.out("cp", src, "cpv:/data/in")
+    assert debian.out("exec", "cpv", "cat", "/data/in") == "copied in\n"
+    vol = debian.out("volume", "inspect", "-f", "{{.Mountpoint}}", "data").strip()
+    assert sorted(os.listdir(vol)) == ["in", "v"]
+    p = debian("cp", src, "cpv:/ro/in")
+    assert p.returncode == 1 and os.listdir(ro) == []
+    assert "mounted volume is marked read-only" in p.stderr
+    # stopped: the same paths, through the same mounts
+    debian.out("stop", "-t", "0", "cpv")
+    debian.out("cp", src, "cpv:/bind/in2")
+    assert sorted(os.listdir(host)) == ["b", "in2"]
+    proc = debian.popen("cp", "cpv:/data/in", "-", stdout=subprocess.PIPE)
+    with tarfile.open(fileobj=proc.stdout, mode="r|") as tf:
+        assert [m.name for m in tf] == ["in"]
+    assert proc.wait() == 0
+
+
 def test_init_reaps_orphans_left_by_bash(debian):
     """An orphan re-parented to pid 1: `sleep` as pid 1 never reaps it (a
     zombie stays); with --init, the init reaps it; bash runs as its child and
