@@ -63,34 +63,47 @@ def _process(cls: type, frozen: bool, eq: bool) -> type:
     fields = _fields(cls)
     cls.__struct_fields__ = tuple(fields)  # type: ignore[attr-defined]
     names = [f[0] for f in fields]
-    env: dict[str, object] = {"_MISSING": _MISSING, "_setattr": object.__setattr__}
-    params, body = [], []
     seen_default = False
     for name, default, factory in fields:
-        if default is not _MISSING:
-            env[f"_d_{name}"] = default
-            params.append(f"{name}=_d_{name}")
-            seen_default = True
-        elif factory is not _MISSING:
-            env[f"_f_{name}"] = factory
-            params.append(f"{name}=_MISSING")
-            seen_default = True
-        else:
+        if default is _MISSING and factory is _MISSING:
             if seen_default:
                 raise TypeError(f"non-default argument {name!r} follows default argument")
-            params.append(name)
-        value = f"_f_{name}() if {name} is _MISSING else {name}" if factory is not _MISSING \
-            else name
-        body.append(f"_setattr(self, {name!r}, {value})" if frozen
-                    else f"self.{name} = {value}")
-    if "__post_init__" in cls.__dict__ or any("__post_init__" in b.__dict__
-                                               for b in cls.__mro__[1:]):
-        body.append("self.__post_init__()")
-    src = f"def __init__(self, {', '.join(params)}):\n    " + "\n    ".join(body or ["pass"])
-    exec(src, env)
-    init = env["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
-    cls.__init__ = init  # type: ignore[misc]
+        else:
+            seen_default = True
+    post_init = any("__post_init__" in b.__dict__ for b in cls.__mro__)
+    setter = object.__setattr__
+    count = len(fields)
+    qualname = cls.__qualname__
+
+    # one generic __init__ (no generated source: compiling one per class cost
+    # ~3 ms of a container start)
+    def __init__(self, *args, **kwargs) -> None:
+        if len(args) > count:
+            raise TypeError(f"{qualname}.__init__() takes {count + 1} positional arguments "
+                            f"but {len(args) + 1} were given")
+        for i, (name, default, factory) in enumerate(fields):
+            if i < len(args):
+                if name in kwargs:
+                    raise TypeError(f"{qualname}.__init__() got multiple values for "
+                                    f"argument {name!r}")
+                value = args[i]
+            elif name in kwargs:
+                value = kwargs.pop(name)
+            elif default is not _MISSING:
+                value = default
+            elif factory is not _MISSING:
+                value = factory()  # type: ignore[operator]
+            else:
+                raise TypeError(f"{qualname}.__init__() missing required argument: {name!r}")
+            setter(self, name, value)
+        if kwargs:
+            raise TypeError(f"{qualname}.__init__() got an unexpected keyword argument "
+                            f"{next(iter(kwargs))!r}")
+        if post_init:
+            self.__post_init__()
+
+    __init__.__qualname__ = f"{qualname}.__init__"
+    cls.__init__ = __init__  # type: ignore[misc]
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
