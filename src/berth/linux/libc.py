@@ -84,10 +84,10 @@ TIOCSWINSZ = 0x5414
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "openat2": 437, "pidfd_send_signal": 424, "close_range": 436,
                "ioprio_set": 251, "ioprio_get": 252, "sched_setattr": 314,
-               "keyctl": 250},
+               "keyctl": 250, "open_tree": 428, "move_mount": 429, "mount_setattr": 442},
     "aarch64": {"pivot_root": 41, "openat2": 437, "pidfd_send_signal": 424, "close_range": 436,
                 "ioprio_set": 30, "ioprio_get": 31, "sched_setattr": 274,
-                "keyctl": 219},
+                "keyctl": 219, "open_tree": 428, "move_mount": 429, "mount_setattr": 442},
 }
 _NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["x86_64"])
 
@@ -169,6 +169,50 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 class _OpenHow(ctypes.Structure):
     _fields_ = (("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64))
+
+
+# <linux/mount.h>
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_IDMAP = 0x100000
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+AT_FDCWD = -100
+
+
+def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int = 0,
+                  userns_fd: int = 0) -> None:
+    """mount_setattr(2): change the attributes of a mount (AT_RECURSIVE: of
+    the whole tree under it)."""
+    # struct mount_attr {u64 attr_set, attr_clr, propagation, userns_fd}
+    attr = (ctypes.c_uint64 * 4)(attr_set, attr_clr, 0, userns_fd)
+    if _syscall(_NR["mount_setattr"], dirfd, _b(path), ctypes.c_uint(flags), ctypes.byref(attr),
+                ctypes.c_size_t(ctypes.sizeof(attr))) != 0:
+        raise _err(f"mount_setattr {path}", path)
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    fd = _syscall(_NR["open_tree"], dirfd, _b(path), ctypes.c_uint(flags))
+    if fd < 0:
+        raise _err(f"open_tree {path}", path)
+    return fd
+
+
+def move_mount(from_fd: int, from_path: str, to_fd: int, to_path: str, flags: int) -> None:
+    if _syscall(_NR["move_mount"], from_fd, _b(from_path), to_fd, _b(to_path), ctypes.c_uint(flags)) != 0:
+        raise _err(f"move_mount to {to_path}", to_path)
 
 
 def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
