@@ -475,6 +475,8 @@ class Engine:
             network = hc.get("NetworkMode") or "none"
             etc = spec.write_etc_files(bundle, rec.config.get("Hostname") or rec.id[:12],
                                        network)
+            if network == "none":
+                spec.write_dns_options(etc, hc)
             user_mounts = oci_mounts(self.volumes, hc.get("Mounts") or [])
             for m in hc.get("Mounts") or []:
                 if m.get("Type") == "volume":

@@ -243,6 +243,24 @@ def write_etc_files(bundle: str, hostname: str, network: str) -> dict[str, str]:
     return paths
 
 
+def write_dns_options(etc: dict[str, str], host_config: dict[str, Any]) -> None:
+    """--add-host, --dns, --dns-search and --dns-option of a container with
+    no network of its own (--network none), which Docker writes too; a
+    networked container gets them from its network attach."""
+    hosts = host_config.get("ExtraHosts") or []
+    dns = {k: list(host_config.get(k) or []) for k in ("Dns", "DnsSearch", "DnsOptions")}
+    if not hosts and not any(dns.values()):
+        return  # the common case: berth.network not imported
+    from berth.network.files import hosts_content, resolv_conf_content
+
+    if hosts:
+        _write(etc["hosts"], hosts_content("", (), hosts))
+    if any(dns.values()):
+        _write(etc["resolv.conf"], resolv_conf_content(
+            embedded_dns=False, dns=dns["Dns"], dns_search=dns["DnsSearch"],
+            dns_options=dns["DnsOptions"]))
+
+
 def _host_file(path: str, default: str) -> str:
     try:
         with open(path) as f:

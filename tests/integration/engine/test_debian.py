@@ -256,6 +256,15 @@ def test_hostname_hosts_resolv_conf(debian):
     p = debian.run("--rm", "--network", "none", "--hostname", "web1.example", IMAGE, "bash",
                    "-c", "hostname; cat /etc/hostname; hostname -s; echo $HOSTNAME")
     assert p.stdout.split() == ["web1.example", "web1.example", "web1", "web1.example"]
+    # without a network of its own, --add-host and --dns* are written too (as
+    # dockerd 20.10 does: the same hosts lines, the same resolv.conf lines)
+    p = debian.run("--rm", "--network", "none", "--add-host", "db:10.1.2.3", "--dns",
+                   "10.9.9.9", "--dns-search", "example.org", IMAGE, "bash", "-c",
+                   "cat /etc/hosts; echo ---; cat /etc/resolv.conf; echo ---; getent hosts db")
+    hosts, resolv, getent = p.stdout.split("---\n")
+    assert hosts == HOSTS + "10.1.2.3\tdb\n", p.stderr
+    assert sorted(resolv.splitlines()) == ["nameserver 10.9.9.9", "search example.org"]
+    assert getent.split() == ["10.1.2.3", "db"]
 
 
 def test_exec_user_workdir_env(debian_rt):
