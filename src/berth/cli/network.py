@@ -80,11 +80,40 @@ def create(ctx: click.Context, name: str, driver: str, subnet: tuple[str, ...],
     click.echo(net.id)
 
 
-def _row(net: Any) -> dict[str, Any]:
-    return {"ID": net.id[:12], "Name": net.name, "Driver": "bridge", "Scope": "local",
-            "Internal": str(net.internal).lower(), "IPv6": str(net.enable_ipv6).lower(),
-            "Labels": ",".join(f"{k}={v}" for k, v in net.labels.items()),
-            "CreatedAt": net.created}
+# Docker's pre-defined networks besides the default bridge: listed and
+# inspectable, never created, connected to or removed
+PREDEFINED = {"host": "host", "none": "null"}
+
+
+def _predefined(nm: Any, name: str, created: str) -> dict[str, Any]:
+    """`network inspect` of host or none, as Docker shows them; the id is
+    stable for one engine root."""
+    import hashlib
+
+    nid = hashlib.sha256(f"{nm.paths.root}\0{name}".encode()).hexdigest()
+    return {"Name": name, "Id": nid, "Created": created, "Scope": "local", "Driver": PREDEFINED[name],
+            "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None, "Config": []},
+            "Internal": False, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False, "Containers": {}, "Options": {}, "Labels": {}}
+
+
+def _entries(nm: Any) -> list[dict[str, Any]]:
+    """Every network as `ls` sees it: berth's own, then host and none."""
+    out = [{"id": n.id, "name": n.name, "driver": "bridge", "internal": n.internal, "ipv6": n.enable_ipv6,
+            "labels": dict(n.labels), "created": n.created, "builtin": n.is_default} for n in nm.list()]
+    created = next((e["created"] for e in out if e["builtin"]), "")
+    for name in PREDEFINED:
+        doc = _predefined(nm, name, created)
+        out.append({"id": doc["Id"], "name": name, "driver": doc["Driver"], "internal": False, "ipv6": False,
+                    "labels": {}, "created": created, "builtin": True})
+    return out
+
+
+def _row(e: dict[str, Any]) -> dict[str, Any]:
+    return {"ID": e["id"][:12], "Name": e["name"], "Driver": e["driver"], "Scope": "local",
+            "Internal": str(e["internal"]).lower(), "IPv6": str(e["ipv6"]).lower(),
+            "Labels": ",".join(f"{k}={v}" for k, v in e["labels"].items()),
+            "CreatedAt": e["created"]}
 
 
 @network.command("ls", cls=NetCommand, context_settings=CTX)
@@ -98,27 +127,29 @@ def ls(ctx: click.Context, quiet: bool, no_trunc: bool, fmt: str,
     """List networks."""
     from berth.cli.listing import render_rows
 
-    nets = _manager(ctx).list()
+    nets = _entries(_manager(ctx))
     for f in filters:
         k, _, v = f.partition("=")
         if k == "name":
-            nets = [n for n in nets if v in n.name]
+            nets = [n for n in nets if v in n["name"]]
         elif k == "id":
-            nets = [n for n in nets if n.id.startswith(v)]
+            nets = [n for n in nets if n["id"].startswith(v)]
         elif k == "driver":
-            nets = [n for n in nets if v == "bridge"]
+            nets = [n for n in nets if v == n["driver"]]
         elif k == "label":
             lk, eq, lv = v.partition("=")
-            nets = [n for n in nets if lk in n.labels and (not eq or n.labels[lk] == lv)]
+            nets = [n for n in nets if lk in n["labels"] and (not eq or n["labels"][lk] == lv)]
         elif k == "type":
-            nets = [n for n in nets if (v == "builtin") == n.is_default]
+            if v not in ("builtin", "custom"):
+                raise InvalidArgumentError(f"invalid filter: 'type'='{v}'")
+            nets = [n for n in nets if (v == "builtin") == n["builtin"]]
         else:
             raise InvalidArgumentError(f"invalid filter '{k}'")
-    nets.sort(key=lambda n: n.name)
+    nets.sort(key=lambda n: n["name"])
     rows = [_row(n) for n in nets]
     if no_trunc:
         for r, n in zip(rows, nets, strict=True):
-            r["ID"] = n.id
+            r["ID"] = n["id"]
     if quiet:
         for r in rows:
             click.echo(r["ID"])
@@ -142,7 +173,10 @@ def inspect(ctx: click.Context, names: tuple[str, ...], fmt: str) -> None:
     out, failed = [], False
     for n in names:
         try:
-            out.append(nm.inspect(nm.get(n)))
+            if n in PREDEFINED:
+                out.append(_predefined(nm, n, nm.get("bridge").created))
+            else:
+                out.append(nm.inspect(nm.get(n)))
         except BerthError as exc:
             click.echo(f"Error response from daemon: {exc.message}", err=True)
             failed = True

@@ -124,3 +124,25 @@ def test_ipv6_bad_input(berth):
         "Error response from daemon: could not find an available, non-overlapping IPv6 "
         "address pool among the defaults to assign to the network\n")
     assert berth.out("network", "ls", "-q") == before
+
+
+def test_predefined_networks_as_docker(berth):
+    """`network ls` lists bridge, host and none (drivers bridge, host, null)
+    as Docker does; host and none inspect, and refuse removal."""
+    import json
+
+    rows = [line.split() for line in berth.out("network", "ls").splitlines()]
+    assert rows[0] == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
+    assert {tuple(r[1:]) for r in rows[1:]} >= {("bridge", "bridge", "local"), ("host", "host", "local"),
+                                                ("none", "null", "local")}
+    none_id = berth.out("network", "ls", "-q", "--filter", "driver=null").strip()
+    assert len(none_id) == 12
+    assert berth.out("network", "ls", "--filter", "type=builtin", "--format", "{{.Name}}").split() == [
+        "bridge", "host", "none"]
+    doc = json.loads(berth.out("network", "inspect", "none", "host"))
+    assert [(d["Name"], d["Driver"]) for d in doc] == [("none", "null"), ("host", "host")]
+    assert doc[0]["Id"].startswith(none_id) and len(doc[0]["Id"]) == 64
+    for name in ("host", "none"):
+        p = berth("network", "rm", name)
+        assert p.returncode == 1
+        assert p.stderr == f"Error response from daemon: {name} is a pre-defined network and cannot be removed\n"

@@ -182,7 +182,7 @@ def test_cli_network_commands(workdir):
     assert p.stderr.startswith("Error response from daemon: invalid pool request")
     p = run("network", "ls")
     assert p.stdout.splitlines()[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
-    assert {line.split()[1] for line in p.stdout.splitlines()[1:]} == {"bridge", "front"}
+    assert {line.split()[1] for line in p.stdout.splitlines()[1:]} == {"bridge", "front", "host", "none"}
     p = run("network", "inspect", "front")
     import json
 
