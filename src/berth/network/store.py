@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
 
@@ -230,7 +231,7 @@ class NetworkStore:
                 raise InvalidArgumentError(
                     f"invalid address {ip6}: network {network.name} has no ipv6 subnet")
             ep = Endpoint(
-                id=host_veth,
+                id=os.urandom(32).hex(),  # Docker's EndpointID: 64 hex
                 network_id=network.id,
                 network=network.name,
                 container_id=container_id,

@@ -68,6 +68,7 @@ def test_default_bridge_network_as_docker(berth):
     assert s["IPAddress"] == br["IPAddress"] and s["IPAddress"].startswith("10.124.")
     assert s["Gateway"] == br["Gateway"] and s["IPPrefixLen"] == 24 == br["IPPrefixLen"]
     assert s["MacAddress"] == br["MacAddress"] and s["EndpointID"] == br["EndpointID"] != ""
+    assert len(s["EndpointID"]) == 64 and int(s["EndpointID"], 16) >= 0
     # a second container reaches the first over the bridge (no names on the default bridge)
     p = berth("run", "--rm", "busybox", "ping", "-c", "1", "-W", "3", s["IPAddress"])
     assert p.returncode == 0, p.stdout + p.stderr

@@ -121,14 +121,15 @@ def test_ipam(tmp_path):
                           ifname="eth0", host_veth=f"veth{cid}", aliases=(), name=cid,
                           netns="/x")
 
-    got = [alloc(c).ip for c in "pqr"]
-    assert [str(i) for i in got] == ["10.5.0.4", "10.5.0.5", "10.5.0.6"]
+    eps = [alloc(c) for c in "pqr"]
+    assert [str(e.ip) for e in eps] == ["10.5.0.4", "10.5.0.5", "10.5.0.6"]
+    assert all(len(e.id) == 64 for e in eps) and len({e.id for e in eps}) == 3  # Docker's EndpointID
     with pytest.raises(ConflictError, match="no available ip"):
         alloc("s")  # .7 is the broadcast address
     with pytest.raises(ConflictError, match="address already in use"):
         alloc("t", "10.5.0.5")
     assert str(alloc("u", "10.5.0.2").ip) == "10.5.0.2"  # static: whole subnet, not the range
-    s.release("vethq")
+    s.release(eps[1].id)
     assert str(alloc("v").ip) == "10.5.0.5"
     s.close()
     again = NetworkStore(str(tmp_path / "db"))
