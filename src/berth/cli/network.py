@@ -236,11 +236,12 @@ def prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
 
 @network.command("connect", cls=NetCommand, context_settings=CTX)
 @click.option("--ip", default=None)
+@click.option("--ip6", default=None)
 @click.option("--alias", multiple=True)
 @click.argument("net")
 @click.argument("container")
 @click.pass_context
-def connect(ctx: click.Context, net: str, container: str, ip: str | None,
+def connect(ctx: click.Context, net: str, container: str, ip: str | None, ip6: str | None,
             alias: tuple[str, ...]) -> None:
     """Connect a running container to a network."""
     from berth.errors import ConflictError
@@ -248,7 +249,7 @@ def connect(ctx: click.Context, net: str, container: str, ip: str | None,
     rec = _container(ctx, container)
     if not rec.is_running or not rec.pid:
         raise ConflictError(f"container {rec.id} is not running")
-    _manager(ctx).attach(rec.id, rec.pid, net, ip=ip, aliases=alias, name=rec.name)
+    _manager(ctx).attach(rec.id, rec.pid, net, ip=ip, ip6=ip6, aliases=alias, name=rec.name)
 
 
 @network.command("disconnect", cls=NetCommand, context_settings=CTX)

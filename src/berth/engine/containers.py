@@ -903,10 +903,10 @@ def _network_request(rec: ContainerRecord) -> dict[str, Any] | None:
 def _network_host_config(opts: RunOptions) -> dict[str, Any]:
     """Docker's HostConfig network fields, checked now (not at start)."""
     bindings: dict[str, Any] = {}
-    if not (_unnetworked(opts.network) and not opts.ip):
+    if not (_unnetworked(opts.network) and not opts.ip and not opts.ip6):
         from berth.network.attach import check_network_options, is_networked, port_bindings
 
-        check_network_options(opts.network, opts.ip or None)
+        check_network_options(opts.network, opts.ip or None, opts.ip6 or None)
         if is_networked(opts.network):
             bindings, _ = port_bindings(opts.publish)
     return {
@@ -917,7 +917,8 @@ def _network_host_config(opts: RunOptions) -> dict[str, Any]:
         "DnsOptions": list(opts.dns_options),
         "ExtraHosts": list(opts.extra_hosts) or None,
         "BerthEndpointsConfig": {opts.network: {
-            "IPAMConfig": {"IPv4Address": opts.ip} if opts.ip else None,
+            "IPAMConfig": {**({"IPv4Address": opts.ip} if opts.ip else {}),
+                           **({"IPv6Address": opts.ip6} if opts.ip6 else {})} or None,
             "Aliases": list(opts.network_aliases)}},
     }
 

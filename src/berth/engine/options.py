@@ -410,6 +410,7 @@ class RunOptions:
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)
     ip: str = ""
+    ip6: str = ""
     network_aliases: list[str] = field(default_factory=list)
     mac_address: str = ""
     pid: str = ""

@@ -233,10 +233,10 @@ def check_network(paths: Paths, network_mode: str) -> None:
         nm.ensure_default()
 
 
-def check_network_options(network_mode: str, ip: str | None) -> None:
+def check_network_options(network_mode: str, ip: str | None, ip6: str | None = None) -> None:
     """Docker's refusal at create time (ports with host/none are discarded, as Docker)."""
     mode = network_mode or DEFAULT_NETWORK
-    if ip and mode in (DEFAULT_NETWORK, "default", *NO_NETWORK):
+    if (ip or ip6) and mode in (DEFAULT_NETWORK, "default", *NO_NETWORK):
         raise InvalidArgumentError("user specified ip address is supported on user defined "
                                    "networks only")
 

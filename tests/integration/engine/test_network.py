@@ -147,3 +147,34 @@ def test_predefined_networks_as_docker(berth):
         p = berth("network", "rm", name)
         assert p.returncode == 1
         assert p.stderr == f"Error response from daemon: {name} is a pre-defined network and cannot be removed\n"
+
+
+def test_static_ipv6_address(berth):
+    """--ip6 on a --ipv6 network, as docker run --ip6; refused on the default
+    bridge and outside the network's IPv6 subnet, with nothing created."""
+    import ipaddress
+    import json
+
+    from tests.integration.network.test_ipv6 import free_subnet6
+
+    links, tables = _links(), _nft_tables()
+    net = unique("brt-s6")
+    sub6 = ipaddress.IPv6Network(free_subnet6())
+    want = str(sub6.network_address + 0x99)
+    berth("network", "create", "--ipv6", "--subnet", "10.123.203.0/24", "--subnet", str(sub6),
+          net, check=True)
+    try:
+        p = berth("run", "--rm", "--network", net, "--ip6", want, "busybox", "ip", "-6", "addr", "show", "eth0")
+        assert p.returncode == 0 and f"inet6 {want}/64" in p.stdout, p.stdout + p.stderr
+        before = berth.out("ps", "-aq")
+        p = berth("run", "--rm", "--ip6", want, "busybox", "true")
+        assert p.returncode == 125
+        assert "user specified ip address is supported on user defined networks only" in p.stderr
+        p = berth("run", "--rm", "--network", net, "--ip6", "fd00:dead::1", "busybox", "true")
+        assert p.returncode == 125 and "fd00:dead::1" in p.stderr, p.stderr
+        assert berth.out("ps", "-aq") == before
+        doc = json.loads(berth.out("network", "inspect", net))[0]
+        assert doc["Containers"] == {}
+    finally:
+        berth("network", "rm", net)
+    assert _links() == links and _nft_tables() == tables
