@@ -18,18 +18,31 @@ started by `containers.spawn_monitor` in a new session), it:
 Killing the CLI never stops the container, the log or the exit record: the
 monitor is in its own session and the CLI's death only closes fd 3.
 
-Imports: os, time, ctypes (libc), berth.jsonio and the runtime; sqlite3 and
-the rest only once the container has exited. Nothing here may print: fds
+Imports: os, time, C modules, ctypes (libc), berth.jsonio and the runtime;
+sqlite3 and the rest only once the container has exited. What the monitor
+runs while its container runs is imported at the top: an import statement
+executed in a function writes to the import machinery's objects. Nothing here may print: fds
 0-2 are /dev/null, diagnostics go to BUNDLE/monitor.log.
 """
 
+import _socket
 import contextlib
+import fcntl
+import gc
+import marshal
 import os
+import select
 import sys
 import time
 
+if __name__ == "__main__":
+    # started as a script with -I -S: put berth's source tree on the path
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+
 from berth.engine.health import Health
 from berth.engine.logwriter import JsonFileLog, Stream, write_all
+from berth.linux import libc
 
 STATUS_FD = 3
 ATTACH_OUT_FD = 4
@@ -42,6 +55,22 @@ def _now() -> str:
     t = time.time_ns()
     return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 1_000_000_000))
             + f".{t % 1_000_000_000:09d}Z")
+
+
+class _Lazy:
+    """functools.cached_property without functools: computed at the first
+    read, then an ordinary attribute of the instance."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+
+    def __get__(self, obj: object, cls: type | None = None) -> object:
+        if obj is None:
+            return self
+        value = self.fn(obj)
+        obj.__dict__[self.name] = value
+        return value
 
 
 class Monitor:
@@ -65,6 +94,29 @@ class Monitor:
         self.health = Health(hc) if hc else None
         self.listener = None
         self.sessions: list[Session] = []
+        self.monitor_pid = os.getpid()
+        self.cfg_path = ""
+
+    # A monitor made by `serve` has its configuration and runtime loaded
+    # when first used (after the container's exit or for a restart), not
+    # while the container runs. Non-data descriptors, not __getattr__: that
+    # would put every attribute access of the monitor's loop on a slower
+    # path, through more of the interpreter's objects.
+
+    @_Lazy
+    def cfg(self) -> dict:
+        from berth import jsonio
+
+        cfg = jsonio.load_file(self.cfg_path)
+        assert isinstance(cfg, dict)
+        return cfg
+
+    @_Lazy
+    def rt(self) -> "object":
+        from berth.engine.runtimes import runtime_for
+
+        cfg = self.cfg
+        return runtime_for(cfg["runtime"], cfg["runtime_state"], cfg["runtime_log"])
 
     def note(self, text: str) -> None:
         os.write(self.diag, f"{_now()} {text}\n".encode())
@@ -76,6 +128,15 @@ class Monitor:
 
         try:
             os.write(self.status_fd, (jsonio.dumps(msg) + "\n").encode())
+        except OSError:
+            os.close(self.status_fd)
+            self.status_fd = -1
+
+    def tell_raw(self, line: bytes) -> None:
+        if self.status_fd < 0:
+            return
+        try:
+            os.write(self.status_fd, line)
         except OSError:
             os.close(self.status_fd)
             self.status_fd = -1
@@ -125,22 +186,30 @@ class Monitor:
 
     # the container ------------------------------------------------------------------
 
-    def run(self) -> int:
+    def run(self, first_start: "tuple[dict, int, int] | None" = None) -> int:
         """Start the container and supervise it until it is not restarted;
-        returns its last exit code (or 125 if it never started)."""
+        returns its last exit code (or 125 if it never started).
+        `first_start`: the first start, made by the helper of `serve` (its
+        result, the read ends of the output pipes)."""
         first = True
         delay = 0.0
         code = 125
         while True:
-            out_r, out_w = os.pipe()
-            err_r, err_w = os.pipe()
-            null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-            stdin = self.stdin_fd if self.stdin_fd >= 0 else null
-            result = self.start_container((stdin, out_w, err_w))
+            if first_start is not None:
+                result, out_r, err_r = first_start
+                first_start = None
+                out_w = err_w = null = -1
+            else:
+                out_r, out_w = os.pipe()
+                err_r, err_w = os.pipe()
+                null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+                stdin = self.stdin_fd if self.stdin_fd >= 0 else null
+                result = self.start_container((stdin, out_w, err_w))
             master = result.pop("master", -1)
             if "error" in result:
                 for fd in (out_r, out_w, err_r, err_w, null):
-                    os.close(fd)
+                    if fd >= 0:
+                        os.close(fd)
                 message = str(result["error"])
                 self.note(f"start failed: {message}")
                 try:
@@ -157,7 +226,8 @@ class Monitor:
                 return exit_code
             pid = int(result["pid"])
             for fd in (out_w, err_w, null):
-                os.close(fd)
+                if fd >= 0:
+                    os.close(fd)
             if self.stdin_fd >= 0 and master < 0:
                 # the container holds the attached stdin now; EOF reaches it
                 # only if nobody else keeps the terminal or pipe open
@@ -165,8 +235,9 @@ class Monitor:
                 self.stdin_fd = -1
             if master >= 0:
                 # a terminal: its master is both output streams, and input
-                os.close(out_r)
-                os.close(err_r)
+                for fd in (out_r, err_r):
+                    if fd >= 0:
+                        os.close(fd)
                 out_r, err_r = master, -1
             started = time.monotonic()
             if self.health is not None:
@@ -174,7 +245,8 @@ class Monitor:
             # an idle connection keeps sqlite's page cache: not worth its memory
             self.close_db()
             if first:
-                self.tell(pid=pid)
+                # jsonio.dumps({"pid": pid}), without executing the encoder here
+                self.tell_raw(b'{"pid":%d}\n' % pid)
                 first = False
             status = self.pump(pid, out_r, err_r)
             code = os.waitstatus_to_exitcode(status)
@@ -240,49 +312,8 @@ class Monitor:
             sock.setblocking(False)
             self.listener = sock
         finally:
-            os.fchdir(cwd)  # the zygote's, when it prepares a monitor
+            os.fchdir(cwd)  # the start helper's (see serve)
             os.close(cwd)
-
-    def move_fds(self, base: int) -> None:
-        """The monitor's own fds (diagnostics, log, attach socket) moved to
-        numbers >= `base`: made in the zygote, they must not be where the
-        forked monitor puts the status and attach fds (3-6)."""
-        import fcntl
-
-        def high(fd: int) -> int:
-            new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base)
-            os.close(fd)
-            return new
-
-        self.diag = high(self.diag)
-        self.log.fd = high(self.log.fd)
-        if self.listener is not None:
-            import _socket
-
-            fd = high(self.listener.detach())
-            self.listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
-            self.listener.setblocking(False)
-
-    def own_fds(self) -> list[int]:
-        fds = [self.diag, self.log.fd]
-        if self.listener is not None:
-            fds.append(self.listener.fileno())
-        return fds
-
-    def release(self) -> None:
-        """In the zygote, once the monitor is forked: close its copies."""
-        for fd in (self.diag, self.log.fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        if self.listener is not None:
-            self.listener.close()
-
-    def adopt(self) -> None:
-        """In the forked monitor, what __init__ found about the fds the zygote
-        installed (its own were the zygote's when it ran there)."""
-        self.status_fd = STATUS_FD if _is_open(STATUS_FD) else -1
-        with contextlib.suppress(OSError):
-            os.chdir(self.bundle)
 
     def accept(self, streams: dict, master: int) -> int:
         """A `berth attach`: its stdout/stderr fds (and a pipe of its input
@@ -431,12 +462,12 @@ class Monitor:
                     attach_container(Paths(self.cfg["root"], self.cfg["state"]), self.cid, pid,
                                      self.cfg["network"], self.bundle)
                 self.rt.start(self.cid)
-                monitor = os.getppid()
+                monitor = self.monitor_pid
                 self.record(status="running", pid=pid, started_at=_now(), error="",
                             restart_count=self.restart_count, monitor_pid=monitor,
                             monitor_start=_start_time(monitor), oom_killed=0, reason="")
                 self.event("start")
-                out = {"pid": pid}
+                out: dict = {"pid": pid}
             except BaseException as exc:
                 out = {"error": getattr(exc, "message", None) or str(exc),
                        "category": getattr(exc, "category", "internal")}
@@ -460,6 +491,9 @@ class Monitor:
                 break
             except InterruptedError:
                 continue
+        if data.startswith(b'{"pid":') and data.endswith(b"}") and data[7:-1].isdigit():
+            # the usual answer, parsed without executing the decoder here
+            return {"pid": int(data[7:-1])}
         try:
             msg = jsonio.loads(data)
         except ValueError:
@@ -494,8 +528,6 @@ class Monitor:
     def pump(self, pid: int, out_r: int, err_r: int) -> int:
         """Copy output until the container's init exits and its pipes drain;
         returns the init's wait status."""
-        import select
-
         os.set_blocking(out_r, False)
         streams = {out_r: Stream("stdout", out_r, self.log, self.attach_out)}
         if err_r >= 0:
@@ -807,69 +839,46 @@ def _install_seccomp_cache(cfg: dict) -> None:
         return
 
 
-PREPARED_FD_BASE = 16
+SERVE_FD_BASE = 16
 
 
-def prepare(config: str) -> "Monitor | None":
-    """The monitor of one container made by the zygote before it forks the
-    monitor process (config read, log and diagnostics files opened, attach
-    socket bound; fds moved to PREPARED_FD_BASE and up), or None if that
-    failed (the monitor then does it itself and reports what failed).
-
-    Executing code writes to the pages of every object it touches (reference
-    counts, the interpreter's caches): done here, in the zygote, this setup
-    leaves the long-lived monitor ~0.4 MB fewer private pages."""
-    from berth import jsonio
-
-    mon = None
+def _set_name() -> None:
+    """libc.set_name("berth-monitor"), without a ctypes call."""
     try:
-        cfg = jsonio.load_file(config)
-        if not isinstance(cfg, dict):
-            return None
-        mon = Monitor(cfg)
+        fd = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)
         try:
-            mon.listen()
-        except OSError as exc:
-            mon.note(f"attach socket: {exc}")
-        mon.move_fds(PREPARED_FD_BASE)
-        return mon
-    except Exception:  # the monitor does it again, and reports what fails
-        if mon is not None:
-            mon.release()
-        return None
-
-
-def main(argv: list[str], prepared: "Monitor | None" = None) -> int:
-    import gc
-
-    from berth.linux import libc
-
-    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
-    try:
-        libc.set_name("berth-monitor")
+            os.write(fd, b"berth-monitor")
+        finally:
+            os.close(fd)
     except OSError:
         pass
-    if prepared is not None:
-        mon = prepared
-        mon.adopt()
-    else:
-        from berth import jsonio
 
-        cfg = jsonio.load_file(argv[1])
-        assert isinstance(cfg, dict)
-        mon = Monitor(cfg)
-        try:
-            mon.listen()
-        except OSError as exc:
-            mon.note(f"attach socket: {exc}")
-        with contextlib.suppress(OSError):
-            os.chdir(mon.bundle)
+
+def main(argv: list[str]) -> int:
+    """The monitor as a fresh interpreter (spawn._spawn_fresh)."""
+    from berth import jsonio
+
+    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    _set_name()
+    cfg = jsonio.load_file(argv[1])
+    assert isinstance(cfg, dict)
+    mon = Monitor(cfg)
+    try:
+        mon.listen()
+    except OSError as exc:
+        mon.note(f"attach socket: {exc}")
+    with contextlib.suppress(OSError):
+        os.chdir(mon.bundle)
+    return _supervise(mon, None)
+
+
+def _supervise(mon: Monitor, started: "tuple[dict, int, int] | None") -> int:
     # the container's processes are forked from here: keep the imported
     # modules' objects out of the collector so their pages stay shared
     gc.freeze()
     code = 125
     try:
-        code = mon.run()
+        code = mon.run(started)
     except BaseException as exc:
         mon.note(f"monitor failed: {type(exc).__name__}: {exc}")
         import traceback
@@ -881,8 +890,199 @@ def main(argv: list[str], prepared: "Monitor | None" = None) -> int:
     return 0
 
 
+def serve(conn: object, note: "object") -> int:
+    """The monitor forked by the zygote for the request on `conn` (the
+    CLI's ``{"config": PATH, "fds": [3, ...]}`` and those fds, SCM_RIGHTS);
+    returns its exit code.
+
+    Memory: this process lives as long as its container, and every page it
+    writes after the fork is its own (CPython writes reference counts and
+    the specialising interpreter's counters into every object and code
+    object it touches). So the setup is done by a short-lived child (the
+    start helper, `_first_start`): it receives the request, answers it,
+    makes the monitor's files and attach socket, creates and starts the
+    container and records it, then hands this process the fds and a few
+    values (marshal: one C call to decode). What this process executes
+    until the container runs is a handful of functions."""
+    os.setsid()
+    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)  # before the container exists
+    _set_name()
+    mine, theirs = _socket.socketpair(_socket.AF_UNIX,
+                                      _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC, 0)
+    me = os.getpid()
+    helper = libc.fork_bare()
+    if helper == 0:
+        mine.close()
+        _first_start(conn, theirs, me, note)  # never returns
+    theirs.close()
+    conn.close()  # type: ignore[attr-defined]
+    try:
+        size = mine.recv_into(bytearray(1), 1, _socket.MSG_PEEK | _socket.MSG_TRUNC)
+        msg, anc, _f, _a = mine.recvmsg(max(size, 1), _socket.CMSG_SPACE(4 * 16),
+                                        _socket.MSG_CMSG_CLOEXEC)
+    except OSError:
+        msg, anc = b"", []
+    mine.close()
+    while True:
+        try:
+            os.waitpid(helper, 0)
+            break
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+    fds: list[int] = []
+    for level, kind, data in anc:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds.extend(memoryview(data[:len(data) - len(data) % 4]).cast("i"))
+    if not msg:
+        for fd in fds:
+            os.close(fd)
+        return 1  # the helper failed (and noted why)
+    st = marshal.loads(msg)
+    # everything above the numbers it goes to, then the CLI's fds at theirs
+    # (3 status, 4-6 attached stdio) and the monitor's own at 16 and up
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in fds]
+    os.closerange(3, 64)
+    null = os.open("/dev/null", os.O_RDWR)
+    for t in (0, 1, 2):
+        os.dup2(null, t)
+    os.close(null)
+    targets = st.pop("targets")
+    for fd, target in zip(high, targets, strict=False):  # the rest are its own
+        os.dup2(fd, target)
+    own = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, SERVE_FD_BASE) for fd in high[len(targets):]]
+    for fd in high:
+        os.close(fd)
+    own.reverse()
+    mon = Monitor.__new__(Monitor)
+    log = JsonFileLog.__new__(JsonFileLog)
+    log.__dict__.update(st.pop("log"))
+    log.fd = own.pop()
+    result = st.pop("result")
+    hc = st.pop("healthcheck")
+    mon.__dict__.update(st)
+    mon.log = log
+    mon.diag = own.pop()
+    mon.health = Health(hc) if hc else None
+    mon.sessions = []
+    if st["listening"]:
+        mon.listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, own.pop())
+        mon.listener.setblocking(False)
+    out_r = err_r = -1
+    if "pid" in result:
+        out_r = own.pop()
+        err_r = own.pop() if st["pipes"] == 2 else -1
+        if err_r < 0:
+            result["master"] = out_r
+            out_r = -1
+    try:
+        os.chdir(mon.bundle)
+    except OSError:
+        pass
+    return _supervise(mon, (result, out_r, err_r))
+
+
+def _first_start(conn: object, to_monitor: object, monitor_pid: int, note: object) -> None:
+    """The start helper of `serve` (a child of the monitor): the request
+    received and answered, the monitor's files and attach socket made, the
+    container created, started and recorded (Monitor.start_container), and
+    what the monitor needs sent to it. Exits."""
+    import _socket
+    import marshal
+
+    from berth import jsonio
+
+    try:
+        msg, anc, _flags, _addr = conn.recvmsg(65536, _socket.CMSG_SPACE(4 * 8))  # type: ignore[attr-defined]
+        fds: list[int] = []
+        for level, kind, data in anc:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                fds.extend(int.from_bytes(data[i:i + 4], sys.byteorder)
+                           for i in range(0, len(data) - len(data) % 4, 4))
+        req = jsonio.loads(msg)
+        assert isinstance(req, dict)
+        targets: list[int] = list(req["fds"])
+        if len(targets) != len(fds):
+            raise ValueError(f"{len(fds)} fds for {len(targets)} targets")
+        by_target = dict(zip(targets, fds, strict=True))
+    except BaseException as exc:
+        # no answer: the CLI tries again, then starts a monitor of its own
+        try:
+            note(f"request: {type(exc).__name__}: {exc}")  # type: ignore[operator]
+        finally:
+            os._exit(1)
+    try:
+        # answered as the zygote did once it had forked the monitor; a CLI
+        # killed meanwhile does not stop the start
+        conn.send(b'{"pid":%d}' % monitor_pid)  # type: ignore[attr-defined]
+    except OSError:
+        pass
+    conn.close()  # type: ignore[attr-defined]
+    try:
+        cfg = jsonio.load_file(req["config"])
+        assert isinstance(cfg, dict)
+        mon = Monitor(cfg)
+    except BaseException as exc:
+        note(f"monitor failed: {type(exc).__name__}: {exc}")  # type: ignore[operator]
+        os._exit(1)
+    try:
+        mon.monitor_pid = monitor_pid
+        # the CLI's fds are at other numbers here than in the monitor
+        mon.status_fd = by_target.get(STATUS_FD, -1)
+        mon.stdin_fd = by_target.get(ATTACH_IN_FD, -1) if cfg.get("stdin") else -1
+        try:
+            mon.listen()
+        except OSError as exc:
+            mon.note(f"attach socket: {exc}")
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        stdin = mon.stdin_fd if mon.stdin_fd >= 0 else null
+        result = mon.start_container((stdin, out_w, err_w))
+        for fd in (out_w, err_w, null):
+            os.close(fd)
+        master = result.pop("master", -1)
+        own = [mon.log.fd, mon.diag]
+        if mon.listener is not None:
+            own.append(mon.listener.fileno())
+        pipes = 0
+        if "pid" in result:
+            if master >= 0:
+                os.close(out_r)
+                os.close(err_r)
+                own.append(master)
+                pipes = 1
+            else:
+                own += [out_r, err_r]
+                pipes = 2
+        else:
+            os.close(out_r)
+            os.close(err_r)
+        st = {
+            "targets": targets, "result": result, "pipes": pipes,
+            "listening": mon.listener is not None,
+            "log": {"path": mon.log.path, "max_size": mon.log.max_size,
+                    "max_file": mon.log.max_file, "size": mon.log.size},
+            "healthcheck": cfg.get("healthcheck") or None,
+            "cid": mon.cid, "bundle": mon.bundle, "cfg_path": req["config"],
+            "status_fd": STATUS_FD if STATUS_FD in by_target else -1,
+            "attach_out": ATTACH_OUT_FD if cfg.get("attach") else -1,
+            "attach_err": ATTACH_ERR_FD if cfg.get("attach") else -1,
+            "stdin_fd": ATTACH_IN_FD if cfg.get("stdin") else -1,
+            "restart_count": mon.restart_count, "conn": None, "listener": None,
+            "monitor_pid": monitor_pid,
+        }
+        to_monitor.sendmsg([marshal.dumps(st)],  # type: ignore[attr-defined]
+                           [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                             b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds + own))])
+    except BaseException as exc:
+        with contextlib.suppress(BaseException):
+            mon.note(f"monitor start helper failed: {type(exc).__name__}: {exc}")
+            mon.tell(error=f"monitor failed: {exc}", category="internal", exit_code=125)
+        os._exit(1)
+    os._exit(0)
+
+
 if __name__ == "__main__":
-    # started as a script with -I -S: put berth's source tree on the path
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))))
     sys.exit(main(sys.argv))

@@ -15,14 +15,19 @@ engine's --state (never an abstract socket a `--network host` container
 could reach, CVE-2020-15257): the CLI sends ``{"config": PATH, "fds":
 [3, 4, ...]}`` with the fds (SCM_RIGHTS) to install at those numbers (and
 ``"network": true`` for a container on a network berth.network manages:
-its modules are loaded then, not before); the zygote makes the monitor's
-objects (monitor.prepare), forks and answers ``{"pid": N}``.
+its modules are loaded then, not before); the zygote peeks at the request
+and forks; the monitor (monitor.serve) has its start helper receive it and
+answer ``{"pid": N}``.
 
 Memory: a forked monitor shares the zygote's pages until either writes
 them, and CPython writes to every object it touches (reference counts,
-caches), so what a monitor executes decides its private memory. Hence the
-bare fork (no at-fork handlers), the setup done here before the fork, and
-nothing loaded that --network none containers do not use.
+caches), so what a monitor executes decides its private memory, and so
+does what the zygote executes after the fork: each page it writes serving
+the next request is copied, leaving the old one to the monitors forked
+before. Hence the bare fork (no at-fork handlers), a zygote that only
+accepts, peeks and forks, the monitor's setup done by its short-lived start
+helper (monitor.serve), and nothing loaded that --network none containers
+do not use.
 
 Run as ``python -I -S zygote.py SOCKET_PATH [IDLE_SECONDS]``.
 """
@@ -65,8 +70,6 @@ def serve(path: str, idle: float = IDLE_S) -> int:
     import gc
     import select
 
-    from berth import jsonio
-
     _preload()
     from berth.engine import monitor
     from berth.linux import libc
@@ -99,7 +102,6 @@ def serve(path: str, idle: float = IDLE_S) -> int:
     network_loaded = False
     children: set[int] = set()
     idle_since = time.monotonic()
-    fd_space = _socket.CMSG_SPACE(4 * 8)
     while True:
         while children:
             try:
@@ -130,41 +132,27 @@ def serve(path: str, idle: float = IDLE_S) -> int:
         idle_since = time.monotonic()
         try:
             conn.settimeout(5)
-            msg, anc, _flags, _addr = conn.recvmsg(65536, fd_space)
-            fds: list[int] = []
-            for level, kind, data in anc:
-                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-                    n = len(data) // 4
-                    fds.extend(int.from_bytes(data[i * 4:i * 4 + 4], sys.byteorder)
-                               for i in range(n))
+            # a peek, without the fds: the forked monitor receives the
+            # request itself (see monitor.serve)
+            msg = conn.recv(65536, _socket.MSG_PEEK)
             if not msg:
                 continue  # a probe (spawn._answers) or a client that gave up
-            req = jsonio.loads(msg)
-            assert isinstance(req, dict)
-            if req.get("network") and not network_loaded:
+            if b'"network":true' in msg and not network_loaded:
                 _preload_network()
                 network_loaded = True
                 gc.collect()
                 gc.freeze()
-            # the monitor's setup runs here, so the monitor does not execute
-            # it (see monitor.prepare)
-            mon = monitor.prepare(req["config"])
             # single-threaded, no lock held: a bare fork (see fork_bare)
-            pid = -1
-            try:
-                pid = libc.fork_bare()
-            finally:
-                if mon is not None and pid != 0:
-                    mon.release()
+            pid = libc.fork_bare()
             if pid == 0:
                 sock.close()
-                conn.close()
-                _child(req["config"], list(zip(fds, req["fds"], strict=True)), mon)
+                code = 1
+                try:
+                    code = monitor.serve(conn, lambda text: _note(path, text))
+                finally:
+                    os._exit(code)
             children.add(pid)
-            for fd in fds:
-                os.close(fd)
-            conn.send(jsonio.dumps({"pid": pid}).encode())
-        except (OSError, ValueError, KeyError, AssertionError) as exc:
+        except OSError as exc:
             _note(path, f"request: {type(exc).__name__}: {exc}")
         finally:
             conn.close()
@@ -176,45 +164,6 @@ def _note(path: str, text: str) -> None:
         os.write(fd, f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {text}\n".encode())
     finally:
         os.close(fd)
-
-
-def _child(config: str, fds: list[tuple[int, int]], prepared: object = None) -> None:
-    """In the forked monitor: its own session, the request's fds at their
-    numbers (everything else but the prepared monitor's own closed), then
-    the monitor itself."""
-    code = 1
-    try:
-        os.setsid()
-        # move the received fds above every target first: a target may be
-        # another received fd's current number
-        moved = []
-        for fd, target in fds:
-            import fcntl
-
-            moved.append((fcntl.fcntl(fd, fcntl.F_DUPFD, 64), target))
-            os.close(fd)
-        null = os.open("/dev/null", os.O_RDWR)
-        for t in (0, 1, 2):
-            os.dup2(null, t)
-        if null > 2:
-            os.close(null)
-        for fd, target in moved:
-            os.dup2(fd, target)
-            os.close(fd)
-        keep = set(prepared.own_fds()) if prepared is not None else set()  # type: ignore[attr-defined]
-        for fd in range(max(t for _, t in fds) + 1 if fds else 3, 64):
-            if fd not in keep:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        from berth.engine import monitor
-
-        code = monitor.main(["monitor", config], prepared)  # type: ignore[arg-type]
-    except BaseException:
-        code = 1
-    finally:
-        os._exit(code)
 
 
 if __name__ == "__main__":
