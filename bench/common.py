@@ -89,3 +89,15 @@ def busybox_bundle(name: str, args: list[str]) -> str:
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     return path
+
+
+def pss_kb(pid: int) -> int:
+    """Proportional set size of a process in KiB (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

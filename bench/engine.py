@@ -40,7 +40,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, alternate, report
+from common import REPO, alternate, pss_kb, report
 
 BERTH = os.path.join(REPO, ".venv", "bin", "berth")
 # Debian's docker CLI (API 1.41, as its dockerd), not another one earlier in PATH
@@ -49,17 +49,6 @@ DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
 IMAGE = "busybox"
 BRIDGE = "berthbench0"
-
-
-def pss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def processes(match) -> list[int]:

@@ -23,20 +23,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, alternate, pct
+from common import REPO, alternate, pct, pss_kb
 
 BERTH = os.path.join(REPO, ".venv", "bin", "berth")
-
-
-def pss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def left_behind(marker: str) -> list[int]:
