@@ -483,14 +483,7 @@ class Monitor:
                 break
             data += chunk
         os.close(r)
-        while True:
-            try:
-                os.waitpid(helper, 0)
-                break
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
+        _wait_helper(helper)
         if data.startswith(b'{"pid":') and data.endswith(b"}") and data[7:-1].isdigit():
             # the usual answer, parsed without executing the decoder here
             return {"pid": int(data[7:-1])}
@@ -745,6 +738,12 @@ def _reap(pid: int) -> int | None:
     return result
 
 
+def _wait_helper(pid: int) -> None:
+    """Reap a start helper (os.waitpid retries EINTR itself, PEP 475)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
 def _is_open(fd: int) -> bool:
     try:
         os.fstat(fd)
@@ -923,14 +922,7 @@ def serve(conn: object, note: "object") -> int:
     except OSError:
         msg, anc = b"", []
     mine.close()
-    while True:
-        try:
-            os.waitpid(helper, 0)
-            break
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
+    _wait_helper(helper)
     fds: list[int] = []
     for level, kind, data in anc:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
