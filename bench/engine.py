@@ -299,7 +299,8 @@ class HostTraces:
 
     def __init__(self) -> None:
         self.paths = ["/run/containers", "/etc/docker/key.json", "/run/libpod"]
-        self.cgroups = ["docker", "libpod_parent", "machine.slice"]
+        # ctr runs in namespace "bench": its containers' cgroups are /bench/<id>
+        self.cgroups = ["docker", "libpod_parent", "machine.slice", "bench"]
         self.before = {p for p in self.paths if os.path.lexists(p)}
         self.before |= {d for n in self.cgroups for d in glob.glob(f"/sys/fs/cgroup/*/{n}")}
 
