@@ -298,7 +298,9 @@ def top(ctx: click.Context, container: str, ps_args: tuple[str, ...]) -> None:
     if out.returncode != 0:
         out = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        raise InvalidArgumentError(f"ps: {out.stderr.strip()}")
+        # as dockerd: the first line of ps's complaint, or its exit status
+        why = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[0]
+        raise InvalidArgumentError(f"ps: {why}")
     lines = out.stdout.splitlines()
     if not lines:
         return

@@ -465,6 +465,14 @@ def test_top_ps_columns(debian):
     assert sorted(ln.split()[1] for ln in lines[1:]) == ["bash", "sleep"]
     p = debian("top", "tp", "-o", "comm")
     assert p.returncode == 1 and "Couldn't find PID field in ps output" in p.stderr
+    # forest listings refuse -q: all processes then, filtered to the container's
+    lines = debian.out("top", "tp", "axf").splitlines()
+    assert lines[0].split() == ["PID", "TTY", "STAT", "TIME", "COMMAND"]
+    assert sorted(ln.split(None, 4)[4].lstrip("\\_ ") for ln in lines[1:]) == [
+        "bash -c sleep 1000 & wait", "sleep 1000"], lines
+    # nothing selected (no terminal here): ps's exit status, as dockerd says it
+    p = debian("top", "tp", "c", "f")
+    assert p.returncode == 1 and p.stderr.endswith("ps: exit status 1\n"), p.stderr
     debian.out("stop", "-t", "0", "tp")
     p = debian("top", "tp")
     assert p.returncode == 1 and "is not running" in p.stderr
