@@ -145,43 +145,6 @@ def integration_lock():
         os.close(fd)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def berth_cgroup_parent(integration_lock):
-    """The engine's default cgroups live under /berth/<id> in each hierarchy;
-    the parent stays once made (as Docker's /docker does). Made here before
-    any test, so the leak check sees only what a test leaves below it, and
-    removed at the end of the session if empty."""
-    made = []
-    if os.geteuid() == 0 and os.path.isdir(CGROUP_ROOT):
-        for top in sorted(os.listdir(CGROUP_ROOT)):
-            base = os.path.join(CGROUP_ROOT, top)
-            if not os.path.isdir(base) or os.path.islink(base):
-                continue
-            if not (os.path.exists(os.path.join(base, "cgroup.procs"))):
-                continue
-            d = os.path.join(base, "berth")
-            try:
-                os.mkdir(d)
-                made.append(d)
-            except FileExistsError:
-                continue
-            except OSError:
-                continue
-            # a new v1 cpuset starts empty: give it its parent's cpus and mems
-            for name in ("cpuset.cpus", "cpuset.mems"):
-                if os.path.exists(os.path.join(d, name)):
-                    with open(os.path.join(base, name)) as f:
-                        value = f.read().strip()
-                    with open(os.path.join(d, name), "w") as f:
-                        f.write(value)
-    yield
-    for d in made:
-        try:
-            os.rmdir(d)
-        except OSError:
-            pass
-
-
 @pytest.fixture
 def privileged():
     require_privileged("integration tests need root (namespaces, mounts, cgroups)")

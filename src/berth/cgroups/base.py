@@ -69,6 +69,7 @@ class CgroupManager:
                     first.add_note(str(exc))
         if first is not None:
             raise first
+        remove_default_parents(self.paths.values())
 
     def exists(self) -> bool:
         return any(os.path.isdir(p) for p in self.paths.values())
@@ -158,8 +159,38 @@ def signal_pids(pids: list[int], sig: int) -> None:
             pass
 
 
+def remove_default_parents(paths) -> None:
+    """Remove berth's shared parent (``/berth`` at a hierarchy's root) under
+    each of `paths` once its last container's cgroup is gone: the last one
+    out takes it away, so nothing of berth stays in the hierarchies while it
+    runs no container. A parent with another cgroup in it refuses (EBUSY,
+    ENOTEMPTY): it is someone else's turn."""
+    from berth.cgroups.hierarchy import DEFAULT_PARENT
+
+    name = DEFAULT_PARENT.lstrip("/")
+    for path in paths:
+        parent = os.path.dirname(path.rstrip("/"))
+        if os.path.basename(parent) != name or not os.path.ismount(os.path.dirname(parent)):
+            continue
+        try:
+            os.rmdir(parent)
+        except OSError:
+            pass
+
+
 def make_dirs(path: str) -> list[str]:
-    """mkdir -p; returns the directories created, top first."""
+    """mkdir -p; returns the directories created, top first. A parent that
+    vanishes meanwhile (berth's shared parent removed by the last container
+    leaving, see remove_default_parents) is made again."""
+    for _ in range(5):
+        try:
+            return _make_dirs(path)
+        except FileNotFoundError:
+            continue
+    return _make_dirs(path)
+
+
+def _make_dirs(path: str) -> list[str]:
     created: list[str] = []
     todo = []
     p = path
@@ -175,6 +206,8 @@ def make_dirs(path: str) -> list[str]:
             created.append(d)
         except FileExistsError:
             pass
+        except FileNotFoundError:
+            raise
         except OSError as exc:
             raise from_oserror(exc, "create cgroup", d) from exc
     return created

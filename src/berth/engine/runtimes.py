@@ -231,6 +231,15 @@ class CliRuntime:
             self._run("delete", *(["--force"] if force else []), cid)
         except NotFoundError:
             pass
+        # the runtime removes the container's /berth/<id>; the shared /berth
+        # goes with the last container, as berth's own runtime does it
+        from berth.cgroups.base import remove_default_parents
+        from berth.cgroups.hierarchy import resolve_paths
+
+        try:
+            remove_default_parents(resolve_paths(f"/berth/{cid}", cid)[1].values())
+        except BerthError:
+            pass
 
     def state(self, cid: str) -> dict | None:
         from berth import jsonio
