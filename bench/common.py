@@ -101,3 +101,23 @@ def pss_kb(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def processes(match) -> list[int]:
+    """Live processes for which match(comm, cmdline) holds."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{name}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{name}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and match(comm, cmd):
+            out.append(int(name))
+    return out

@@ -40,7 +40,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, alternate, pss_kb, report
+from common import REPO, alternate, processes, pss_kb, report
 
 BERTH = os.path.join(REPO, ".venv", "bin", "berth")
 # Debian's docker CLI (API 1.41, as its dockerd), not another one earlier in PATH
@@ -49,25 +49,6 @@ DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
 IMAGE = "busybox"
 BRIDGE = "berthbench0"
-
-
-def processes(match) -> list[int]:
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{name}/comm") as f:
-                comm = f.read().strip()
-            with open(f"/proc/{name}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and match(comm, cmd):
-            out.append(int(name))
-    return out
 
 
 def kill_all(pids: list[int]) -> None:

@@ -23,27 +23,14 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, alternate, pct, pss_kb
+from common import REPO, alternate, pct, processes, pss_kb
 
 BERTH = os.path.join(REPO, ".venv", "bin", "berth")
 
 
 def left_behind(marker: str) -> list[int]:
     """Live processes whose command line names `marker` (the engine's roots)."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{name}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and marker in cmd:
-            out.append(int(name))
-    return out
+    return processes(lambda comm, cmd: marker in cmd)
 
 
 class Engine:

@@ -162,7 +162,7 @@ def enter_cgroup(state: st.ContainerState, pid: int) -> None:
     """Move `pid` into the container's cgroups. CgroupManager.add_process
     does the same; written here to keep the cgroups package (1.5 ms of
     imports) off exec's path. On v1 the first write in a while waits a full
-    RCU grace period (see init._join_cgroup): the child works meanwhile."""
+    RCU grace period (see berth.runtime.rcu): the child works meanwhile."""
     rec = state.data.get("cgroup") or {}
     for path in (rec.get("paths") or {}).values():
         try:
