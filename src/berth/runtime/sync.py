@@ -45,7 +45,16 @@ class Channel:
         self.sock.send(jsonio.dumps(fields).encode())
 
     def recv(self) -> dict:
-        data = self.sock.recv(MAX)
+        try:
+            data = self.sock.recv(MAX)
+        except ConnectionResetError:
+            # the peer exited with a message of ours unread (the kernel then
+            # reports ECONNRESET once, before what it had sent us): its last
+            # words, such as an error, are still queued
+            try:
+                data = self.sock.recv(MAX, _socket.MSG_DONTWAIT)
+            except OSError:
+                data = b""
         if not data:
             raise ChannelClosed()
         msg = jsonio.loads(data)
