@@ -16,6 +16,14 @@ between `runtime create` (the network namespace exists) and `runtime start`:
 
 /etc/hosts and /etc/resolv.conf are rewritten in place in the bundle (the
 files the engine bind-mounts), so the bind mounts made by create see them.
+
+The monitor zygote (engine/zygote.py) calls `keep_bridges` once it has
+loaded this package: in the monitors and start helpers it forks, the
+default network's bridge and berth's rules outlive the last container
+while the zygote lives (NetworkManager keep_default), and `release_kept`,
+called by the zygote as it leaves, deletes what no container uses. The
+roots it served are listed in a file of its own beside its socket, so a
+zygote that was killed leaves a list the next one to leave handles too.
 """
 
 from __future__ import annotations
@@ -31,6 +39,83 @@ if TYPE_CHECKING:
     from typing import Any
 
 NO_NETWORK = ("none", "host")
+
+# (zygote pid, its list of roots): set in the zygote by keep_bridges
+_keeper: tuple[int, str] | None = None
+_KEPT_SUFFIX = ".network-roots"
+
+
+def keep_bridges(registry_prefix: str) -> None:
+    """Called by the monitor zygote (this process) before it forks: see the
+    module's doc. `registry_prefix` is a path in its private directory
+    (its socket's); the roots go in PREFIX.PID.network-roots."""
+    global _keeper
+    _keeper = (os.getpid(), f"{registry_prefix}.{os.getpid()}{_KEPT_SUFFIX}")
+
+
+def _keeping(paths: Paths) -> bool:
+    """Whether this process was forked by a zygote that still lives (and
+    has `paths.root` listed for its exit)."""
+    if _keeper is None:
+        return False
+    pid, registry = _keeper
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        with open(registry) as f:
+            if paths.root in f.read().splitlines():
+                return True
+    except FileNotFoundError:
+        pass
+    try:
+        fd = os.open(registry, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
+    try:
+        os.write(fd, (paths.root + "\n").encode())  # one write: appends do not interleave
+    finally:
+        os.close(fd)
+    return True
+
+
+def release_kept(registry_prefix: str) -> None:
+    """Called by the zygote as it leaves: the bridges and rules kept for
+    the roots it served (and those of zygotes that died without doing
+    this) are removed unless a container uses them."""
+    from berth.network.manager import NetworkManager
+
+    d, base = os.path.split(registry_prefix)
+    me = os.getpid()
+    for name in sorted(os.listdir(d or ".")):
+        if not (name.startswith(base + ".") and name.endswith(_KEPT_SUFFIX)):
+            continue
+        pid_text = name[len(base) + 1:-len(_KEPT_SUFFIX)]
+        if not pid_text.isdigit():
+            continue
+        pid = int(pid_text)
+        if pid != me:
+            try:
+                os.kill(pid, 0)
+                continue  # another zygote still serving
+            except ProcessLookupError:
+                pass
+            except OSError:
+                continue
+        path = os.path.join(d, name)
+        try:
+            with open(path) as f:
+                roots = [r for r in f.read().splitlines() if r]
+        except FileNotFoundError:
+            continue
+        for root in dict.fromkeys(roots):
+            paths = Paths(root)
+            if not os.path.exists(paths.database):
+                continue
+            with NetworkManager(paths) as nm:
+                nm.release_unused()
+        os.unlink(path)
 
 
 def is_networked(network_mode: str) -> bool:
@@ -124,7 +209,7 @@ def attach_container(paths: Paths, container_id: str, pid: int, request: dict[st
     from berth.network.manager import NetworkManager
 
     ports = [PortMapping(**p) for p in request.get("ports") or []]
-    with NetworkManager(paths) as nm:
+    with NetworkManager(paths, keep_default=_keeping(paths)) as nm:
         # a restart (policy or `berth start`) after an exit nobody released
         nm.release_all(container_id)
         endpoints = []
@@ -164,12 +249,14 @@ def release_container(paths: Paths, container_id: str) -> None:
     try:
         if not store.endpoints(container_id=container_id) and not store.dns_server(
                 container_id):
+            store.close()
             return
-    finally:
+    except BaseException:
         store.close()
+        raise
     from berth.network.manager import NetworkManager
 
-    with NetworkManager(paths) as nm:
+    with NetworkManager(paths, keep_default=_keeping(paths), store=store) as nm:
         nm.release_all(container_id)
 
 

@@ -9,8 +9,18 @@
 
 A network's bridge exists while the network has endpoints; berth's nftables
 table exists while any network does, and is rewritten from the database as
-a whole after every change (see nft.py). Every public operation holds one
-file lock, so two berth processes never interleave their kernel changes.
+a whole after every change that alters it (see nft.py). Every public
+operation holds one file lock, so two berth processes never interleave
+their kernel changes.
+
+With `keep_default=True` (a container's monitor, forked by the monitor
+zygote, see attach.keep_bridges) the default network's bridge and its rules
+outlive its last container: the next `berth run` then neither creates nor
+deletes a bridge, and writes no nft rule when it publishes no port. They go
+when the zygote leaves (`release_unused`), or with a later last container
+released with `keep_default=False`. The host end of a veth released there
+is deleted by a short-lived child, so the container's exit is reported
+without waiting for the kernel's RCU grace period (~15-30 ms here).
 """
 
 from __future__ import annotations
@@ -37,7 +47,6 @@ from berth.errors import (
 )
 from berth.network import dnsctl, nft
 from berth.network.model import (
-    DEFAULT_BRIDGE,
     DEFAULT_MTU,
     DEFAULT_NETWORK,
     OPT_BRIDGE_NAME,
@@ -47,6 +56,7 @@ from berth.network.model import (
     PortMapping,
     check_bridge_name,
     check_network_name,
+    default_bridge_name,
     parse_address,
     parse_address6,
     parse_mtu,
@@ -82,14 +92,20 @@ class NetworkManager:
         dns_upstreams: Sequence[str] | None = None,
         default_bridge: str | None = None,
         default_subnet: str | None = None,
+        keep_default: bool = False,
+        store: NetworkStore | None = None,
     ) -> None:
         self.paths = paths
-        self.store = NetworkStore(paths.database)
+        self.store = store or NetworkStore(paths.database)  # closed by close()
         self.table = nft.table_name(paths.root)
+        # digest and generation of the last nft transaction (nft.start)
+        self.nft_state = os.path.join(paths.root, "network.nft")
+        self.keep_default = keep_default
         env = os.environ.get("BERTH_DNS_UPSTREAMS")
         self.dns_upstreams = list(dns_upstreams) if dns_upstreams is not None else (
             env.split(",") if env else None)
-        self.default_bridge = default_bridge or os.environ.get("BERTH_BRIDGE") or DEFAULT_BRIDGE
+        self.default_bridge = (default_bridge or os.environ.get("BERTH_BRIDGE")
+                               or default_bridge_name(paths.root))
         self.default_subnet = default_subnet or os.environ.get("BERTH_BRIDGE_SUBNET")
 
     def close(self) -> None:
@@ -381,7 +397,7 @@ class NetworkManager:
                 self._check_routes(net)
             # the rules go in while the links are made (they name links, which
             # may come later); waited for before any other nft transaction
-            firewall = nft.start(self._firewall_commands())
+            firewall = nft.start(self._firewall_commands(), self.nft_state)
             undo.callback(self._quiet, firewall.wait, errors)
             bridge_addrs: list[Any] = [
                 ipaddress.IPv4Interface(f"{net.gateway}/{net.subnet.prefixlen}")]
@@ -511,13 +527,18 @@ class NetworkManager:
     def _detach(self, ep: Endpoint, net: Network) -> None:
         from berth.network import netlink
 
+        last = not any(e.id != ep.id for e in self.store.endpoints(network_id=net.id))
+        keep = not last or (self.keep_default and net.is_default)
         # the rules without this endpoint go in while its links are deleted
-        firewall = nft.start(self._firewall_commands(without=ep.id))
+        firewall = nft.start(self._firewall_commands(
+            without=ep.id, dropping=() if keep else (net.id,)), self.nft_state)
         try:
-            if any(e.id != ep.id for e in self.store.endpoints(network_id=net.id)):
-                netlink.delete_link(ep.host_veth)
-            else:  # the network's last endpoint: its bridge goes too, in one batch
+            if not keep:  # the network's last endpoint: its bridge goes too, in one batch
                 netlink.delete_links([ep.host_veth, net.bridge])
+            elif self.keep_default:
+                netlink.delete_link_later(ep.host_veth)
+            else:
+                netlink.delete_link(ep.host_veth)
             self.store.release(ep.id)
         except BaseException as exc:
             try:
@@ -533,8 +554,24 @@ class NetworkManager:
     def _remove_bridge_if_unused(self, net: Network) -> None:
         from berth.network import netlink
 
-        if not self.store.endpoints(network_id=net.id):
+        if not self.store.endpoints(network_id=net.id) and not (
+                self.keep_default and net.is_default):
             netlink.delete_link(net.bridge)
+
+    def release_unused(self) -> list[str]:
+        """Delete the bridges of networks without endpoints (the default one
+        kept by `keep_default`) and write the rules without them; returns
+        the bridges deleted. The monitor zygote calls it as it leaves."""
+        from berth.network import netlink
+
+        with self._locked():
+            gone = [n.bridge for n in self.store.networks()
+                    if netlink.link_exists(n.bridge)
+                    and not self.store.endpoints(network_id=n.id)]
+            if gone:
+                netlink.delete_links(gone)
+            self._sync_firewall()
+        return gone
 
     def collect_garbage(self) -> list[str]:
         """Release endpoints whose container went without a release (its
@@ -601,14 +638,22 @@ class NetworkManager:
 
     def _sync_firewall(self) -> None:
         """Make berth's table match the database (or delete it when unused)."""
-        nft.apply(self._firewall_commands())
+        nft.apply(self._firewall_commands(), self.nft_state)
 
-    def _firewall_commands(self, without: str = "") -> list[dict[str, Any]]:
-        """The nft transaction for the database as it is, less endpoint `without`."""
+    def _firewall_commands(self, without: str = "",
+                           dropping: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The nft transaction for the database as it is, less endpoint
+        `without` and networks `dropping` (their bridges are being deleted):
+        the rules of every network with endpoints, and of the default
+        network while its bridge is kept without any."""
+        from berth.network.netlink import link_exists
+
         bridges, dnat = [], []
         for net in self.store.networks():
+            if net.id in dropping:
+                continue
             eps = [e for e in self.store.endpoints(network_id=net.id) if e.id != without]
-            if not eps:
+            if not eps and not (net.is_default and link_exists(net.bridge)):
                 continue
             bridges.append(nft.BridgeRules(net.bridge, net.subnet, net.internal, net.subnet6))
             for ep in eps:

@@ -8,10 +8,11 @@ from __future__ import annotations
 import ipaddress
 
 from berth.errors import InvalidArgumentError
+from berth.paths import DEFAULT_ROOT
 from berth.structs import dataclass, field  # not dataclasses: model is on `berth run`'s path
 
 DEFAULT_NETWORK = "bridge"
-DEFAULT_BRIDGE = "berth0"
+DEFAULT_BRIDGE = "berth0"  # the default root's; other roots: default_bridge_name
 OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
 OPT_MTU = "com.docker.network.driver.mtu"
 DEFAULT_MTU = 1500
@@ -194,6 +195,19 @@ def parse_mtu(text: str) -> int:
     if not 68 <= mtu <= 65535:
         raise InvalidArgumentError(f"invalid mtu {mtu}: must be between 68 and 65535")
     return mtu
+
+
+def default_bridge_name(root: str) -> str:
+    """The default network's bridge for engine root `root`: `berth0` for the
+    default root (/var/lib/berth, as Docker's docker0), `berth-` and 8 hex
+    digits of the root's SHA-1 for any other, so engines on different roots
+    never share a bridge (stable per root, within the 15 characters of an
+    interface name)."""
+    if root.rstrip("/") == DEFAULT_ROOT:
+        return DEFAULT_BRIDGE
+    import hashlib
+
+    return "berth-" + hashlib.sha1(root.rstrip("/").encode()).hexdigest()[:8]
 
 
 def mac_for(ip: ipaddress.IPv4Address) -> str:

@@ -348,6 +348,31 @@ def delete_link(name: str) -> bool:
     return True
 
 
+def delete_link_later(name: str) -> None:
+    """Delete link `name` from a child process and return at once: deleting
+    a veth waits for an RCU grace period (~15-30 ms here), which the caller
+    (a monitor reporting its container's exit) need not wait for. The child
+    is reaped by whoever reaps this process's children (a monitor reaps its
+    orphans as subreaper), or by init once this process has left."""
+    if not link_exists(name):
+        return
+    try:
+        pid = os.fork()
+    except OSError:
+        delete_link(name)
+        return
+    if pid == 0:
+        code = 0
+        try:
+            delete_link(name)
+        except BaseException as exc:  # nobody to raise it to
+            code = 1
+            with contextlib.suppress(OSError):
+                os.write(2, f"berth: delete link {name}: {exc}\n".encode())
+        finally:
+            os._exit(code)
+
+
 def delete_links(names: Sequence[str]) -> None:
     """Delete links `names` (those that exist) as one batch: the kernel pays
     its RCU grace periods once for the batch, not once per link (~20-40 ms

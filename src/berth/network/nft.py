@@ -20,6 +20,15 @@ While a network created with `--ipv6` has endpoints, an `ip6` table of the
 same name holds the IPv6 counterparts of `postrouting` (masquerade, NAT66)
 and `forward` (isolation, --internal); it goes in the same transaction.
 
+A transaction that would write what the table holds already is skipped
+(`start(..., state=PATH)`): PATH keeps the digest of the last transaction
+applied and the ruleset's generation id (nf_tables' counter of committed
+transactions, read over NETLINK_NETFILTER in ~0.2 ms) right after it. The
+skip needs both to match, so a table changed or flushed by anyone since
+(another engine, `nft flush ruleset`) is written again. A container start or
+removal that changes no rule (no published port, its network's bridge kept)
+runs no `nft` at all.
+
 Published ports and the host firewall: DNATed packets are forwarded, so a
 rule in an `input` hook never sees them (Docker's long-standing complaint).
 A rule that should block a host port and a published port alike goes in a
@@ -36,6 +45,8 @@ import ipaddress
 import json
 import os
 import shutil
+import socket
+import struct
 import subprocess
 from dataclasses import dataclass
 from typing import Any
@@ -207,29 +218,103 @@ def nft_binary() -> str:
     return path
 
 
+# <linux/netlink.h>, <linux/netfilter/nfnetlink.h>, <linux/netfilter/nf_tables.h>
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_NFTABLES = 10
+NFT_MSG_GETGEN = 16
+NFTA_GEN_ID = 1
+
+
+def generation() -> int | None:
+    """The ruleset's generation id (bumped by every committed nf_tables
+    transaction in this network namespace), or None when it cannot be read."""
+    try:
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                          NETLINK_NETFILTER)
+    except OSError:
+        return None
+    try:
+        s.bind((0, 0))
+        body = struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)  # struct nfgenmsg
+        s.send(struct.pack("=IHHII", 16 + len(body), (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN,
+                           0x1, 1, 0) + body)  # NLM_F_REQUEST
+        data = s.recv(4096)
+    except OSError:
+        return None
+    finally:
+        s.close()
+    if len(data) < 20:
+        return None
+    length, mtype, _flags, _seq, _pid = struct.unpack_from("=IHHII", data)
+    if mtype != (NFNL_SUBSYS_NFTABLES << 8) | 15:  # NFT_MSG_NEWGEN
+        return None
+    off = 20
+    while off + 4 <= min(length, len(data)):
+        alen, kind = struct.unpack_from("=HH", data, off)
+        if alen < 4:
+            break
+        if kind & 0x3FFF == NFTA_GEN_ID and alen >= 8:
+            return struct.unpack_from("!I", data, off + 4)[0]
+        off += (alen + 3) & ~3
+    return None
+
+
+def _read_state(path: str) -> tuple[int, str] | None:
+    try:
+        with open(path) as f:
+            gen, _, digest = f.read().strip().partition(" ")
+        return int(gen), digest
+    except (OSError, ValueError):
+        return None
+
+
 class Pending:
     """An nft transaction running in the background (see `start`)."""
 
-    def __init__(self, proc: subprocess.Popen) -> None:
+    def __init__(self, proc: subprocess.Popen | None, state: str | None = None,
+                 digest: str = "", gen: int | None = None) -> None:
         self.proc = proc
-        self.done = False
+        self.done = proc is None
+        self.state, self.digest, self.gen = state, digest, gen
 
     def wait(self) -> None:
         """Wait for it; its error is raised once (a second wait returns)."""
         if self.done:
             return
         self.done = True
-        assert self.proc.stderr is not None
+        assert self.proc is not None and self.proc.stderr is not None
         err = self.proc.stderr.read()
         self.proc.stderr.close()
         if self.proc.wait() != 0:
             raise InternalError(f"apply nftables rules: {err.strip()}")
+        if self.state and self.gen is not None:
+            after = generation()
+            # only when nothing but this transaction was committed meanwhile
+            if after is not None and after - self.gen in (0, 1):
+                try:
+                    with open(self.state + ".tmp", "w") as f:
+                        f.write(f"{after} {self.digest}\n")
+                    os.rename(self.state + ".tmp", self.state)
+                except OSError:
+                    pass
 
 
-def start(commands: list[dict[str, Any]]) -> Pending:
+def start(commands: list[dict[str, Any]], state: str | None = None) -> Pending:
     """Start `commands` as one nft transaction (all of them or none) and
-    return at once, so netlink work can overlap it; `wait()` for the result."""
+    return at once, so netlink work can overlap it; `wait()` for the result.
+    With `state` (a file), nothing is run when the same transaction was the
+    last one applied and no other has been committed since (module doc)."""
     doc = json.dumps({"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]})
+    digest = gen = None
+    if state:
+        digest = hashlib.sha1(doc.encode()).hexdigest()
+        gen = generation()
+        if gen is not None and _read_state(state) == (gen, digest):
+            return Pending(None)
+        try:
+            os.unlink(state)  # a transaction that fails or dies half-way is redone
+        except FileNotFoundError:
+            pass
     p = subprocess.Popen([nft_binary(), "-j", "-f", "-"], stdin=subprocess.PIPE,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert p.stdin is not None
@@ -242,12 +327,12 @@ def start(commands: list[dict[str, Any]]) -> Pending:
             p.stdin.close()
         except BrokenPipeError:
             pass
-    return Pending(p)
+    return Pending(p, state, digest or "", gen)
 
 
-def apply(commands: list[dict[str, Any]]) -> None:
+def apply(commands: list[dict[str, Any]], state: str | None = None) -> None:
     """Run `commands` as one nft transaction: all of them or none."""
-    start(commands).wait()
+    start(commands, state).wait()
 
 
 def table_exists(table: str) -> bool:

@@ -55,6 +55,34 @@ def _nft_tables() -> set[str]:
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 
+def _zygotes(berth) -> list[int]:
+    """The engine's monitor zygotes (they serve its --state)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+            with open(f"/proc/{name}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if state != "Z" and any(a.endswith(b"zygote.py") for a in cmd) and any(
+                a.startswith(berth.state.encode() + b"/") for a in cmd):
+            out.append(int(name))
+    return out
+
+
+def _wait_zygote_gone(berth, timeout: float = 15) -> None:
+    """The default bridge and berth's rules outlive the last container while
+    the zygote lives; it leaves after BERTH_ZYGOTE_IDLE without a monitor."""
+    end = time.monotonic() + timeout
+    while _zygotes(berth):
+        assert time.monotonic() < end, f"zygote still there: {_zygotes(berth)}"
+        time.sleep(0.05)
+
+
 def test_default_bridge_network_as_docker(berth):
     """No --network: the default bridge, Docker's inspect shapes, all released at rm."""
     import json
@@ -75,6 +103,41 @@ def test_default_bridge_network_as_docker(berth):
     bridge = berth.env["BERTH_BRIDGE"]
     assert bridge in _links()
     berth("rm", "-f", "plain", check=True)
+    _wait_zygote_gone(berth)
+    assert _links() == links and _nft_tables() == tables
+
+
+def test_default_bridge_kept_while_zygote_lives(berth):
+    """The default bridge and berth's nft table outlive the last container
+    while the monitor zygote lives (a `run` then neither makes nor deletes
+    them), the veth does not, and all of it is gone once the zygote leaves."""
+    from berth.network.nft import table_name
+
+    berth.env["BERTH_ZYGOTE_IDLE"] = "3"
+    links, tables = _links(), _nft_tables()
+    bridge = berth.env["BERTH_BRIDGE"]
+    table = f"table ip {table_name(berth.root)}"
+    p = berth("run", "--rm", "busybox", "cat", "/sys/class/net/eth0/ifindex")
+    assert p.returncode == 0, p.stderr
+    zygotes = _zygotes(berth)
+    assert len(zygotes) == 1
+    # kept: the bridge and the table; the veth goes (with the container's
+    # network namespace, or deleted by the monitor's child: not waited for)
+    assert bridge in _links() and table in _nft_tables()
+    end = time.monotonic() + 2
+    while os.listdir(f"/sys/class/net/{bridge}/brif") and time.monotonic() < end:
+        time.sleep(0.01)
+    assert os.listdir(f"/sys/class/net/{bridge}/brif") == []
+    with open(f"/sys/class/net/{bridge}/ifindex") as f:
+        index = f.read()
+    # a second run uses the same bridge, and reaches the host through it
+    gw = berth.env["BERTH_BRIDGE_SUBNET"].rsplit(".", 1)[0] + ".1"
+    p = berth("run", "--rm", "busybox", "ping", "-c", "1", "-W", "3", gw)
+    assert p.returncode == 0, p.stdout + p.stderr
+    with open(f"/sys/class/net/{bridge}/ifindex") as f:
+        assert f.read() == index
+    assert _zygotes(berth) == zygotes
+    _wait_zygote_gone(berth)
     assert _links() == links and _nft_tables() == tables
 
 
