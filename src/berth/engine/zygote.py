@@ -56,13 +56,17 @@ def _preload() -> None:
         pass
 
 
-def _preload_network() -> None:
+def _preload_network(path: str) -> None:
     """A container on a bridge network is attached by its monitor's start
     helper and released by its monitor: both forks of this process. Loaded
     at the first request for such a container, not before: every monitor
     forked from a larger zygote has more private pages (~0.15 MB each with
-    these modules loaded, measured with 100 `--network none` containers)."""
+    these modules loaded, measured with 100 `--network none` containers).
+    While this process lives, the default bridge outlives its containers
+    (berth.network.attach.keep_bridges; removed by release_kept as we leave)."""
     from berth.network import attach, files, manager, netlink, nft, store  # noqa: F401
+
+    attach.keep_bridges(path)
 
 
 def serve(path: str, idle: float = IDLE_S) -> int:
@@ -120,6 +124,13 @@ def serve(path: str, idle: float = IDLE_S) -> int:
                 pass
             # a client that connected before the unlink gets EOF and retries
             sock.close()
+            if network_loaded:
+                try:
+                    from berth.network.attach import release_kept
+
+                    release_kept(path)
+                except Exception as exc:
+                    _note(path, f"release kept bridges: {type(exc).__name__}: {exc}")
             return 0
         ready, _, _ = select.select([sock], [], [], min(0.25, idle))
         if not ready:
@@ -138,7 +149,7 @@ def serve(path: str, idle: float = IDLE_S) -> int:
             if not msg:
                 continue  # a probe (spawn._answers) or a client that gave up
             if b'"network":true' in msg and not network_loaded:
-                _preload_network()
+                _preload_network(path)
                 network_loaded = True
                 gc.collect()
                 gc.freeze()
