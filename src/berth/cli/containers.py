@@ -50,6 +50,9 @@ class DockerCommand(click.Command):
             return super().invoke(ctx)
         except BerthError as exc:
             name = ctx.info_name or ""
+            group = ctx.parent.info_name if ctx.parent and ctx.parent.parent else None
+            if group and group != "container":
+                name = f"{group} {name}"  # `volume create` is no `create`: exit 1
             click.echo(error_message(name, exc), err=True)
             sys.exit(exit_code_for(name, exc))
 

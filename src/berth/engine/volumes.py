@@ -1,5 +1,28 @@
 """Named volumes (the local driver) and the translation of a container's
-mounts (bind, volume, tmpfs) to OCI mounts."""
+mounts (bind, volume, tmpfs) to OCI mounts.
+
+Options of the local driver (`volume create -o/--opt`), as Docker's on Linux
+(moby volume/local/local_unix.go): `type`, `o` and `device` say what to
+mount on the volume's `_data` directory, e.g. `type=tmpfs device=tmpfs
+o=size=100m,uid=1000`, or `type=none o=bind device=/host/dir`; `size` needs
+quota support, which berth does not have, so only `size=0` is taken.
+Checked at create (unknown key, `device` and `type` each needing the other,
+`o` needing both), with Docker's messages. `o` is parsed as moby's
+mount.Mount does: the words of mount(8)'s flag table (ro, bind, nosuid,
+noatime, private, ...) become MS_* flags, the rest is the filesystem's data.
+
+Lifecycle (daemonless): the volume is mounted by the first container start
+that uses it when `_data` is not a mount point yet (/proc/self/mountinfo),
+under a per-volume flock (on the volume's directory) so concurrent starts do
+not mount it twice; a mount error fails that start (Docker's "error while
+mounting volume ..."). It is unmounted when the volume is removed (`volume
+rm`, `volume prune`, `system prune --volumes`, `rm -v`), before its
+directory is deleted, and the removal is refused if it cannot be. Unlike
+dockerd, which unmounts once no running container uses the volume, berth
+keeps it mounted while it exists, so while a stopped container still
+references it too: a tmpfs volume keeps its files across container
+restarts until `volume rm`.
+"""
 
 from __future__ import annotations
 
@@ -32,8 +55,6 @@ class Volumes:
                options: dict[str, str] | None = None, anonymous: bool = False) -> dict[str, Any]:
         if driver != "local":
             raise NotFoundError(f"plugin \"{driver}\" not found")
-        if options:
-            raise InvalidArgumentError("options of the local driver are not supported yet")
         if not name:
             name = os.urandom(32).hex()
             anonymous = True
@@ -44,6 +65,8 @@ class Volumes:
                 f'create {name}: "{name}" includes invalid characters for a local volume name, '
                 'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
                 "directory, use absolute path")
+        if options:
+            _validate_options(name, options)
         os.makedirs(self.root, mode=0o701, exist_ok=True)
         self.store.volume_insert(name, driver, _now(), labels or {}, options or {}, anonymous)
         os.makedirs(self.path(name), mode=0o755, exist_ok=True)
@@ -63,7 +86,8 @@ class Volumes:
             "Labels": jsonio.loads(row["labels"]) or None,
             "Mountpoint": self.path(name),
             "Name": name,
-            "Options": jsonio.loads(row["options"]) or None,
+            # Go's encoding/json writes a map's keys sorted
+            "Options": dict(sorted((jsonio.loads(row["options"]) or {}).items())) or None,
             "Scope": "local",
         }
 
@@ -79,15 +103,38 @@ class Volumes:
         return out
 
     def remove(self, name: str, force: bool = False) -> None:
-        self.get(name)
+        row = self.get(name)
         users = self.users(name)
         if users:
             raise ConflictError(f"remove {name}: volume is in use - [{', '.join(users)}]",
                                 volume=name)
+        if _mount_options(row) and os.path.isdir(self.path(name)):
+            with self._locked(name):
+                _unmount_all(self.path(name), name)
         self.store.volume_delete(name)
         import shutil  # not on a container start's path
 
         shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+
+    def mount(self, name: str, opts: dict[str, str]) -> None:
+        """Mount a volume that has mount options on its `_data`, unless it is
+        a mount point already (see the module's docstring)."""
+        with self._locked(name):
+            data = self.path(name)
+            if _is_mounted(data):
+                return
+            try:
+                _mount_local(opts, data)
+            except OSError as exc:
+                from berth.errors import InternalError
+
+                raise InternalError(f"error while mounting volume '{data}': {exc.strerror}",
+                                    volume=name) from None
+
+    def _locked(self, name: str) -> _DirLock:
+        """An exclusive flock on the volume's directory (its mount and unmount
+        are serialised across berth processes)."""
+        return _DirLock(os.path.join(self.root, name))
 
     def prune(self, all_volumes: bool = False) -> tuple[list[str], int]:
         """Remove unused volumes (anonymous ones only unless `all_volumes`,
@@ -98,10 +145,29 @@ class Volumes:
                 continue
             if self.users(row["name"]):
                 continue
-            space += _du(os.path.join(self.root, row["name"]))
+            if not _is_bind(_mount_options(row)):  # a bind's files are not reclaimed
+                space += _du(os.path.join(self.root, row["name"]))
             self.remove(row["name"])
             removed.append(row["name"])
         return removed, space
+
+
+class _DirLock:
+    def __init__(self, path: str) -> None:
+        import fcntl
+
+        self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def __enter__(self) -> _DirLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
 
 
 def _du(path: str) -> int:
@@ -136,8 +202,13 @@ def oci_mounts(volumes: Volumes, mounts: list[dict[str, Any]]) -> list[dict[str,
                         "options": ["rbind", "rprivate", *ro]})
         elif kind == "volume":
             name = m["Source"]
-            if volumes.store.volume_get(name) is None:
+            row = volumes.store.volume_get(name)
+            if row is None:
                 volumes.create(name)
+            else:
+                opts = _mount_options(row)
+                if opts:
+                    volumes.mount(name, opts)
             out.append({"destination": target, "type": "bind", "source": volumes.path(name),
                         "options": ["rbind", "rprivate", *ro]})
         elif kind == "tmpfs":
@@ -150,6 +221,225 @@ def oci_mounts(volumes: Volumes, mounts: list[dict[str, Any]]) -> list[dict[str,
             out.append({"destination": target, "type": "tmpfs", "source": "tmpfs",
                         "options": opts})
     return out
+
+
+# local driver options ---------------------------------------------------------------------
+
+VALID_OPTIONS = ("type", "o", "device", "size")
+# option -> the options it needs, in moby's order (mandatoryOpts)
+REQUIRED_OPTIONS = (("device", ("type",)), ("type", ("device",)), ("o", ("device", "type")))
+
+
+def _mount_options(row: Any) -> dict[str, str] | None:
+    """The options of a volume's row when they ask for a mount (a `type` or a
+    `device`), else None. No JSON decoding for a volume without options."""
+    text = row["options"]
+    if not text or text in ("{}", "null"):
+        return None
+    opts = jsonio.loads(text) or {}
+    return opts if opts.get("type") or opts.get("device") else None
+
+
+def _is_bind(opts: dict[str, str] | None) -> bool:
+    if not opts:
+        return False
+    from berth.linux.libc import MS_BIND
+
+    return bool(parse_mount_options(opts.get("o") or "")[0] & MS_BIND)
+
+
+def _validate_options(name: str, opts: dict[str, str]) -> None:
+    """moby's Root.validateOpts, its messages prefixed as its volume store's
+    ("create NAME: ...")."""
+    def bad(msg: str) -> InvalidArgumentError:
+        return InvalidArgumentError(f"create {name}: {msg}", volume=name)
+
+    for key in opts:
+        if key not in VALID_OPTIONS:
+            raise bad(f'invalid option: "{key}"')
+    if opts.get("type") == "cifs" and opts.get("device"):
+        from urllib.parse import urlsplit
+
+        try:
+            port = urlsplit(opts["device"]).port
+        except ValueError as exc:
+            raise bad(f"error parsing mount device url: {exc}") from None
+        if port is not None:
+            raise bad("port not allowed in CIFS device URL, include 'port' in 'o='")
+    if "size" in opts:
+        from berth.engine.options import parse_size
+
+        try:
+            size = parse_size(opts["size"])
+        except InvalidArgumentError:
+            raise bad(f"invalid size: '{opts['size']}'") from None
+        if size > 0:
+            raise bad("quota size requested but no quota support")
+    for key, needs in REQUIRED_OPTIONS:
+        if key in opts:
+            for need in needs:
+                if need not in opts:
+                    raise bad(f'missing required option: "{need}"')
+
+
+def parse_mount_options(options: str) -> tuple[int, str]:
+    """fstab-style options -> (MS_* flags, filesystem data), as moby's
+    mount.parseOptions: a word of its flag table sets or clears its flag,
+    anything else (size=100m, uid=1000, addr=...) is passed as data.
+    `defaults` and empty words are dropped, as mount(8) does."""
+    from berth.linux import libc as c
+
+    table = {  # moby/sys/mount flags_unix.go: word -> (clear, flag)
+        "ro": (False, c.MS_RDONLY), "rw": (True, c.MS_RDONLY),
+        "suid": (True, c.MS_NOSUID), "nosuid": (False, c.MS_NOSUID),
+        "dev": (True, c.MS_NODEV), "nodev": (False, c.MS_NODEV),
+        "exec": (True, c.MS_NOEXEC), "noexec": (False, c.MS_NOEXEC),
+        "sync": (False, c.MS_SYNCHRONOUS), "async": (True, c.MS_SYNCHRONOUS),
+        "dirsync": (False, c.MS_DIRSYNC), "remount": (False, c.MS_REMOUNT),
+        "mand": (False, c.MS_MANDLOCK), "nomand": (True, c.MS_MANDLOCK),
+        "atime": (True, c.MS_NOATIME), "noatime": (False, c.MS_NOATIME),
+        "diratime": (True, c.MS_NODIRATIME), "nodiratime": (False, c.MS_NODIRATIME),
+        "bind": (False, c.MS_BIND), "rbind": (False, c.MS_BIND | c.MS_REC),
+        "unbindable": (False, c.MS_UNBINDABLE),
+        "runbindable": (False, c.MS_UNBINDABLE | c.MS_REC),
+        "private": (False, c.MS_PRIVATE), "rprivate": (False, c.MS_PRIVATE | c.MS_REC),
+        "shared": (False, c.MS_SHARED), "rshared": (False, c.MS_SHARED | c.MS_REC),
+        "slave": (False, c.MS_SLAVE), "rslave": (False, c.MS_SLAVE | c.MS_REC),
+        "relatime": (False, c.MS_RELATIME), "norelatime": (True, c.MS_RELATIME),
+        "strictatime": (False, c.MS_STRICTATIME), "nostrictatime": (True, c.MS_STRICTATIME),
+    }
+    flags, data = 0, []
+    for word in options.split(","):
+        if not word or word == "defaults":
+            continue
+        if word in table:
+            clear, flag = table[word]
+            flags = flags & ~flag if clear else flags | flag
+        else:
+            data.append(word)
+    return flags, ",".join(data)
+
+
+def _mount_local(opts: dict[str, str], target: str) -> None:
+    """moby's localVolume.mount with mount.Mount: the mount with every flag
+    but the propagation ones, then the propagation, then a read-only remount
+    of a read-only bind. A failed later step undoes the mount. Errors are
+    moby's text (its mountError's for the mount) in an OSError's strerror."""
+    from berth.linux import libc
+
+    mtype, device = opts.get("type") or "", opts.get("device") or ""
+    options = opts.get("o") or ""
+    if mtype in ("nfs", "cifs"):
+        options = _resolve_addr(options)
+    flags, data = parse_mount_options(options)
+    ptypes = libc.MS_SHARED | libc.MS_PRIVATE | libc.MS_SLAVE | libc.MS_UNBINDABLE
+    oflags = flags & ~ptypes
+    mounted = False
+
+    def fail(op: str, source: str, fl: int, dat: str, exc: OSError) -> OSError:
+        text = f"{op} {source}:{target}" if source else f"{op} {target}"
+        if fl:
+            text += f", flags: {fl:#x}"
+        if dat:
+            text += f", data: {dat}"
+        text = f"failed to mount local volume: {text}: {os.strerror(exc.errno or 0).lower()}"
+        password = _option_value(opts.get("o") or "", "password")
+        if password:
+            text = text.replace(f"password={password}", "password=********", 1)
+        if mounted:
+            try:
+                libc.umount2(target, libc.MNT_DETACH)
+            except OSError:
+                pass
+        return OSError(exc.errno, text)
+
+    if not oflags & libc.MS_REMOUNT or data:
+        try:
+            libc.mount(device, target, mtype, oflags, data or None)
+        except OSError as exc:
+            raise fail("mount", device, oflags, data, exc) from None
+        mounted = True
+    if flags & ptypes:
+        pflags = flags & (ptypes | libc.MS_REC | libc.MS_SILENT)
+        try:
+            libc.mount("", target, "", pflags, None)
+        except OSError as exc:
+            raise fail("remount", "", pflags, "", exc) from None
+    broflags = libc.MS_BIND | libc.MS_RDONLY
+    if oflags & broflags == broflags:
+        try:
+            libc.mount("", target, "", oflags | libc.MS_REMOUNT, None)
+        except OSError as exc:
+            raise fail("remount-ro", "", oflags | libc.MS_REMOUNT, "", exc) from None
+
+
+def _option_value(options: str, key: str) -> str:
+    for word in options.split(","):
+        k, sep, v = word.partition("=")
+        if sep and k == key:
+            return v
+    return ""
+
+
+def _resolve_addr(options: str) -> str:
+    """nfs and cifs: an `addr=` that is not an IPv4 address is resolved (the
+    kernel takes addresses only), as moby's getMountOptions."""
+    import ipaddress
+    import socket
+
+    addr = _option_value(options, "addr")
+    if not addr:
+        return options
+    try:
+        ipaddress.IPv4Address(addr)
+        return options
+    except ValueError:
+        pass
+    try:
+        ip = socket.getaddrinfo(addr, None)[0][4][0]
+    except OSError as exc:
+        raise OSError(exc.errno, f"error resolving passed in network volume address: {exc}") \
+            from None
+    return options.replace(f"addr={addr}", f"addr={ip}", 1)
+
+
+def _is_mounted(path: str) -> bool:
+    """Whether `path` is a mount point in this mount namespace."""
+    real = os.path.realpath(path)
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            if _unescape(line.split(b" ", 5)[4]) == real:
+                return True
+    return False
+
+
+def _unescape(field: bytes) -> str:
+    r"""A mountinfo path: space, tab, newline and backslash are \ooo."""
+    if b"\\" in field:
+        import re
+
+        field = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), field)
+    return os.fsdecode(field)
+
+
+def _unmount_all(path: str, name: str) -> None:
+    """Unmount every mount stacked on `path` (detached, as moby's
+    mount.Unmount); refuse (and so keep the volume's files) if one stays."""
+    from berth.linux import libc
+
+    for _ in range(64):
+        if not _is_mounted(path):
+            return
+        try:
+            libc.umount2(path, libc.MNT_DETACH)
+        except OSError as exc:
+            from berth.errors import InternalError
+
+            raise InternalError(f"remove {name}: unmount {path}: "
+                                f"{os.strerror(exc.errno or 0).lower()}", volume=name) from None
+    from berth.errors import InternalError
+
+    raise InternalError(f"remove {name}: {path} is still a mount point", volume=name)
 
 
 def copy_up(rootfs: str, target: str, data: str) -> None:
