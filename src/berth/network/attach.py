@@ -227,7 +227,7 @@ def attach_container(paths: Paths, container_id: str, pid: int, request: dict[st
                 exc.add_note(f"release networks of {container_id[:12]}: {cleanup}")
             raise
         if bundle:
-            embedded = any(nm.get(e.network).has_dns for e in endpoints)
+            embedded = any(e.network != DEFAULT_NETWORK for e in endpoints)  # Network.has_dns
             hostname = request.get("hostname") or container_id[:12]
             names = [hostname] if hostname else []
             _write_in_place(os.path.join(bundle, "hosts"), hosts_content(

@@ -519,6 +519,8 @@ class NetworkManager:
         """Everything the container got, on stop or rm; safe to call twice."""
         if self.store.endpoints(container_id=container_id):
             nft.nft_binary()
+        elif not self.store.dns_server(container_id):
+            return  # nothing to release (a first start)
         with self._locked():
             for ep in self.store.endpoints(container_id=container_id):
                 self._detach(ep, self.store.find_network(ep.network_id))
@@ -529,9 +531,12 @@ class NetworkManager:
 
         last = not any(e.id != ep.id for e in self.store.endpoints(network_id=net.id))
         keep = not last or (self.keep_default and net.is_default)
-        # the rules without this endpoint go in while its links are deleted
-        firewall = nft.start(self._firewall_commands(
-            without=ep.id, dropping=() if keep else (net.id,)), self.nft_state)
+        if keep and not ep.ports:
+            firewall = nft.Pending(None)  # no rule names this endpoint
+        else:
+            # the rules without this endpoint go in while its links are deleted
+            firewall = nft.start(self._firewall_commands(
+                without=ep.id, dropping=() if keep else (net.id,)), self.nft_state)
         try:
             if not keep:  # the network's last endpoint: its bridge goes too, in one batch
                 netlink.delete_links([ep.host_veth, net.bridge])

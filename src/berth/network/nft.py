@@ -201,8 +201,20 @@ def delete_commands(table: str) -> list[dict[str, Any]]:
     return out
 
 
+_found: dict[tuple[str | None, str | None], str] = {}
+
+
 def nft_binary() -> str:
-    """The nft program: $BERTH_NFT, else nft on PATH or in /usr/sbin, /sbin."""
+    """The nft program: $BERTH_NFT, else nft on PATH or in /usr/sbin, /sbin
+    (looked up once per process and environment)."""
+    key = (os.environ.get("BERTH_NFT"), os.environ.get("PATH"))
+    path = _found.get(key)
+    if path is None or not os.path.exists(path):
+        path = _found[key] = _nft_binary()
+    return path
+
+
+def _nft_binary() -> str:
     env = os.environ.get("BERTH_NFT")
     if env:
         if not os.access(env, os.X_OK):
