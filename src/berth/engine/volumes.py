@@ -109,8 +109,16 @@ class Volumes:
             raise ConflictError(f"remove {name}: volume is in use - [{', '.join(users)}]",
                                 volume=name)
         if _mount_options(row) and os.path.isdir(self.path(name)):
+            # unmounted, forgotten and deleted under the lock: a start that
+            # waits for it finds no volume to mount, never a directory being
+            # deleted (a bind's files with it)
             with self._locked(name):
                 _unmount_all(self.path(name), name)
+                self._delete(name)
+        else:
+            self._delete(name)
+
+    def _delete(self, name: str) -> None:
         self.store.volume_delete(name)
         import shutil  # not on a container start's path
 
@@ -119,7 +127,15 @@ class Volumes:
     def mount(self, name: str, opts: dict[str, str]) -> None:
         """Mount a volume that has mount options on its `_data`, unless it is
         a mount point already (see the module's docstring)."""
-        with self._locked(name):
+        try:
+            lock = self._locked(name)
+        except FileNotFoundError:
+            lock = None
+        if lock is None or self.store.volume_get(name) is None:  # removed meanwhile
+            if lock is not None:
+                lock.close()
+            raise NotFoundError(f"get {name}: no such volume", volume=name)
+        with lock:
             data = self.path(name)
             if _is_mounted(data):
                 return
@@ -167,7 +183,12 @@ class _DirLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
+        self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _du(path: str) -> int:
