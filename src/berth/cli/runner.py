@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
+from berth.cli.fast import EXEC_FLAGS  # noqa: F401 (in fast.py: `berth exec` never imports this)
 from berth.errors import BerthError
 
 TYPE_CHECKING = False  # typing is not imported on a container start's path
@@ -98,18 +99,6 @@ RUN_FLAGS: list[Flag] = [
 
 # `run` only (not `create`)
 DETACH_FLAG: Flag = (("-d", "--detach"), "detach", "flag", False)
-
-EXEC_FLAGS: list[Flag] = [
-    (("-d", "--detach"), "detach", "flag", False),
-    (("-i", "--interactive"), "interactive", "flag", False),
-    (("-t", "--tty"), "tty", "flag", False),
-    (("-e", "--env"), "env", "multi", ()),
-    (("--env-file",), "env_file", "multi", ()),
-    (("-u", "--user"), "user", "str", ""),
-    (("-w", "--workdir"), "workdir", "str", ""),
-    (("--privileged",), "privileged", "flag", False),
-]
-
 
 class Fallback(Exception):
     """The fast path does not handle this invocation (nothing was changed

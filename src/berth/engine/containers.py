@@ -435,6 +435,11 @@ class Engine:
                               networked=not _unnetworked(rec.host_config.get("NetworkMode")
                                                          or ""))
             msg = _read_message(r)
+            if "pid" in msg:
+                from berth.engine.execd import write_hint
+
+                # berth exec's way to the monitor (under the lock, as renames)
+                write_hint(self.paths.state, rec.name, rec.id)
         if "pid" not in msg:
             os.close(r)
             text = msg.get("error") or "the monitor exited before the container started"
@@ -655,8 +660,16 @@ class Engine:
         if new_name == rec.name:
             raise InvalidArgumentError("Renaming a container with the same name as its "
                                        "current name")
-        self.store.rename(rec.id, new_name)
+        from berth.engine.execd import drop_hint, write_hint
+
         old = rec.name
+        with self.lock(rec.id):
+            # berth exec's name hints: the old one goes before the database
+            # changes, the new one comes after, so a crash between leaves a
+            # missing hint (the engine's path), never a wrong one
+            drop_hint(self.paths.state, old, rec.id)
+            self.store.rename(rec.id, new_name)
+            write_hint(self.paths.state, new_name, rec.id)
         rec.name = new_name
         self._event("rename", rec, oldName=f"/{old}")
 
@@ -684,6 +697,9 @@ class Engine:
                 rec = self.store.get(rec.id)
             except NotFoundError:
                 return rec  # removed meanwhile (its monitor's --rm)
+            from berth.engine.execd import drop_hint
+
+            drop_hint(self.paths.state, rec.name, rec.id)  # before the record goes
             self._teardown(rec, self.runtime(rec))
             self._remove_snapshot(rec.id)
             _rmtree(self.bundle(rec.id))
@@ -729,7 +745,7 @@ class Engine:
         """Run `args` in a running container with this process's stdio, as
         `docker exec`: the container's environment, user and capabilities
         unless overridden; returns its exit status."""
-        from berth.engine.options import merge_env
+        from berth.engine import execd
 
         rec = self.get(ref)
         if rec.status == "paused":
@@ -739,27 +755,15 @@ class Engine:
             raise ConflictError(f"Container {rec.id} is not running")
         cfg = jsonio.load_file(os.path.join(self.bundle(rec.id), "config.json"))
         assert isinstance(cfg, dict)
-        proc = dict(cfg["process"])
-        proc["args"] = list(args)
-        proc["terminal"] = False
-        proc["env"] = merge_env(proc.get("env") or [], env or [])
-        if workdir:
-            proc["cwd"] = workdir
-        if user:
-            proc["user"] = spec.resolve_user(self.rootfs(rec.id), user)
-        if privileged:
-            caps = spec.capabilities([], [], True)
-            proc["capabilities"] = {k: list(caps) for k in ("bounding", "effective",
-                                                           "permitted")}
-        path = os.path.join(self.bundle(rec.id), f"exec-{os.urandom(6).hex()}.json")
-        jsonio.write_atomic(path, jsonio.dumps(proc), 0o600, durable=False)  # removed after
+        proc = execd.build_process(cfg, self.rootfs(rec.id), args, env or [], workdir, user,
+                                   privileged)
+        path, fd = execd.process_file(proc)  # a memfd: nothing written to disk
         try:
             return self.runtime(rec).exec(rec.id, path, detach)
         except BerthError as exc:
             raise StartError(exc.message, exit_code=_exec_code(exc.message)) from None
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            os.close(fd)
 
     def attach(self, ref: str, stdout: int, stderr: int, stdin: int = -1) -> Any:
         """Connect to the monitor of a running container: its output is

@@ -78,6 +78,7 @@ class Monitor:
         self.cfg = cfg
         self.cid: str = cfg["id"]
         self.bundle: str = cfg["bundle"]
+        self.database: str = cfg["database"]
         self.diag = os.open(os.path.join(self.bundle, "monitor.log"),
                             os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self.status_fd = STATUS_FD if _is_open(STATUS_FD) else -1
@@ -327,6 +328,19 @@ class Monitor:
         conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, cfd)
         conn.settimeout(2)
         try:
+            if conn.recv(4, _socket.MSG_PEEK) == b"exec":
+                # a `berth exec`: served by a fork (engine/execd.py), which
+                # this process reaps with its container's orphans (_reap)
+                if libc.fork_bare() == 0:
+                    code = 1
+                    try:
+                        from berth.engine.execd import serve
+
+                        code = serve(self, conn)
+                    finally:
+                        os._exit(code)
+                conn.close()
+                return -1
             _msg, anc, _f, _a = conn.recvmsg(1024, _socket.CMSG_SPACE(4 * 3))
         except OSError:
             conn.close()
@@ -1058,6 +1072,7 @@ def _first_start(conn: object, to_monitor: object, monitor_pid: int, note: objec
                     "max_file": mon.log.max_file, "size": mon.log.size},
             "healthcheck": cfg.get("healthcheck") or None,
             "cid": mon.cid, "bundle": mon.bundle, "cfg_path": req["config"],
+            "database": mon.database,
             "status_fd": STATUS_FD if STATUS_FD in by_target else -1,
             "attach_out": ATTACH_OUT_FD if cfg.get("attach") else -1,
             "attach_err": ATTACH_ERR_FD if cfg.get("attach") else -1,

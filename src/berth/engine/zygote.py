@@ -42,13 +42,24 @@ IDLE_S = 1.0
 def _preload() -> None:
     """Import everything a monitor and the container's init may import."""
     import select  # noqa: F401
-    import sqlite3  # noqa: F401
+    import sqlite3
+
+    # the library initialised (sqlite3_initialize: its mutexes, allocator and
+    # VFS) here once, not by each monitor's and exec helper's first connection
+    sqlite3.connect(":memory:").close()
 
     from berth import db, jsonio  # noqa: F401
     from berth.cgroups import open_manager
-    from berth.engine import monitor, runtimes  # noqa: F401
+    from berth.engine import execd, monitor, runtimes  # noqa: F401
     from berth.linux import capabilities, libc, seccomp  # noqa: F401
-    from berth.runtime import cgroup, container, hooks, init, process, rootfs, state, sync  # noqa: F401
+    from berth.runtime import cgroup, container, exec, hooks, init, process, rootfs, state, sync  # noqa: F401
+
+    try:
+        # libseccomp opened and its API level probed (it keeps it) once here,
+        # not in every container start's and exec's runtime
+        seccomp.libseccomp().seccomp_api_get()
+    except Exception:  # libseccomp missing: each start says so itself
+        pass
 
     try:
         open_manager("/berth/zygote-preload", "zygote-preload")

@@ -1,0 +1,363 @@
+"""`berth exec` served by the container's monitor.
+
+A plain `berth exec CTR CMD...` does not load the engine, the database
+module or the runtime library into the CLI (together ~35 ms of imports,
+more than the exec itself): the CLI finds the container's bundle from a
+hint, connects to the monitor's attach socket (BUNDLE/attach.sock, see
+monitor.listen) and hands it the request and its stdio. The monitor forks a
+short-lived helper for it (the monitor itself only peeks and forks: what it
+executes would become private pages of a long-lived process), and the
+helper, which has the runtime library and sqlite already loaded (pages
+shared with the monitor zygote), checks the request against the database,
+builds the process as `Engine.exec` does (`build_process`) and runs the
+runtime's exec with the CLI's fds as the process's stdio.
+
+Protocol (a SOCK_STREAM connection to the attach socket, root only: the
+socket is 0600 in the 0700 data root):
+
+- CLI: ``exec``; helper: ``ok PID\\n`` (its pid: the CLI forwards the
+  signals it gets to it, which the runtime's exec passes on to the process);
+- CLI: the request, a 4-byte length then a marshalled dict (ref, args, env,
+  workdir, user, privileged, detach), with the process's stdin, stdout and
+  stderr (SCM_RIGHTS) on its first byte;
+- helper, once, then it closes: ``exit N`` (the process's exit status),
+  ``error N MESSAGE`` (the exec failed: Docker's exit code N and message),
+  or ``fallback`` (nothing was done: the request is not one the helper
+  serves, e.g. the reference names another container, or the container
+  is paused or stopping; the CLI then runs the engine's own path, which
+  gives Docker's answer).
+
+Name hints: STATE/names/NAME is a symbolic link to the container's id,
+made when a container starts and on rename, removed with it. A hint is
+never trusted: the helper resolves the reference in the database (Docker's
+order: full id, name, unique id prefix) and answers ``fallback`` unless it
+names its own running container, so a stale or missing hint only costs the
+engine's path.
+
+Import-light: the CLI imports this module before anything else of the
+engine (os, _socket and marshal only).
+"""
+
+import marshal
+import os
+
+HINTS = "names"
+FIRST_REPLY_TIMEOUT_S = 1.0  # the monitor accepts at once unless it is in a restart back-off
+# the signals the runtime's exec forwards to the process (HUP INT QUIT USR1 USR2 TERM WINCH)
+FORWARDED = (1, 2, 3, 10, 12, 15, 28)
+
+
+# name hints -----------------------------------------------------------------------------
+
+def _hint_path(state: str, name: str) -> str | None:
+    name = name.removeprefix("/")
+    if not name or "/" in name or name.startswith(".") or "\0" in name:
+        return None
+    return os.path.join(state, HINTS, name)
+
+
+def write_hint(state: str, name: str, cid: str) -> None:
+    """STATE/names/NAME -> CID (best effort: a missing hint only makes
+    `berth exec` take the engine's path)."""
+    path = _hint_path(state, name)
+    if path is None:
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        try:
+            os.symlink(cid, tmp)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            os.symlink(cid, tmp)
+        except FileExistsError:
+            os.unlink(tmp)
+            os.symlink(cid, tmp)
+        os.rename(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def drop_hint(state: str, name: str, cid: str) -> None:
+    """Remove STATE/names/NAME if it still names `cid`."""
+    path = _hint_path(state, name)
+    if path is None:
+        return
+    try:
+        if os.readlink(path) == cid:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _hex(s: str) -> bool:
+    return bool(s) and all(c in "0123456789abcdef" for c in s)
+
+
+def find_bundle(root: str, state: str, ref: str) -> str | None:
+    """The bundle of the container `ref` probably names (full id, name hint,
+    unique prefix of the ids under ROOT/containers), or None."""
+    containers = os.path.join(root, "containers")
+    if len(ref) == 64 and _hex(ref) and os.path.isdir(os.path.join(containers, ref)):
+        return os.path.join(containers, ref)
+    path = _hint_path(state, ref)
+    if path is not None:
+        try:
+            cid = os.readlink(path)
+        except OSError:
+            cid = ""
+        if len(cid) == 64 and _hex(cid):
+            return os.path.join(containers, cid)
+    if _hex(ref):
+        try:
+            found = [n for n in os.listdir(containers) if n.startswith(ref)]
+        except OSError:
+            return None
+        if len(found) == 1:
+            return os.path.join(containers, found[0])
+    return None
+
+
+# the CLI's side -------------------------------------------------------------------------
+
+def request(root: str, state: str, req: dict, stdin: int) -> tuple[int, str] | None:
+    """Run `req` (see the module's docstring) through the monitor of the
+    container it names, with `stdin` and this process's stdout and stderr:
+    (exit code, error message or ""), or None when nothing was done and the
+    engine's path must run it."""
+    import _socket
+
+    bundle = find_bundle(root, state, req["ref"])
+    if bundle is None:
+        return None
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC, 0)
+    try:
+        if not _connect(sock, bundle):
+            return None
+        sock.settimeout(FIRST_REPLY_TIMEOUT_S)
+        try:
+            sock.sendall(b"exec")
+            first = _line(sock)
+        except OSError:  # a timeout too: the monitor does not answer now
+            return None
+        if not first.startswith(b"ok "):
+            return None
+        helper = int(first[3:])
+        sock.settimeout(None)
+        data = marshal.dumps(req)
+        msg = len(data).to_bytes(4, "little") + data
+        try:
+            sent = sock.sendmsg([msg], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                         b"".join(fd.to_bytes(4, "little")
+                                                  for fd in (stdin, 1, 2)))])
+            if sent < len(msg):
+                sock.sendall(msg[sent:])
+        except OSError:
+            return None
+        _forward_signals(helper)
+        reply = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except InterruptedError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            reply += chunk
+    finally:
+        sock.close()
+    if reply == b"fallback\n":
+        return None
+    word, _, rest = reply.partition(b" ")
+    if word == b"exit":
+        return int(rest), ""
+    if word == b"error":
+        code, _, text = rest.partition(b" ")
+        return int(code), text.decode(errors="replace").rstrip("\n")
+    return 126, "exec: the container's monitor ended the exec without an exit status"
+
+
+def _connect(sock, bundle: str) -> bool:
+    path = os.path.join(bundle, "attach.sock")
+    try:
+        if len(path) < 100:
+            sock.connect(path)
+            return True
+        # relative to the bundle: a path of any length fits sun_path
+        cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.chdir(bundle)
+            sock.connect("attach.sock")
+        finally:
+            os.fchdir(cwd)
+            os.close(cwd)
+        return True
+    except OSError:
+        return False
+
+
+def _line(sock) -> bytes:
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(64)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def _forward_signals(pid: int) -> None:
+    import _signal
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in FORWARDED:
+        _signal.signal(sig, forward)
+
+
+# the process ----------------------------------------------------------------------------
+
+def build_process(config: dict, rootfs: str, args: list[str], env: list[str], workdir: str,
+                  user: str, privileged: bool) -> dict:
+    """The runtime-spec process `docker exec` runs: the container's own
+    (environment, user, capabilities) with the command and the flags over
+    it; a later variable replaces an earlier one in place, as options.merge_env."""
+    proc = dict(config["process"])
+    proc["args"] = list(args)
+    proc["terminal"] = False
+    merged: dict[str, str] = {}
+    for item in [*(proc.get("env") or []), *env]:
+        merged[item.split("=", 1)[0]] = item
+    proc["env"] = list(merged.values())
+    if workdir:
+        proc["cwd"] = workdir
+    if user or privileged:
+        from berth.engine import spec
+
+        if user:
+            proc["user"] = spec.resolve_user(rootfs, user)
+        if privileged:
+            caps = spec.capabilities([], [], True)
+            proc["capabilities"] = {k: list(caps) for k in ("bounding", "effective",
+                                                           "permitted")}
+    return proc
+
+
+def process_file(proc: dict) -> tuple[str, int]:
+    """The process as a file the runtime can open, without a file on disk
+    (a memfd, named through /proc so a runtime binary we spawn can open it
+    too); (path, fd to close once the runtime has read it)."""
+    from berth import jsonio
+
+    fd = os.memfd_create("process.json", os.MFD_CLOEXEC)
+    try:
+        data = jsonio.dumps(proc).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        raise
+    return f"/proc/{os.getpid()}/fd/{fd}", fd
+
+
+# the monitor's side ---------------------------------------------------------------------
+
+def serve(mon, conn) -> int:
+    """The helper's work (a fork of the monitor `mon`) for the connection
+    `conn`, whose ``exec`` is still unread; returns the helper's exit code."""
+    import _socket
+
+    conn.settimeout(5)
+    if conn.recv(4) != b"exec":
+        return 1
+    conn.sendall(b"ok %d\n" % os.getpid())
+    conn.settimeout(None)
+    data, anc, _flags, _addr = conn.recvmsg(65536, _socket.CMSG_SPACE(4 * 3))
+    fds: list[int] = []
+    for level, kind, payload in anc:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds.extend(int.from_bytes(payload[i:i + 4], "little")
+                       for i in range(0, len(payload) - len(payload) % 4, 4))
+    if len(data) < 4 or len(fds) != 3:
+        return 1
+    size = int.from_bytes(data[:4], "little")
+    data = data[4:]
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            return 1
+        data += chunk
+    try:
+        req = marshal.loads(data)
+        proc = _prepare(mon, req)
+    except Exception:  # nothing done yet: the engine's path answers
+        proc = None
+    if proc is None:
+        conn.sendall(b"fallback\n")
+        return 0
+    # the process's stdio is ours at the runtime's fork
+    for fd, target in zip(fds, (0, 1, 2), strict=True):
+        os.dup2(fd, target)
+        os.close(fd)
+    from berth.errors import BerthError
+
+    path, pfd = process_file(proc)
+    try:
+        code = mon.rt.exec(mon.cid, path, bool(req.get("detach")))
+        reply = b"exit %d\n" % code
+    except BerthError as exc:
+        from berth.engine.monitor import _exec_exit_code
+
+        code = _exec_exit_code(exc.message)
+        reply = b"error %d %s\n" % (126 if code == 125 else code, exc.message.encode())
+    except Exception as exc:  # reported to the CLI, which exits 126
+        reply = b"error 126 exec: %s\n" % str(exc).encode()
+    finally:
+        os.close(pfd)
+    try:
+        conn.sendall(reply)
+    except OSError:
+        pass
+    return 0
+
+
+def _prepare(mon, req: dict) -> dict | None:
+    """The process to run, or None unless the request names this running
+    container (in the database, Docker's lookup order)."""
+    import sqlite3
+
+    ref = req["ref"]
+    # read-only: no WAL made, checkpointed or removed at close (this may be
+    # the only connection), nothing written
+    path = mon.database.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0,
+                           isolation_level=None)
+    try:
+        # Docker's order (store.resolve): full id, name, unique id prefix
+        rows = conn.execute(
+            "SELECT id, status, id = ?1 AS by_id, name = ?2 AS by_name FROM containers"
+            " WHERE id = ?1 OR name = ?2 OR (?3 AND id >= ?1 AND id < ?1 || 'g')"
+            " ORDER BY by_id DESC, by_name DESC LIMIT 2",
+            (ref, ref.removeprefix("/"), _hex(ref))).fetchall()
+    finally:
+        conn.close()
+    row = rows[0] if rows and (rows[0][2] or rows[0][3] or len(rows) == 1) else None
+    if row is None or row[0] != mon.cid or row[1] != "running":
+        return None
+    from berth import jsonio
+
+    config = jsonio.load_file(os.path.join(mon.bundle, "config.json"))
+    if not isinstance(config, dict):
+        return None
+    return build_process(config, os.path.join(mon.bundle, "rootfs"), req["args"],
+                         req.get("env") or [], req.get("workdir") or "",
+                         req.get("user") or "", bool(req.get("privileged")))

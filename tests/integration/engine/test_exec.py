@@ -1,0 +1,133 @@
+"""`berth exec` served by the container's monitor (engine/execd.py): the
+name hints it is found by, what it does when a hint is wrong, signals,
+--detach, and the engine's own path behind it."""
+
+import os
+import signal
+import time
+
+from berth.engine import execd
+
+
+def until(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def hint(berth, name: str) -> str | None:
+    try:
+        return os.readlink(os.path.join(berth.state, execd.HINTS, name))
+    except FileNotFoundError:
+        return None
+
+
+def test_exec_by_name_id_and_prefix(berth_rt):
+    b = berth_rt
+    cid = b.run("-d", "--name", "ex1", "--network", "none", "busybox", "sleep", "100",
+                check=True).stdout.strip()
+    assert hint(b, "ex1") == cid
+    for ref in ("ex1", "/ex1", cid, cid[:12]):
+        assert b.out("exec", ref, "hostname") == cid[:12] + "\n"
+    p = b("exec", "-e", "A=1", "-e", "A=2", "-w", "/tmp", "ex1", "sh", "-c", "echo $A; pwd")
+    assert (p.returncode, p.stdout) == (0, "2\n/tmp\n"), p.stderr
+    p = b("exec", "ex1", "sh", "-c", "exit 9")
+    assert p.returncode == 9
+    p = b("exec", "-u", "nosuchuser", "ex1", "true")
+    assert p.returncode == 125 and "nosuchuser" in p.stderr
+
+
+def test_a_wrong_hint_is_not_trusted(berth):
+    a = berth.run("-d", "--name", "ha", "--network", "none", "--hostname", "host-a",
+                  "busybox", "sleep", "100", check=True).stdout.strip()
+    berth.run("-d", "--name", "hb", "--network", "none", "--hostname", "host-b",
+              "busybox", "sleep", "100", check=True)
+    # hb's hint names ha's container: its monitor finds out in the database
+    # and the engine's path runs the command in hb
+    path = os.path.join(berth.state, execd.HINTS, "hb")
+    os.unlink(path)
+    os.symlink(a, path)
+    assert berth.out("exec", "hb", "hostname") == "host-b\n"
+    # a name nobody has, hinted at a running container
+    os.symlink(a, os.path.join(berth.state, execd.HINTS, "nobody"))
+    p = berth("exec", "nobody", "true")
+    assert p.returncode != 0 and "No such container: nobody" in p.stderr
+    # no hint at all: the engine's path
+    os.unlink(path)
+    assert berth.out("exec", "hb", "hostname") == "host-b\n"
+
+
+def test_rename_and_remove_move_the_hints(berth):
+    cid = berth.run("-d", "--name", "r1", "--network", "none", "busybox", "sleep", "100",
+                    check=True).stdout.strip()
+    berth.out("rename", "r1", "r2")
+    assert hint(berth, "r1") is None and hint(berth, "r2") == cid
+    assert berth.out("exec", "r2", "hostname") == cid[:12] + "\n"
+    p = berth("exec", "r1", "true")
+    assert p.returncode != 0 and "No such container: r1" in p.stderr
+    berth.out("rm", "-f", "r2")
+    assert hint(berth, "r2") is None
+
+
+def test_paused_and_stopped(berth):
+    berth.run("-d", "--name", "pz", "--network", "none", "busybox", "sleep", "100",
+              check=True)
+    berth.out("pause", "pz")
+    p = berth("exec", "pz", "true")
+    assert p.returncode == 125 and "is paused" in p.stderr
+    berth.out("unpause", "pz")
+    assert berth("exec", "pz", "true").returncode == 0
+    berth.out("stop", "-t", "0", "pz")
+    p = berth("exec", "pz", "true")
+    assert p.returncode == 125 and "is not running" in p.stderr
+
+
+def test_signals_reach_the_process(berth):
+    berth.run("-d", "--name", "sg", "--network", "none", "busybox", "sleep", "100",
+              check=True)
+    cli = berth.popen("exec", "sg", "sh", "-c",
+                      'trap "exit 7" TERM; touch /tmp/ready; while :; do sleep 0.05; done')
+    try:
+        until(lambda: berth("exec", "sg", "test", "-e", "/tmp/ready").returncode == 0)
+        cli.send_signal(signal.SIGTERM)
+        assert cli.wait(10) == 7
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+
+
+def test_detach(berth):
+    berth.run("-d", "--name", "dt", "--network", "none", "busybox", "sleep", "100",
+              check=True)
+    # the process waits for /tmp/go: the CLI returns only if it does not wait for it
+    p = berth("exec", "-d", "dt", "sh", "-c",
+              "while [ ! -e /tmp/go ]; do sleep 0.05; done; touch /tmp/done", timeout=20)
+    assert (p.returncode, p.stdout) == (0, ""), p.stderr
+    # served by the monitor: the process is left to it (its subreaper)
+    waiting = [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline(pid).endswith(
+        "touch /tmp/done")]
+    assert len(waiting) == 1
+    assert _comm(_ppid(waiting[0])) == "berth-monitor"
+    berth.out("exec", "dt", "touch", "/tmp/go")
+    until(lambda: berth("exec", "dt", "test", "-e", "/tmp/done").returncode == 0)
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _ppid(pid: str) -> str:
+    with open(f"/proc/{pid}/status") as f:
+        return next(line.split()[1] for line in f if line.startswith("PPid:"))
+
+
+def _comm(pid: str) -> str:
+    with open(f"/proc/{pid}/comm") as f:
+        return f.read().strip()
