@@ -274,32 +274,38 @@ def port(ctx: click.Context, args: tuple[str, ...]) -> None:
     berth port add CONTAINER [IP:][HOST:]PORT[/PROTO]...
     berth port rm CONTAINER PORT[/PROTO]|HOST:PORT[/PROTO]...
     """
-    from berth.network.model import parse_port_spec
+    from berth.network.model import join_host_port, parse_port_spec
 
     if args[0] in ("add", "rm") and len(args) >= 3:
         rec = _container(ctx, args[1])
         nm = _manager(ctx)
         specs = [m for s in args[2:] for m in parse_port_spec(s)]
         if args[0] == "add":
+            ipv6 = any(e.ip6 is not None for e in nm.endpoints(rec.id)[:1])
             for m in nm.change_ports(rec.id, add=specs):
-                click.echo(f"{m.key} -> {m.host_ip or '0.0.0.0'}:{m.host_port}")
+                for ip in m.host_addresses(ipv6):
+                    click.echo(f"{m.key} -> {join_host_port(ip, m.host_port)}")
         else:
             nm.change_ports(rec.id, remove=specs)
         return
     if len(args) > 2:
         raise InvalidArgumentError(f"\"port\" requires at most 2 arguments, got {len(args)}")
     rec = _container(ctx, args[0])
-    mappings = _manager(ctx).ports(rec.id)
+    # as docker: one line per host address (0.0.0.0 and [::] for "every address"
+    # on a network with IPv6)
+    bindings = [(m, join_host_port(ip, m.host_port))
+                for e in _manager(ctx).endpoints(rec.id) for m in e.ports
+                for ip in m.host_addresses(e.ip6 is not None)]
     if len(args) == 2:
         key = args[1] if "/" in args[1] else f"{args[1]}/tcp"
-        mappings = [m for m in mappings if m.key == key]
-        if not mappings:
+        bindings = [(m, b) for m, b in bindings if m.key == key]
+        if not bindings:
             raise InvalidArgumentError(f"no public port '{key}' published for {rec.short_id}")
-        for m in mappings:
-            click.echo(f"{m.host_ip or '0.0.0.0'}:{m.host_port}")
+        for _m, b in bindings:
+            click.echo(b)
         return
-    for m in mappings:
-        click.echo(str(m))
+    for m, b in bindings:
+        click.echo(f"{m.key} -> {b}")
 
 
 def register(cli: click.Group) -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 
 from berth.errors import BerthError, InvalidArgumentError
-from berth.network.model import DEFAULT_NETWORK, PortMapping, parse_port_spec
+from berth.network.model import DEFAULT_NETWORK, PortMapping, join_host_port, parse_port_spec
 from berth.paths import Paths
 
 TYPE_CHECKING = False  # typing is not imported on `berth run`'s path
@@ -148,6 +148,8 @@ def mappings(port_bindings_: dict[str, Any] | None, exposed: dict[str, Any] | No
         for b in binds or [{}]:
             host = (b or {}).get("HostPort") or ""
             ip = (b or {}).get("HostIp") or ""
+            if ":" in ip:
+                ip = f"[{ip}]"
             spec = f"{ip}:{host}:{port}/{proto or 'tcp'}" if ip else (
                 f"{host}:{port}/{proto or 'tcp'}" if host else f"{port}/{proto or 'tcp'}")
             out.extend(parse_port_spec(spec))
@@ -270,8 +272,8 @@ def network_settings(paths: Paths, container_id: str) -> dict[str, Any]:
         networks: dict[str, Any] = {}
         for e in eps:
             for m in e.ports:
-                ports.setdefault(m.key, []).append(
-                    {"HostIp": m.host_ip or "0.0.0.0", "HostPort": str(m.host_port)})
+                for ip in m.host_addresses(e.ip6 is not None):
+                    ports.setdefault(m.key, []).append({"HostIp": ip, "HostPort": str(m.host_port)})
             networks[e.network] = {
                 "IPAMConfig": None, "Links": None, "Aliases": list(e.aliases) or None,
                 "NetworkID": e.network_id, "EndpointID": e.id,
@@ -340,8 +342,9 @@ def ports_column(paths: Paths) -> dict[str, str]:
         out: dict[str, list[str]] = {}
         for ep in store.endpoints():
             for m in ep.ports:
-                out.setdefault(ep.container_id, []).append(
-                    f"{m.host_ip or '0.0.0.0'}:{m.host_port}->{m.key}")
+                for ip in m.host_addresses(ep.ip6 is not None):
+                    out.setdefault(ep.container_id, []).append(
+                        f"{join_host_port(ip, m.host_port)}->{m.key}")
         return {cid: ", ".join(v) for cid, v in out.items()}
     finally:
         store.close()

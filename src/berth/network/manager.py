@@ -45,7 +45,7 @@ from berth.errors import (
     NotFoundError,
     UnavailableError,
 )
-from berth.network import dnsctl, nft
+from berth.network import dnsctl, nft, proxy
 from berth.network.model import (
     DEFAULT_MTU,
     DEFAULT_NETWORK,
@@ -364,11 +364,16 @@ class NetworkManager:
                     outer.callback(self._quiet, lambda: self.detach(
                         container_id, net.name, force=True), errors)
                     start_dns = net.has_dns and dnsctl.claim(self.store, container_id)
+                    ep = self.store.endpoints(network_id=net.id, container_id=container_id)[0]
                 if start_dns:
                     # spawned outside the lock: parallel starts on one network overlap here
                     dnsctl.start(self.store, self.paths.database, container_id, path,
                                  netns if isinstance(netns, int) else None,
                                  self._upstreams(dns))
+                maps = self._proxy_maps(ep)
+                if maps:
+                    proxy.start(self.store, self.paths.database, container_id,
+                                netns if isinstance(netns, int) else None, maps)
                 outer.pop_all()
         except BaseException as exc:
             for e in errors:
@@ -484,21 +489,44 @@ class NetworkManager:
 
     @staticmethod
     def _check_bindable(proto: str, host_ip: str, port: int, ep: Endpoint) -> None:
+        """The host port is free on `host_ip` ("" every address: IPv4's and,
+        for an endpoint with IPv6, IPv6's too)."""
+        from berth.network.model import join_host_port
+
         kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind((host_ip or "0.0.0.0", port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRNOTAVAIL:
-                    raise InvalidArgumentError(
+        name = ep.name or ep.container_id[:12]
+        if ":" in host_ip and ep.ip6 is None:
+            raise InvalidArgumentError(
+                f"driver failed programming external connectivity on endpoint {name}: "
+                f"cannot publish on {join_host_port(host_ip, port)}: network {ep.network} "
+                "has no IPv6 (created without --ipv6)")
+        addrs = [host_ip] if host_ip else ["0.0.0.0"] + (["::"] if ep.ip6 is not None else [])
+        for addr in addrs:
+            v6 = ":" in addr
+            with socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if v6:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    s.bind((addr, port))
+                except OSError as exc:
+                    where = f"listen {proto}{6 if v6 else 4} {join_host_port(addr, port)}"
+                    if exc.errno == errno.EADDRNOTAVAIL:
+                        raise InvalidArgumentError(
+                            f"driver failed programming external connectivity on endpoint "
+                            f"{name}: {where}: bind: cannot assign requested address") from exc
+                    raise ConflictError(
                         f"driver failed programming external connectivity on endpoint "
-                        f"{ep.name or ep.container_id[:12]}: listen {proto}4 {host_ip}:{port}: "
-                        "bind: cannot assign requested address") from exc
-                raise ConflictError(
-                    f"driver failed programming external connectivity on endpoint "
-                    f"{ep.name or ep.container_id[:12]}: listen {proto}4 "
-                    f"{host_ip or '0.0.0.0'}:{port}: bind: address already in use") from exc
+                        f"{name}: {where}: bind: address already in use") from exc
+
+    @staticmethod
+    def _proxy_maps(ep: Endpoint) -> list[tuple[str, int, str, int]]:
+        """What the [::1] proxy of `ep` serves (proxy.py): its ports published
+        on every IPv6 address or on ::1, when it has an IPv6 address."""
+        if ep.ip6 is None:
+            return []
+        return [(p.proto, p.host_port, str(ep.ip6), p.container_port) for p in ep.ports
+                if p.host_ip in ("", "::", "::1")]
 
     def detach(self, container_id: str, network: str, *, force: bool = False) -> None:
         """Disconnect the container from `network`: its veth, address, ports
@@ -519,12 +547,14 @@ class NetworkManager:
         """Everything the container got, on stop or rm; safe to call twice."""
         if self.store.endpoints(container_id=container_id):
             nft.nft_binary()
-        elif not self.store.dns_server(container_id):
+        elif not self.store.dns_server(container_id) and not self.store.port_proxy(
+                container_id):
             return  # nothing to release (a first start)
         with self._locked():
             for ep in self.store.endpoints(container_id=container_id):
                 self._detach(ep, self.store.find_network(ep.network_id))
             dnsctl.stop(self.store, container_id)
+            proxy.stop(self.store, container_id)
 
     def _detach(self, ep: Endpoint, net: Network) -> None:
         from berth.network import netlink
@@ -552,6 +582,8 @@ class NetworkManager:
                 exc.add_note(str(also))
             raise
         firewall.wait()
+        if ep.ports:
+            proxy.stop(self.store, ep.container_id)
         if not any(self.store.find_network(e.network_id).has_dns
                    for e in self.store.endpoints(container_id=ep.container_id)):
             dnsctl.stop(self.store, ep.container_id)
@@ -634,10 +666,36 @@ class NetworkManager:
                 if resolved:
                     netlink.set_hairpin(ep.host_veth)
                 self._sync_firewall()
-            except BaseException:
-                self.store.set_ports(ep.id, before.ports, resolved)
+                after = self.store.endpoints(network_id=ep.network_id,
+                                             container_id=container_id)[0]
+                if self._proxy_maps(after) != self._proxy_maps(before):
+                    self._restart_proxy(after, self._proxy_maps(before))
+            except BaseException as exc:
+                # every mapping of the endpoint out, its previous ones back in
+                self.store.set_ports(ep.id, before.ports, [*before.ports, *resolved])
+                try:
+                    self._sync_firewall()
+                except BerthError as also:
+                    exc.add_note(f"restore rules: {also}")
                 raise
         return resolved
+
+    def _restart_proxy(self, ep: Endpoint, old_maps: list[tuple[str, int, str, int]]) -> None:
+        """The [::1] proxy of `ep` after its ports changed (the old one back on failure)."""
+        netns = self.store.netns_of(ep.id)
+        parts = netns.split("/")
+        watch = int(parts[2]) if netns.startswith("/proc/") and parts[2].isdigit() else None
+        proxy.stop(self.store, ep.container_id)
+        maps = self._proxy_maps(ep)
+        try:
+            if maps:
+                proxy.start(self.store, self.paths.database, ep.container_id, watch, maps)
+        except BaseException:
+            if old_maps:
+                with contextlib.suppress(BerthError):
+                    proxy.start(self.store, self.paths.database, ep.container_id, watch,
+                                old_maps)
+            raise
 
     # firewall
 
@@ -664,7 +722,8 @@ class NetworkManager:
             for ep in eps:
                 for p in ep.ports:
                     dnat.append(nft.DnatRule(net.bridge, p.proto, p.host_ip, p.host_port,
-                                             str(ep.ip), p.container_port))
+                                             str(ep.ip), p.container_port,
+                                             str(ep.ip6) if ep.ip6 is not None else ""))
         if bridges:
             return nft.ruleset(self.table, bridges, dnat)
         return nft.delete_commands(self.table)  # one transaction, table or not

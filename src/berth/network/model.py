@@ -26,7 +26,9 @@ class PortMapping:
     container_port: int
     host_port: int
     proto: str = "tcp"
-    host_ip: str = ""  # "" = every host address (Docker's 0.0.0.0)
+    # "" = every host address (Docker's 0.0.0.0, and [::] on an --ipv6
+    # network); "::" every IPv6 one; otherwise one IPv4 or IPv6 address
+    host_ip: str = ""
     # `-p 8000-8010:80`: host_port..host_port_end are candidates, the first free is taken
     host_port_end: int = 0
 
@@ -34,8 +36,25 @@ class PortMapping:
     def key(self) -> str:
         return f"{self.container_port}/{self.proto}"
 
+    @property
+    def ipv6_host(self) -> bool:
+        """Published on IPv6 host addresses only ([::], [::1], ...)."""
+        return ":" in self.host_ip
+
+    def host_addresses(self, ipv6: bool) -> list[str]:
+        """The host addresses as Docker shows them (HostIp), on an endpoint
+        with (`ipv6`) or without an IPv6 address."""
+        if not self.host_ip:
+            return ["0.0.0.0", "::"] if ipv6 else ["0.0.0.0"]
+        return [self.host_ip]
+
     def __str__(self) -> str:
-        return f"{self.key} -> {self.host_ip or '0.0.0.0'}:{self.host_port}"
+        return f"{self.key} -> {join_host_port(self.host_ip or '0.0.0.0', self.host_port)}"
+
+
+def join_host_port(host: str, port: int | str) -> str:
+    """Go's net.JoinHostPort, as docker prints a binding: [::1]:8080."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -118,19 +137,35 @@ def parse_port_spec(spec: str) -> list[PortMapping]:
     proto = (proto or "tcp").lower()
     if proto not in PROTOCOLS:
         raise InvalidArgumentError(f"invalid proto: {proto}")
-    if body.startswith("["):
-        raise InvalidArgumentError(f"publish {spec}: ipv6 host addresses are not supported yet")
-    parts = body.split(":")
-    if len(parts) > 3 or not parts[-1]:
-        raise InvalidArgumentError(f"invalid port format '{spec}'")
-    host_ip = parts[0] if len(parts) == 3 else ""
+    host_ip = ""
+    if body.startswith("["):  # an IPv6 host address: [::1]:8080:80, [::]::80
+        addr, sep, body = body[1:].partition("]:")
+        if not sep or not body:
+            raise InvalidArgumentError(f"invalid port format '{spec}'")
+        try:
+            if "%" in addr:
+                raise ValueError(addr)  # no zone: a published port is on every link
+            host_ip = str(ipaddress.IPv6Address(addr))
+        except ValueError:
+            raise InvalidArgumentError(f"invalid ip address: {addr}")
+        parts = [host_ip, *body.split(":")]
+        if len(parts) != 3:
+            raise InvalidArgumentError(f"invalid port format '{spec}'")
+    else:
+        parts = body.split(":")
+        if len(parts) > 3 or not parts[-1]:
+            raise InvalidArgumentError(f"invalid port format '{spec}'")
+        host_ip = parts[0] if len(parts) == 3 else ""
+        if host_ip:
+            try:
+                ipaddress.IPv4Address(host_ip)
+            except ValueError:
+                raise InvalidArgumentError(f"invalid ip address: {host_ip}")
     host = parts[-2] if len(parts) >= 2 else ""
     cont = parts[-1]
-    if host_ip:
-        try:
-            ipaddress.IPv4Address(host_ip)
-        except ValueError:
-            raise InvalidArgumentError(f"invalid ip address: {host_ip}")
+    if not cont:
+        raise InvalidArgumentError(f"invalid port format '{spec}'")
+    # "" is every address: 0.0.0.0 and, on a network with IPv6, [::] too
     if host_ip == "0.0.0.0":
         host_ip = ""
     c_lo, c_hi = _port_range(cont, "container", spec)

@@ -73,6 +73,7 @@ class DnatRule:
     host_port: int
     container_ip: str
     container_port: int
+    container_ip6: str = ""  # an endpoint with IPv6: published on the host's IPv6 too
 
 
 def table_name(root: str) -> str:
@@ -123,6 +124,8 @@ def ruleset(table: str, bridges: list[BridgeRules], dnat: list[DnatRule]) -> lis
     rule("prerouting", local, {"jump": {"target": "ports"}})
     rule("output", local, {"jump": {"target": "ports"}})
     for d in dnat:
+        if ":" in d.host_ip:
+            continue  # an IPv6 host address: the ip6 table's
         expr = []
         if d.host_ip:
             expr.append(_m(_payload("ip", "daddr"), d.host_ip))
@@ -153,14 +156,19 @@ def ruleset(table: str, bridges: list[BridgeRules], dnat: list[DnatRule]) -> lis
             if other.bridge != b.bridge:
                 rule("forward", _m(_meta("iifname"), b.bridge),
                      _m(_meta("oifname"), other.bridge), {"drop": None})
-    return cmds + ruleset6(table, bridges)
+    return cmds + ruleset6(table, bridges, dnat)
 
 
-def ruleset6(table: str, bridges: list[BridgeRules]) -> list[dict[str, Any]]:
+def ruleset6(table: str, bridges: list[BridgeRules],
+             dnat: list[DnatRule] | None = None) -> list[dict[str, Any]]:
     """The `ip6` table of the same name, while a network with IPv6 has
     endpoints (as Docker's ip6tables rules): masquerade of its IPv6 subnet
-    leaving by another link (NAT66), isolation and --internal as for IPv4.
-    Published ports stay IPv4 (DNAT in the `ip` table)."""
+    leaving by another link (NAT66), isolation and --internal as for IPv4,
+    and published ports of endpoints with an IPv6 address: DNAT of the
+    host's IPv6 addresses (`ports6`, from prerouting and output) to the
+    container's, with hairpin masquerade. Not of ::1: the kernel routes no
+    packet from ::1 out of the loopback (IPv6 has no route_localnet), so
+    [::1] is served by a proxy (proxy.py) which the output rule leaves alone."""
     t = {"family": FAMILY6, "name": table}
     v6 = [b for b in bridges if b.subnet6 is not None]
     if not v6:
@@ -171,11 +179,37 @@ def ruleset6(table: str, bridges: list[BridgeRules]) -> list[dict[str, Any]]:
         cmds.append({"add": {"rule": {"family": FAMILY6, "table": table, "chain": chain_name,
                                       "expr": list(expr)}}})
 
-    for name, ctype, hook, prio in (("postrouting", "nat", "postrouting", 100),
-                                    ("forward", "filter", "forward", 0)):
+    dnat6 = [d for d in dnat or () if d.container_ip6 and (not d.host_ip or ":" in d.host_ip)]
+    chains = [("postrouting", "nat", "postrouting", 100), ("forward", "filter", "forward", 0)]
+    if dnat6:
+        cmds.append({"add": {"chain": {"family": FAMILY6, "table": table, "name": "ports"}}})
+        chains += [("prerouting", "nat", "prerouting", -100), ("output", "nat", "output", -100)]
+    for name, ctype, hook, prio in chains:
         cmds.append({"add": {"chain": {"family": FAMILY6, "table": table, "name": name,
                                        "type": ctype, "hook": hook, "prio": prio,
                                        "policy": "accept"}}})
+    if dnat6:
+        local = _m({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
+        rule("prerouting", local, {"jump": {"target": "ports"}})
+        rule("output", _m(_payload("ip6", "daddr"), "::1", "!="), local,
+             {"jump": {"target": "ports"}})
+        for d in dnat6:
+            expr = []
+            if d.host_ip and d.host_ip != "::":
+                expr.append(_m(_payload("ip6", "daddr"), d.host_ip))
+            expr += [
+                _m(_meta("l4proto"), d.proto),
+                _m(_payload("th", "dport"), d.host_port),
+                {"dnat": {"addr": d.container_ip6, "port": d.container_port}},
+            ]
+            rule("ports", *expr)
+    dnat6_bridges = {d.bridge for d in dnat6}
+    for b in v6:
+        assert b.subnet6 is not None
+        if b.bridge in dnat6_bridges:
+            rule("postrouting", _m(_meta("oifname"), b.bridge),
+                 _m(_payload("ip6", "saddr"), _prefix(b.subnet6)),
+                 _m({"ct": {"key": "status"}}, "dnat", "in"), {"masquerade": None})
     for b in v6:
         assert b.subnet6 is not None
         if b.internal:

@@ -68,6 +68,14 @@ SCHEMA = [
     ALTER TABLE endpoints ADD COLUMN ip6 TEXT;
     CREATE UNIQUE INDEX endpoints_ip6 ON endpoints (network_id, ip6);
     """,
+    # the [::1] proxy of a container's ports published on IPv6 (proxy.py)
+    """
+    CREATE TABLE port_proxies (
+        container_id TEXT PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        starttime TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -320,19 +328,38 @@ class NetworkStore:
             for m in add:
                 clash = self.conn.execute(
                     "SELECT 1 FROM ports WHERE proto = ? AND host_port = ?"
-                    " AND (host_ip = ? OR host_ip = '' OR ? = '')",
-                    (m.proto, m.host_port, m.host_ip, m.host_ip),
+                    " AND (host_ip = ? OR host_ip = '' OR ? = ''"
+                    "  OR (host_ip = '::' AND instr(?, ':')) OR (? = '::' AND instr(host_ip, ':')))",
+                    (m.proto, m.host_port, m.host_ip, m.host_ip, m.host_ip, m.host_ip),
                 ).fetchone()
                 if clash:
+                    from berth.network.model import join_host_port
+
                     raise ConflictError(
-                        f"bind for {m.host_ip or '0.0.0.0'}:{m.host_port} failed: "
-                        "port is already allocated"
+                        f"bind for {join_host_port(m.host_ip or '0.0.0.0', m.host_port)} "
+                        "failed: port is already allocated"
                     )
                 self.conn.execute(
                     "INSERT INTO ports (endpoint_id, proto, host_ip, host_port, container_port)"
                     " VALUES (?,?,?,?,?)",
                     (endpoint_id, m.proto, m.host_ip, m.host_port, m.container_port),
                 )
+
+    # [::1] port proxies (proxy.py)
+
+    def port_proxy(self, container_id: str) -> tuple[int, str] | None:
+        row = self.conn.execute(
+            "SELECT pid, starttime FROM port_proxies WHERE container_id = ?", (container_id,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def set_port_proxy(self, container_id: str, pid: int | None, starttime: str = "") -> None:
+        if pid is None:
+            self.conn.execute("DELETE FROM port_proxies WHERE container_id = ?", (container_id,))
+        else:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO port_proxies (container_id, pid, starttime)"
+                " VALUES (?,?,?)", (container_id, pid, starttime))
 
     # embedded DNS servers
 

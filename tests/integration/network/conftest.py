@@ -188,7 +188,9 @@ def boxes(workdir):
         b.close()
 
 
-def dns_servers(database: str) -> list[int]:
+def dns_servers(database: str, module: bytes = b"berth.network.dns") -> list[int]:
+    """The embedded DNS servers (or, with module berth.network.proxy, the
+    [::1] port proxies) of the engine whose database this is."""
     out = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -200,7 +202,7 @@ def dns_servers(database: str) -> list[int]:
                 state = f.read().rsplit(")", 1)[1].split()[0]
         except (FileNotFoundError, ProcessLookupError):
             continue
-        if b"berth.network.dns" in cmd and database.encode() in cmd and state != "Z":
+        if module in cmd and database.encode() in cmd and state != "Z":
             out.append(int(name))
     return out
 
@@ -274,11 +276,12 @@ def nm(workdir, resolver):
     if f"table ip {m.table}" in nft_tables() - before:
         problems.append(f"nftables table {m.table} left")
         subprocess.run(["nft", "delete", "table", "ip", m.table], capture_output=True)
-    left = dns_servers(paths.database)
-    if left:
-        problems.append(f"dns servers left: {left}")
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
+    for module in (b"berth.network.dns", b"berth.network.proxy"):
+        left = dns_servers(paths.database, module)
+        if left:
+            problems.append(f"{module.decode()} processes left: {left}")
+            for pid in left:
+                os.kill(pid, signal.SIGKILL)
     for net in m.store.networks():
         from berth.network.netlink import delete_link
 

@@ -157,3 +157,169 @@ def test_overlapping_ipv6_subnets(nm):
         nm.create("six-b", subnet=wider, ipv6=True)
     assert "six-b" not in [n.name for n in nm.list()]
     nm.remove("six-a")
+
+
+def _host6() -> str:
+    """A global IPv6 address of the host's own (not loopback, not link-local), or ""."""
+    out = subprocess.run(["ip", "-6", "-o", "addr", "show", "scope", "global"],
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        addr = line.split()[3].split("/")[0]
+        if "tentative" not in line:
+            return addr
+    return ""
+
+
+def _host_connect(addr: str, port: int, proto: str = "tcp", timeout: float = 3) -> str:
+    """peer=ADDR from the server behind a published port, "" when unreachable."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    try:
+        if proto == "tcp":
+            with socket.create_connection((addr, port), timeout=timeout) as s:
+                return s.recv(200).decode().strip()
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.settimeout(timeout)
+            s.sendto(b"hello", (addr, port))
+            return s.recv(200).decode().strip()
+    except OSError:
+        return ""
+
+
+UDP_SERVER6 = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(("::", int(sys.argv[1])))
+print("listening", flush=True)
+while True:
+    data, peer = s.recvfrom(4096)
+    s.sendto(("peer=%s\n" % peer[0]).encode(), peer)
+"""
+
+
+def _free_port6(proto: str = "tcp") -> int:
+    import socket
+
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s4:
+            s4.bind(("0.0.0.0", 0))
+            port = s4.getsockname()[1]
+            with socket.socket(socket.AF_INET6, kind) as s6:
+                s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    s6.bind(("::", port))
+                except OSError:
+                    continue
+                return port
+
+
+def test_published_ports_on_ipv6(nm, boxes, outside):
+    """-p on an --ipv6 network publishes on the host's IPv6 addresses too, as
+    Docker: DNAT from another host and from the host's own IPv6 address, and
+    [::1] through the proxy (no DNAT from ::1); IPv4 as before; everything
+    released with the container."""
+    from berth.network import parse_port_spec
+    from berth.network.attach import network_settings
+    from tests.integration.network.conftest import dns_servers
+
+    net = _net6(nm, "six-pub")
+    outer = ipaddress.IPv6Network(free_subnet6())
+    host6, out6 = outer.network_address + 1, outer.network_address + 2
+    subprocess.run(["ip", "-6", "addr", "add", f"{host6}/64", "dev", outside.link, "nodad"],
+                   check=True)
+    outside.box.run("ip", "-6", "addr", "add", f"{out6}/64", "dev", "eth0", "nodad")
+    outside.box.run("ip", "-6", "route", "add", "default", "via", str(host6))
+    a = boxes("a")
+    hp, hu = _free_port6(), _free_port6("udp")
+    ep = nm.attach("a" * 64, a.pid, "six-pub", name="web6",
+                   ports=[*parse_port_spec(f"{hp}:8080"), *parse_port_spec(f"{hu}:8081/udp")])
+    _serve6(a, 8080)
+    p = subprocess.Popen(a._cmd(sys.executable, "-c", UDP_SERVER6, "8081"),
+                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=CLEAN_ENV)
+    assert p.stdout.readline().strip() == b"listening"
+    a.servers.append(p)
+    # another host, on the host's IPv6 address: DNAT, the client's own address seen
+    assert _connect6(outside.box, str(host6), hp) == f"peer={out6}"
+    # the host itself: ::1 (the proxy: the container sees the bridge's address),
+    # its own IPv6 addresses (DNAT in output), and IPv4 as before
+    assert _host_connect("::1", hp) == f"peer={net.gateway6}"
+    assert _host_connect("::1", hu, "udp") == f"peer={net.gateway6}"
+    assert _host_connect(str(host6), hp) == f"peer={host6}"
+    assert _host_connect(str(host6), hu, "udp") == f"peer={host6}"
+    own = _host6()
+    if own and own != str(host6):
+        assert _host_connect(own, hp) == f"peer={own}"
+    assert _host_connect("127.0.0.1", hp).startswith("peer=")
+    # only the published ports
+    assert _host_connect("::1", hp + 1 if hp < 65535 else hp - 1, timeout=1) == ""
+    assert _host_connect(str(host6), 8080, timeout=1) == ""
+    # Docker's view: 0.0.0.0 and :: for every published port
+    ports = network_settings(nm.paths, "a" * 64)["Ports"]
+    assert ports == {"8080/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(hp)},
+                                  {"HostIp": "::", "HostPort": str(hp)}],
+                     "8081/udp": [{"HostIp": "0.0.0.0", "HostPort": str(hu)},
+                                  {"HostIp": "::", "HostPort": str(hu)}]}
+    rules = subprocess.run(["nft", "list", "table", "ip6", nm.table], capture_output=True,
+                           text=True).stdout
+    assert f"dnat to [{ep.ip6}]:8080" in rules, rules
+    assert len(dns_servers(nm.paths.database, b"berth.network.proxy")) == 1
+    nm.release_all("a" * 64)
+    assert dns_servers(nm.paths.database, b"berth.network.proxy") == []
+    assert _host_connect("::1", hp, timeout=1) == ""
+    assert _connect6(outside.box, str(host6), hp) != f"peer={out6}"
+
+
+def test_ipv6_host_addresses_and_port_add(nm, boxes):
+    """-p [::1]:P:80 serves ::1 only, -p [::]:P:80 IPv6 only; `port add` of an
+    IPv6 binding on a running container starts its proxy; a host port taken
+    on [::] or an IPv6 address on an IPv4-only network are refused, nothing
+    published."""
+    import socket
+
+    from berth.network import parse_port_spec
+    from tests.integration.network.conftest import dns_servers
+
+    net = _net6(nm, "six-hosts")
+    a = boxes("a")
+    p1, p2, p3 = _free_port6(), _free_port6(), _free_port6()
+    nm.attach("a" * 64, a.pid, "six-hosts", name="web",
+              ports=[*parse_port_spec(f"[::1]:{p1}:8080"), *parse_port_spec(f"[::]:{p2}:8080")])
+    _serve6(a, 8080)
+    gw6 = str(net.gateway6)
+    assert _host_connect("::1", p1) == f"peer={gw6}"
+    assert _host_connect(gw6, p1, timeout=1) == ""  # ::1 only
+    assert _host_connect("127.0.0.1", p1, timeout=1) == ""
+    assert _host_connect(gw6, p2) == f"peer={gw6}"
+    assert _host_connect("::1", p2) == f"peer={gw6}"
+    assert _host_connect("127.0.0.1", p2, timeout=1) == ""  # IPv6 only
+    assert sorted(str(m) for m in nm.ports("a" * 64)) == sorted(
+        [f"8080/tcp -> [::1]:{p1}", f"8080/tcp -> [::]:{p2}"])
+    # port add on the running container: the proxy follows
+    added = nm.change_ports("a" * 64, add=parse_port_spec(f"{p3}:8080"))
+    assert [m.host_port for m in added] == [p3]
+    assert _host_connect("::1", p3) == f"peer={gw6}"
+    assert _host_connect(gw6, p3) == f"peer={gw6}"
+    assert len(dns_servers(nm.paths.database, b"berth.network.proxy")) == 1
+    nm.change_ports("a" * 64, remove=parse_port_spec(f"{p3}:8080"))
+    assert _host_connect("::1", p3, timeout=1) == ""
+    assert _host_connect("::1", p1) == f"peer={gw6}"
+    # a host port in use on [::] is refused as Docker does
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        taken.bind(("::", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        with pytest.raises(ConflictError, match=rf"listen tcp6 \[::\]:{busy}: bind: address "
+                                                 "already in use"):
+            nm.change_ports("a" * 64, add=parse_port_spec(f"{busy}:8080"))
+    assert sorted(m.host_port for m in nm.ports("a" * 64)) == sorted([p1, p2])
+    nm.release_all("a" * 64)
+    assert dns_servers(nm.paths.database, b"berth.network.proxy") == []
+    # an IPv6 host address needs a network with IPv6
+    nm.create("four", subnet=free_subnet(), options={OPT_BRIDGE_NAME: bridge_name()})
+    b = boxes("b")
+    with pytest.raises(InvalidArgumentError, match="has no IPv6"):
+        nm.attach("b" * 64, b.pid, "four", ports=parse_port_spec(f"[::1]:{p1}:80"))
+    assert nm.endpoints("b" * 64) == []

@@ -25,6 +25,10 @@ from berth.network.store import NetworkStore
     ("8000-8001:80-81", [PortMapping(80, 8000), PortMapping(81, 8001)]),
     ("8000-8010:80", [PortMapping(80, 8000, host_port_end=8010)]),
     ("80-81", [PortMapping(80, 0), PortMapping(81, 0)]),
+    ("[::1]:8080:80", [PortMapping(80, 8080, "tcp", "::1")]),
+    ("[::]::53/udp", [PortMapping(53, 0, "udp", "::")]),
+    ("[fd42:0::0:1]:1-2:3-4", [PortMapping(3, 1, "tcp", "fd42::1"),
+                               PortMapping(4, 2, "tcp", "fd42::1")]),
 ])
 def test_parse_port_spec(spec, want):
     assert parse_port_spec(spec) == want
@@ -37,6 +41,11 @@ def test_parse_port_spec(spec, want):
     ("70000:80", "invalid range specified for host port"),
     ("a:b:c:d", "invalid port format"),
     ("80-79", "invalid range"),
+    ("[::1]:80", "invalid port format"),
+    ("[::1:80:80", "invalid port format"),
+    ("[::g]:80:80", "invalid ip address"),
+    ("[fe80::1%eth0]:80:80", "invalid ip address"),
+    ("::1:80:80", "invalid port format"),
 ])
 def test_parse_port_spec_errors(spec, msg):
     with pytest.raises(InvalidArgumentError, match=msg):
@@ -215,3 +224,42 @@ def test_dns_server_answers_and_forwards_on_loopback():
         s.close()
     os.close(r)
     os.close(w)
+
+
+def test_port_mapping_host_addresses():
+    from berth.network.model import join_host_port
+
+    assert PortMapping(80, 8080).host_addresses(ipv6=False) == ["0.0.0.0"]
+    assert PortMapping(80, 8080).host_addresses(ipv6=True) == ["0.0.0.0", "::"]
+    assert PortMapping(80, 8080, host_ip="::1").host_addresses(ipv6=True) == ["::1"]
+    assert str(PortMapping(80, 8080, host_ip="::")) == "80/tcp -> [::]:8080"
+    assert join_host_port("127.0.0.1", 1) == "127.0.0.1:1"
+
+
+def test_default_bridge_name_per_root():
+    from berth.network.model import default_bridge_name
+
+    assert default_bridge_name("/var/lib/berth") == "berth0"
+    a, b = default_bridge_name("/srv/a"), default_bridge_name("/srv/b")
+    assert a != b and a.startswith("berth-") and len(a) <= 15
+    assert default_bridge_name("/srv/a/") == a  # stable
+
+
+def test_ruleset6_published_ports():
+    br = [nft.BridgeRules("brt-a", ipaddress.IPv4Network("10.1.0.0/24"), False,
+                          ipaddress.IPv6Network("fd42::/64"))]
+    dn = [nft.DnatRule("brt-a", "tcp", "", 8080, "10.1.0.2", 80, "fd42::2"),
+          nft.DnatRule("brt-a", "udp", "::1", 53, "10.1.0.2", 53, "fd42::2")]
+    cmds = nft.ruleset("t", br, dn)
+    rules = [c["add"]["rule"] for c in cmds if "rule" in c.get("add", {})]
+    v4 = [r["expr"] for r in rules if r["family"] == "ip" and r["chain"] == "ports"]
+    v6 = [r["expr"] for r in rules if r["family"] == "ip6" and r["chain"] == "ports"]
+    # IPv4 DNAT for the "every address" mapping only; both in the ip6 table
+    assert [e[-1] for e in v4] == [{"dnat": {"addr": "10.1.0.2", "port": 80}}]
+    assert [e[-1] for e in v6] == [{"dnat": {"addr": "fd42::2", "port": 80}},
+                                   {"dnat": {"addr": "fd42::2", "port": 53}}]
+    # the output hook leaves ::1 to the proxy
+    (out,) = [r["expr"] for r in rules if r["family"] == "ip6" and r["chain"] == "output"]
+    assert out[0] == {"match": {"op": "!=", "left": {"payload": {"protocol": "ip6",
+                                                                 "field": "daddr"}},
+                                "right": "::1"}}
