@@ -130,7 +130,20 @@ def test_missing_bind_device_fails_the_run(berth, workdir):
     assert berth.out("ps", "-aq") == ""
     assert os.listdir(os.path.join(berth.root, "containers")) == []
     assert _mounts_under(berth.root) == []
+    # without --rm the container stays created (as Docker's) and starts once
+    # the device exists
+    p = berth.run("--name", "later", "--network", "none", "-v", "nb:/d", "busybox", "cat",
+                  "/d/f")
+    assert p.returncode == 125 and "flags: 0x1000: no such file or directory" in p.stderr
+    assert berth.out("ps", "-a", "--format", "{{.Names}} {{.Status}}") == "later Created\n"
+    assert _mounts_under(berth.root) == []
+    os.mkdir(device)
+    with open(os.path.join(device, "f"), "w") as f:
+        f.write("there\n")
+    assert berth.out("start", "-a", "later") == "there\n"
+    berth.out("rm", "later")
     assert berth.out("volume", "rm", "nb") == "nb\n"
+    assert os.listdir(device) == ["f"]
 
 
 def test_volume_prune_unmounts(berth):
