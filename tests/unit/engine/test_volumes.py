@@ -4,7 +4,13 @@ import json
 
 import pytest
 
-from berth.engine.volumes import _mount_options, _validate_options, parse_mount_options
+from berth.engine.volumes import (
+    _mount_options,
+    _resolve_addr,
+    _unescape,
+    _validate_options,
+    parse_mount_options,
+)
 from berth.errors import InvalidArgumentError
 from berth.linux import libc
 
@@ -61,3 +67,15 @@ def test_mount_options_of_a_row():
     assert _mount_options({"options": '{"size": "0"}'}) is None  # nothing to mount
     opts = {"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}
     assert _mount_options({"options": json.dumps(opts)}) == opts
+
+
+def test_mountinfo_paths_unescaped():
+    assert _unescape(b"/var/lib/berth/volumes/v/_data") == "/var/lib/berth/volumes/v/_data"
+    assert _unescape(b"/a\\040b\\011c\\134d") == "/a b\tc\\d"
+
+
+def test_nfs_addr_resolved():
+    assert _resolve_addr("addr=10.1.2.3,vers=4") == "addr=10.1.2.3,vers=4"
+    assert _resolve_addr("vers=4") == "vers=4"
+    assert _resolve_addr("addr=localhost,vers=4") in ("addr=127.0.0.1,vers=4",
+                                                       "addr=::1,vers=4")
