@@ -156,8 +156,9 @@ class Monitor:
             self.conn.close()
             self.conn = None
 
-    def record(self, **values: object) -> bool:
-        """UPDATE the container's row; False when the row is gone (removed)."""
+    def record(self, event: str = "", **values: object) -> bool:
+        """UPDATE the container's row (and, with `event`, record that event
+        in the same transaction); False when the row is gone (removed)."""
         from berth import db
 
         conn = self.db()
@@ -165,19 +166,26 @@ class Monitor:
         with db.transaction(conn):
             cur = conn.execute(f"UPDATE containers SET {cols} WHERE id = ?",
                                (*values.values(), self.cid))
+            if event:
+                self._insert_event(conn, event, {})
         return cur.rowcount == 1
 
     def event(self, action: str, **attrs: object) -> None:
         """An event row, as the engine writes them (store.EVENT_INSERT)."""
-        from berth import db, jsonio
+        from berth import db
+
+        conn = self.db()
+        with db.transaction(conn):
+            self._insert_event(conn, action, attrs)
+
+    def _insert_event(self, conn, action: str, attrs: dict) -> None:
+        from berth import jsonio
 
         a = {"image": self.cfg.get("image", ""), "name": self.cfg.get("name", "")}
         a.update({k: str(v) for k, v in attrs.items()})
-        conn = self.db()
-        with db.transaction(conn):
-            conn.execute("INSERT INTO events (time_nano, type, action, actor, attributes)"
-                         " VALUES (?, ?, ?, ?, ?)",
-                         (time.time_ns(), "container", action, self.cid, jsonio.dumps(a)))
+        conn.execute("INSERT INTO events (time_nano, type, action, actor, attributes)"
+                     " VALUES (?, ?, ?, ?, ?)",
+                     (time.time_ns(), "container", action, self.cid, jsonio.dumps(a)))
 
     def row(self) -> dict | None:
         r = self.db().execute(
@@ -389,9 +397,11 @@ class Monitor:
             sess.close()
         self.sessions = []
 
-    def start_container(self, stdio: tuple[int, int, int]) -> dict:
+    def start_container(self, stdio: tuple[int, int, int], inline: bool = False) -> dict:
+        """Create and start the container (see _start_container); `inline`:
+        in this process, which is short-lived (serve's start helper)."""
         if not self.cfg.get("tty"):
-            return self._start_container(stdio)
+            return self._start_container(stdio, inline=inline)
         import _socket
 
         from berth.runtime.console import recv_fd
@@ -399,7 +409,8 @@ class Monitor:
         if self.cfg["runtime"] in ("berth", ""):
             mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM, 0)
             try:
-                result = self._start_container(stdio, console_fd=theirs.fileno())
+                result = self._start_container(stdio, console_fd=theirs.fileno(),
+                                               inline=inline)
             finally:
                 theirs.close()
             try:
@@ -418,7 +429,7 @@ class Monitor:
             listener.bind(name)
             listener.listen(1)
             try:
-                result = self._start_container(stdio, console_socket=name)
+                result = self._start_container(stdio, console_socket=name, inline=inline)
                 if "pid" in result:
                     listener.settimeout(5)
                     cfd, _ = listener._accept()
@@ -441,15 +452,18 @@ class Monitor:
         return result
 
     def _start_container(self, stdio: tuple[int, int, int], console_socket: str | None = None,
-                         console_fd: int = -1) -> dict:
+                         console_fd: int = -1, inline: bool = False) -> dict:
         """Create and start the container from a short-lived fork of this
         process, which also records it running: the runtime's code and the
         database touch many shared pages, and would leave this long-lived
         process with private copies of them. The container's init, orphaned
-        when the helper exits, is reparented to us (we are its subreaper)."""
+        when the helper exits, is reparented to us (we are its subreaper).
+        `inline`: this process is such a helper already (serve's), no fork."""
         from berth import jsonio
         from berth.linux import libc
 
+        if inline:
+            return self._create_and_start(stdio, console_socket, console_fd)
         r, w = os.pipe()
         # single-threaded, no lock held: a bare fork (libc.fork_bare) spares
         # this long-lived process the at-fork handlers' pages and the helper
@@ -457,34 +471,7 @@ class Monitor:
         helper = libc.fork_bare()
         if helper == 0:
             os.close(r)
-            if "random" in sys.modules:
-                # what os.fork's at-fork handler does: a random state of its
-                # own (host port picks in network attach)
-                sys.modules["random"].seed()
-            out: dict = {}
-            try:
-                if self.cfg["runtime"] in ("berth", ""):
-                    _install_seccomp_cache(self.cfg)
-                pid = self.rt.create(self.cid, self.bundle, stdio, console_socket=console_socket,
-                                     console_fd=console_fd)
-                if self.cfg.get("network"):
-                    # the monitor starts without site-packages (pyroute2 lives there)
-                    sys.path.extend(p for p in self.cfg.get("sys_path") or [] if p not in sys.path)
-                    from berth.network.attach import attach_container
-                    from berth.paths import Paths
-
-                    attach_container(Paths(self.cfg["root"], self.cfg["state"]), self.cid, pid,
-                                     self.cfg["network"], self.bundle)
-                self.rt.start(self.cid)
-                monitor = self.monitor_pid
-                self.record(status="running", pid=pid, started_at=_now(), error="",
-                            restart_count=self.restart_count, monitor_pid=monitor,
-                            monitor_start=_start_time(monitor), oom_killed=0, reason="")
-                self.event("start")
-                out: dict = {"pid": pid}
-            except BaseException as exc:
-                out = {"error": getattr(exc, "message", None) or str(exc),
-                       "category": getattr(exc, "category", "internal")}
+            out = self._create_and_start(stdio, console_socket, console_fd)
             try:
                 write_all(w, jsonio.dumps(out).encode())
             finally:
@@ -508,6 +495,39 @@ class Monitor:
         if not isinstance(msg, dict):
             return {"error": "container start helper died", "category": "internal"}
         return msg
+
+    def _create_and_start(self, stdio: tuple[int, int, int], console_socket: str | None,
+                          console_fd: int) -> dict:
+        """The runtime's create and start, the network attached between, the
+        start recorded: {"pid": N} or {"error": ..., "category": ...}. In a
+        bare fork (libc.fork_bare) of the monitor."""
+        if "random" in sys.modules:
+            # what os.fork's at-fork handler does: a random state of its own
+            # (host port picks in network attach)
+            sys.modules["random"].seed()
+        try:
+            if self.cfg["runtime"] in ("berth", ""):
+                _install_seccomp_cache(self.cfg)
+            pid = self.rt.create(self.cid, self.bundle, stdio, console_socket=console_socket,
+                                 console_fd=console_fd)
+            if self.cfg.get("network"):
+                # the monitor starts without site-packages (pyroute2 lives there)
+                sys.path.extend(p for p in self.cfg.get("sys_path") or [] if p not in sys.path)
+                from berth.network.attach import attach_container
+                from berth.paths import Paths
+
+                attach_container(Paths(self.cfg["root"], self.cfg["state"]), self.cid, pid,
+                                 self.cfg["network"], self.bundle)
+            self.rt.start(self.cid)
+            monitor = self.monitor_pid
+            self.record(status="running", pid=pid, started_at=_now(), error="",
+                        restart_count=self.restart_count, monitor_pid=monitor,
+                        monitor_start=_start_time(monitor), oom_killed=0, reason="",
+                        event="start")
+            return {"pid": pid}
+        except BaseException as exc:
+            return {"error": getattr(exc, "message", None) or str(exc),
+                    "category": getattr(exc, "category", "internal")}
 
     def should_restart(self, code: int, stop_requested: bool) -> bool:
         policy = self.cfg.get("restart") or {}
@@ -1045,7 +1065,7 @@ def _first_start(conn: object, to_monitor: object, monitor_pid: int, note: objec
         err_r, err_w = os.pipe()
         null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         stdin = mon.stdin_fd if mon.stdin_fd >= 0 else null
-        result = mon.start_container((stdin, out_w, err_w))
+        result = mon.start_container((stdin, out_w, err_w), inline=True)
         for fd in (out_w, err_w, null):
             os.close(fd)
         master = result.pop("master", -1)
