@@ -241,3 +241,66 @@ def test_static_ipv6_address(berth):
     finally:
         berth("network", "rm", net)
     assert _links() == links and _nft_tables() == tables
+
+
+def test_two_roots_have_their_own_default_bridge(berth, workdir, busybox_template):
+    """Engines on different --root get different default bridges (berth0 is
+    the default root's; others berth-<8 hex of the root>) and nft tables, so
+    both run bridge containers at once, and one releasing its bridge leaves
+    the other's alone."""
+    import json
+
+    from berth.network.model import default_bridge_name
+    from berth.network.nft import table_name
+    from tests.integration.engine.conftest import _make, free_subnet
+
+    links, tables = _links(), _nft_tables()
+    os.makedirs(os.path.join(workdir, "second"))
+    other = _make(os.path.join(workdir, "second"), busybox_template, "berth")
+    engines = [berth, other]
+    try:
+        for b in engines:
+            del b.env["BERTH_BRIDGE"]  # the bridge name each root derives
+        other.env["BERTH_BRIDGE_SUBNET"] = free_subnet()
+        while other.env["BERTH_BRIDGE_SUBNET"] == berth.env["BERTH_BRIDGE_SUBNET"]:
+            other.env["BERTH_BRIDGE_SUBNET"] = free_subnet()
+        bridges = [default_bridge_name(b.root) for b in engines]
+        assert bridges[0] != bridges[1] and "berth0" not in bridges
+        assert all(n not in links for n in bridges)  # nothing of the tests' shared
+        ips = []
+        for b in engines:
+            b("run", "-d", "--name", "keep", "busybox", "sleep", "60", check=True)
+            s = json.loads(b.out("inspect", "--format", "{{json .NetworkSettings}}", "keep"))
+            ips.append(s["IPAddress"])
+            doc = json.loads(b.out("network", "inspect", "bridge"))[0]
+            assert doc["Options"]["com.docker.network.bridge.name"] == default_bridge_name(b.root)
+        now = _links()
+        assert set(bridges) <= now
+        for b, ip, gw in zip(engines, ips, bridges, strict=True):
+            # each container on its own root's bridge
+            assert len(os.listdir(f"/sys/class/net/{gw}/brif")) == 1
+            p = b("exec", "keep", "ip", "route")
+            gw_ip = b.env["BERTH_BRIDGE_SUBNET"].rsplit(".", 1)[0] + ".1"
+            assert f"default via {gw_ip}" in p.stdout, p.stdout + p.stderr
+            assert ip.startswith(b.env["BERTH_BRIDGE_SUBNET"].rsplit(".", 1)[0] + ".")
+        assert {f"table ip {table_name(b.root)}" for b in engines} <= _nft_tables()
+        # the first engine lets go of its container and bridge: the second's
+        # container keeps its network (reaches its gateway, its table intact)
+        before = subprocess.run(["nft", "list", "table", "ip", table_name(other.root)],
+                                capture_output=True, text=True).stdout
+        berth("rm", "-f", "keep", check=True)
+        _wait_zygote_gone(berth)
+        assert bridges[0] not in _links() and bridges[1] in _links()
+        assert f"table ip {table_name(berth.root)}" not in _nft_tables()
+        gw_ip = other.env["BERTH_BRIDGE_SUBNET"].rsplit(".", 1)[0] + ".1"
+        p = other("exec", "keep", "ping", "-c", "1", "-W", "3", gw_ip)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert subprocess.run(["nft", "list", "table", "ip", table_name(other.root)],
+                              capture_output=True, text=True).stdout == before
+        other("rm", "-f", "keep", check=True)
+        _wait_zygote_gone(other)
+    finally:
+        for b in engines:
+            b.cleanup()
+            _wait_zygote_gone(b)
+    assert _links() == links and _nft_tables() == tables
