@@ -244,22 +244,48 @@ def attach_container(paths: Paths, container_id: str, pid: int, request: dict[st
 def release_container(paths: Paths, container_id: str) -> None:
     """Everything the container got from berth.network; idempotent. Cheap
     when there is nothing left (the monitor released it at the exit): the
-    database is read, and the manager only imported when needed."""
-    from berth.network.store import NetworkStore
+    database is read (without berth.network.store's imports), and the
+    manager only imported when needed."""
+    from berth import db
 
-    store = NetworkStore(paths.database)
+    conn = db.connect(paths.database)
     try:
-        if not store.endpoints(container_id=container_id) and not store.dns_server(
-                container_id):
-            store.close()
+        if not _peek(paths, "SELECT 1 FROM endpoints WHERE container_id = ?1 UNION ALL"
+                     " SELECT 1 FROM dns_servers WHERE container_id = ?1 UNION ALL"
+                     " SELECT 1 FROM port_proxies WHERE container_id = ?1",
+                     (container_id,), conn, missing=True):
+            conn.close()
             return
+        from berth.network.store import NetworkStore
+
+        store = NetworkStore(paths.database, conn)
     except BaseException:
-        store.close()
+        conn.close()
         raise
     from berth.network.manager import NetworkManager
 
     with NetworkManager(paths, keep_default=_keeping(paths), store=store) as nm:
         nm.release_all(container_id)
+
+
+def _peek(paths: Paths, sql: str, args: tuple, conn: Any = None,
+          missing: bool = False) -> bool:
+    """Whether `sql` finds a row; `missing` when the database lacks a table
+    it reads (one older than this berth: the store migrates it)."""
+    import sqlite3
+
+    from berth import db
+
+    own = conn is None
+    if own:
+        conn = db.connect(paths.database)
+    try:
+        return conn.execute(sql, args).fetchone() is not None
+    except sqlite3.OperationalError:
+        return missing
+    finally:
+        if own:
+            conn.close()
 
 
 def network_settings(paths: Paths, container_id: str) -> dict[str, Any]:
@@ -302,11 +328,15 @@ def check_network(paths: Paths, network_mode: str) -> None:
     """`network X not found` at create time, reading the database only; the
     default network is made (NetworkManager) the first time it is asked for."""
     from berth.errors import NotFoundError
-    from berth.network.store import NetworkStore
 
     mode = network_mode or DEFAULT_NETWORK
     if mode == "default":
         mode = DEFAULT_NETWORK
+    if mode == DEFAULT_NETWORK and _peek(paths, "SELECT 1 FROM networks WHERE name = ?",
+                                          (mode,)):
+        return  # made already: the common case, without berth.network.store's imports
+    from berth.network.store import NetworkStore
+
     store = NetworkStore(paths.database)
     try:
         store.find_network(mode)

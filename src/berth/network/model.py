@@ -5,11 +5,13 @@ Nothing here does I/O, so it is unit-tested without root.
 
 from __future__ import annotations
 
-import ipaddress
-
 from berth.errors import InvalidArgumentError
 from berth.paths import DEFAULT_ROOT
 from berth.structs import dataclass, field  # not dataclasses: model is on `berth run`'s path
+
+TYPE_CHECKING = False  # ipaddress (~2 ms) is imported where it is used: `berth run`
+if TYPE_CHECKING:     # of a container with no -p or --ip needs none of it
+    import ipaddress
 
 DEFAULT_NETWORK = "bridge"
 DEFAULT_BRIDGE = "berth0"  # the default root's; other roots: default_bridge_name
@@ -137,6 +139,8 @@ def parse_port_spec(spec: str) -> list[PortMapping]:
     proto = (proto or "tcp").lower()
     if proto not in PROTOCOLS:
         raise InvalidArgumentError(f"invalid proto: {proto}")
+    import ipaddress
+
     host_ip = ""
     if body.startswith("["):  # an IPv6 host address: [::1]:8080:80, [::]::80
         addr, sep, body = body[1:].partition("]:")
@@ -182,6 +186,8 @@ def parse_port_spec(spec: str) -> list[PortMapping]:
 
 def parse_subnet(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """An IPv4 or IPv6 subnet (`--subnet`, `--ip-range`)."""
+    import ipaddress
+
     try:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError:
@@ -192,6 +198,8 @@ def parse_subnet(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 
 def parse_address(text: str, what: str = "ip address") -> ipaddress.IPv4Address:
+    import ipaddress
+
     try:
         return ipaddress.IPv4Address(text)
     except ValueError:
@@ -199,6 +207,8 @@ def parse_address(text: str, what: str = "ip address") -> ipaddress.IPv4Address:
 
 
 def parse_address6(text: str, what: str = "ip address") -> ipaddress.IPv6Address:
+    import ipaddress
+
     try:
         return ipaddress.IPv6Address(text)
     except ValueError:

@@ -99,10 +99,10 @@ def _network(row: sqlite3.Row) -> Network:
 
 
 class NetworkStore:
-    """Tables `networks`, `endpoints`, `ports`, `dns_servers`."""
+    """Tables `networks`, `endpoints`, `ports`, `dns_servers`, `port_proxies`."""
 
-    def __init__(self, database: str) -> None:
-        self.conn = db.connect(database)
+    def __init__(self, database: str, conn: sqlite3.Connection | None = None) -> None:
+        self.conn = conn or db.connect(database)  # a connection of db.connect's, taken over
         db.migrate(self.conn, "network", SCHEMA)
 
     def close(self) -> None:
