@@ -15,11 +15,10 @@ import sys
 import time
 
 from berth import jsonio
-from berth.engine import names, spec
+from berth.engine import names, spawn, spec
 from berth.engine.options import RunOptions, parse_signal
 from berth.engine.procs import alive, wait_gone, wait_pid
 from berth.engine.runtimes import CliRuntime, InProcessRuntime, runtime_for
-from berth.engine.spawn import spawn_monitor
 from berth.engine.store import ZERO_TIME, ContainerRecord, Lock, Store
 from berth.engine.volumes import Volumes, copy_up, oci_mounts
 from berth.errors import (
@@ -430,10 +429,16 @@ class Engine:
                                     "started")
             # a monitor that recorded the exit may still be unmounting the rootfs
             wait_gone(rec.monitor_pid, rec.monitor_start, 15)
-            self._prepare(rec)
-            r = spawn_monitor(self.paths, self.bundle(rec.id), attach,
-                              networked=not _unnetworked(rec.host_config.get("NetworkMode")
-                                                         or ""))
+            # the zygote forks the monitor while the bundle is written
+            pending = spawn.begin(self.paths, self.bundle(rec.id), attach,
+                                  networked=not _unnetworked(rec.host_config.get("NetworkMode")
+                                                             or ""))
+            try:
+                self._prepare(rec, attach)
+            except BaseException:
+                pending.cancel()
+                raise
+            r = pending.go()
             msg = _read_message(r)
             if "pid" in msg:
                 from berth.engine.execd import write_hint
@@ -461,7 +466,7 @@ class Engine:
         except BerthError as exc:
             _warn("record event %s of %s: %s", action, rec.id, exc.message)
 
-    def _prepare(self, rec: ContainerRecord) -> None:
+    def _prepare(self, rec: ContainerRecord, attach: Attach | None = None) -> None:
         """Mount the rootfs (if not yet), write /etc files, config.json and
         monitor.json. Everything it makes is undone by `_teardown`."""
         bundle = self.bundle(rec.id)
@@ -530,6 +535,7 @@ class Engine:
                 "seccomp_cache": os.path.join(self.paths.root, "seccomp-cache"),
                 "sys_path": [p for p in sys.path if p],
                 "network": _network_request(rec),
+                **(spawn.attach_config(attach) if attach is not None else {}),
             }
             self.store.update(rec.id, stop_requested=0, error="", reason="", restart_count=0,
                               health="")

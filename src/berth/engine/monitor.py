@@ -1042,8 +1042,15 @@ def _first_start(conn: object, to_monitor: object, monitor_pid: int, note: objec
         # answered as the zygote did once it had forked the monitor; a CLI
         # killed meanwhile does not stop the start
         conn.send(b'{"pid":%d}' % monitor_pid)  # type: ignore[attr-defined]
+        if req.get("wait"):
+            # forked while the CLI writes the bundle (spawn.begin): it says
+            # when monitor.json is there, or closes (nothing to start)
+            conn.settimeout(None)  # type: ignore[attr-defined]
+            if conn.recv(1) != b"g":  # type: ignore[attr-defined]
+                os._exit(1)
     except OSError:
-        pass
+        if req.get("wait"):
+            os._exit(1)
     conn.close()  # type: ignore[attr-defined]
     try:
         cfg = jsonio.load_file(req["config"])

@@ -31,16 +31,71 @@ def spawn_monitor(paths: Paths, bundle: str, attach: Attach | None,
         cfg_path = os.path.join(bundle, "monitor.json")
         cfg = jsonio.load_file(cfg_path)
         assert isinstance(cfg, dict)
-        cfg["attach"] = True
-        cfg["stdin"] = attach.stdin >= 0
-        if attach.tty_size:
-            cfg["tty_size"] = list(attach.tty_size)
+        cfg.update(attach_config(attach))
         jsonio.write_atomic(cfg_path, jsonio.dumps(cfg), 0o600, durable=False)
+    return begin(paths, bundle, attach, networked).go()
+
+
+def attach_config(attach: Attach) -> dict:
+    """monitor.json's keys for a CLI attached to the container's output."""
+    cfg: dict = {"attach": True, "stdin": attach.stdin >= 0}
+    if attach.tty_size:
+        cfg["tty_size"] = list(attach.tty_size)
+    return cfg
+
+
+class Pending:
+    """A monitor being started while the caller writes the bundle: the
+    zygote forks it and its start helper meanwhile, which wait for `go`
+    before reading monitor.json (a container start's critical path is
+    shorter by those two forks)."""
+
+    def __init__(self, paths: Paths, bundle: str, attach: Attach | None, networked: bool,
+                 sock: object, r: int) -> None:
+        self.args = (paths, bundle, attach, networked)
+        self.sock = sock
+        self.r = r
+
+    def go(self) -> int:
+        """monitor.json is written: start; returns the read end of the
+        status pipe (as spawn_monitor)."""
+        paths, bundle, attach, networked = self.args
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            try:
+                try:
+                    reply = sock.recv(4096)  # type: ignore[attr-defined]
+                    if reply:
+                        sock.sendall(b"g")  # type: ignore[attr-defined]
+                except OSError:
+                    reply = b""
+            finally:
+                sock.close()  # type: ignore[attr-defined]
+            if reply:
+                return self.r
+            os.close(self.r)  # the zygote was exiting: start another
+            if os.environ.get("BERTH_MONITOR_ZYGOTE", "1") != "0":
+                r = _spawn_by_zygote(paths, bundle, attach, networked)
+                if r >= 0:
+                    return r
+        return _spawn_fresh(paths, bundle, attach)
+
+    def cancel(self) -> None:
+        """The bundle could not be made: the forked monitor exits unstarted."""
+        if self.sock is not None:
+            self.sock.close()  # type: ignore[attr-defined]
+            self.sock = None
+            os.close(self.r)
+
+
+def begin(paths: Paths, bundle: str, attach: Attach | None, networked: bool = False
+          ) -> Pending:
+    """Have the zygote fork the container's monitor now, to be started by
+    `go()` once its monitor.json is written (or `cancel()`ed)."""
+    sock, r = None, -1
     if os.environ.get("BERTH_MONITOR_ZYGOTE", "1") != "0":
-        r = _spawn_by_zygote(paths, bundle, attach, networked)
-        if r >= 0:
-            return r
-    return _spawn_fresh(paths, bundle, attach)
+        sock, r = _request(paths, bundle, attach, networked, wait=True)
+    return Pending(paths, bundle, attach, networked, sock, r)
 
 
 def zygote_path(paths: Paths) -> str:
@@ -63,48 +118,66 @@ def zygote_path(paths: Paths) -> str:
 
 def _spawn_by_zygote(paths: Paths, bundle: str, attach: Attach | None,
                      networked: bool = False) -> int:
+    for _attempt in range(3):
+        s, r = _request(paths, bundle, attach, networked)
+        if s is None:
+            return -1
+        try:
+            try:
+                reply = s.recv(4096)
+            except OSError:
+                reply = b""
+        finally:
+            s.close()
+        if reply:
+            return r
+        os.close(r)  # the zygote was exiting: start another
+    return -1
+
+
+def _request(paths: Paths, bundle: str, attach: Attach | None, networked: bool,
+             wait: bool = False) -> tuple:
+    """Send the zygote a monitor's request: (the connection, on which its
+    start helper answers, the read end of the status pipe), or (None, -1)
+    when no zygote serves this engine and none could be started. With
+    `wait`, the start helper then waits for a byte (``g``) on the
+    connection before it reads monitor.json, and leaves at end of file."""
     import _socket
 
     path = zygote_path(paths)
     for attempt in range(3):
         s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
         try:
-            try:
-                s.connect(path)
-            except OSError:
-                if attempt == 2 or not _start_zygote(path):
-                    return -1
-                continue
-            r, w = os.pipe2(os.O_CLOEXEC)
-            fds, targets = [w], [3]
-            if attach is not None:
-                for src, target in ((attach.stdout, 4), (attach.stderr, 5),
-                                    (attach.stdin, 6)):
-                    if src >= 0:
-                        fds.append(src)
-                        targets.append(target)
-            cfg_path = os.path.join(bundle, "monitor.json")
-            req: dict = {"config": cfg_path, "fds": targets}
-            if networked:
-                req["network"] = True
-            msg = jsonio.dumps(req).encode()
-            import array
-
-            try:
-                s.sendmsg([msg], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
-                                   array.array("i", fds).tobytes())])
-                s.settimeout(10)
-                reply = s.recv(4096)
-            except OSError:
-                reply = b""
-            finally:
-                os.close(w)
-            if reply:
-                return r
-            os.close(r)  # the zygote was exiting: start another
-        finally:
+            s.connect(path)
+        except OSError:
             s.close()
-    return -1
+            if attempt == 2 or not _start_zygote(path):
+                return None, -1
+            continue
+        r, w = os.pipe2(os.O_CLOEXEC)
+        fds, targets = [w], [3]
+        if attach is not None:
+            for src, target in ((attach.stdout, 4), (attach.stderr, 5), (attach.stdin, 6)):
+                if src >= 0:
+                    fds.append(src)
+                    targets.append(target)
+        req: dict = {"config": os.path.join(bundle, "monitor.json"), "fds": targets}
+        if networked:
+            req["network"] = True
+        if wait:
+            req["wait"] = True
+        import array
+
+        try:
+            s.sendmsg([jsonio.dumps(req).encode()],
+                      [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
+            s.settimeout(10)
+        except OSError:
+            pass  # recv finds out
+        finally:
+            os.close(w)
+        return s, r
+    return None, -1
 
 def _start_zygote(path: str) -> bool:
     """Start a zygote for this engine's --state, unless one is starting;

@@ -203,3 +203,16 @@ def test_detached_rm_is_removed_by_the_monitor(berth_rt):
     assert not os.path.exists(os.path.join(b.root, "containers", cid))
     assert _wait_for(lambda: not _monitors(b.root))
     assert not _mounted(b.root)
+
+
+def test_a_start_that_fails_before_the_monitor_starts_leaves_none(berth):
+    """The zygote forks the monitor while the bundle is written
+    (spawn.begin); a start that fails meanwhile lets it go unstarted."""
+    berth.run("--name", "gone", "--network", "none", "busybox", "true", check=True)
+    before = set(_monitors(berth.root))
+    p = berth.run("--rm", "--network", "none", "--pid", "container:gone", "busybox", "true")
+    assert p.returncode == 125
+    assert "cannot join pid namespace of a non running container" in p.stderr
+    assert _wait_for(lambda: set(_monitors(berth.root)) <= before)
+    # and the next start is not disturbed by it
+    assert berth.out("run", "--rm", "--network", "none", "busybox", "echo", "ok") == "ok\n"
