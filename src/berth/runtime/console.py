@@ -71,6 +71,26 @@ def _bind_console(slave: int) -> None:
     libc.mount(f"/proc/self/fd/{slave}", "/dev/console", None, libc.MS_BIND, None)
 
 
+def window_size(fd: int = 0) -> dict | None:
+    """The size of the terminal on `fd` as runtime-spec's consoleSize, None
+    if it is not a terminal or has no size. A relayed container's pty is
+    made at this size (setup_console), so its process never sees a 0x0
+    terminal while the relay starts."""
+    try:
+        rows, cols = struct.unpack("HHHH", fcntl.ioctl(fd, 0x5413, b"\0" * 8))[:2]  # TIOCGWINSZ
+    except OSError:
+        return None
+    return {"height": rows, "width": cols} if rows and cols else None
+
+
+def _copy_window_size(master: int) -> None:
+    """Our terminal's size (fd 0) onto the container's pty."""
+    try:
+        fcntl.ioctl(master, libc.TIOCSWINSZ, fcntl.ioctl(0, 0x5413, b"\0" * 8))  # TIOCGWINSZ
+    except OSError:
+        pass
+
+
 def relay_terminal(master: int, pid: int) -> None:
     """`run` with a terminal and no --console-socket: copy our stdin to the
     pty and the pty to our stdout until the container's side closes. Our
@@ -83,10 +103,13 @@ def relay_terminal(master: int, pid: int) -> None:
     if os.isatty(0):
         saved = termios.tcgetattr(0)
         tty.setraw(0)
-        try:
-            fcntl.ioctl(master, libc.TIOCSWINSZ, fcntl.ioctl(0, 0x5413, b"\0" * 8))  # TIOCGWINSZ
-        except OSError:
-            pass
+        _copy_window_size(master)
+        import _signal
+
+        # our terminal was resized: so is the container's (the kernel then
+        # sends SIGWINCH to the pty's foreground process group), as runc does;
+        # the signal is not forwarded to the process itself
+        _signal.signal(28, lambda _signum, _frame: _copy_window_size(master))  # SIGWINCH
     fds = [master, 0]
     try:
         while True:

@@ -434,6 +434,12 @@ def run(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions) -> int:
 
         relay, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM, 0)
         opts.console_fd = theirs.fileno()
+        if not cfg["process"].get("consoleSize"):
+            from berth.runtime.console import window_size
+
+            size = window_size(0)
+            if size:
+                cfg["process"]["consoleSize"] = size
     try:
         state, ch = create(paths, log, cid, opts, run=True, config=cfg)
     finally:
@@ -495,10 +501,6 @@ def _wait_and_destroy(paths: RuntimePaths, log: Log, state: st.ContainerState, m
     import _signal
 
     pid = state.pid
-    if master >= 0:
-        from berth.runtime.console import relay_terminal
-
-        relay_terminal(master, pid)
 
     def forward(signum: int, frame: object) -> None:
         try:
@@ -506,8 +508,14 @@ def _wait_and_destroy(paths: RuntimePaths, log: Log, state: st.ContainerState, m
         except ProcessLookupError:
             pass
 
+    # forwarded from now on, the terminal relay included (which resizes the
+    # container's pty on SIGWINCH instead)
     for sig in (1, 2, 3, 10, 12, 15, 28):  # HUP INT QUIT USR1 USR2 TERM WINCH
         _signal.signal(sig, forward)
+    if master >= 0:
+        from berth.runtime.console import relay_terminal
+
+        relay_terminal(master, pid)
     code = 255
     while True:
         try:

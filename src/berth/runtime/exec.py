@@ -224,6 +224,12 @@ def exec_in(paths: RuntimePaths, log: Log, cid: str, opts: ExecOptions) -> int:
                                         f"{os.strerror(exc.errno or 0).lower()}") from None
             else:
                 relay, console = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM, 0)
+                if not proc.get("consoleSize"):
+                    from berth.runtime.console import window_size
+
+                    size = window_size(0)
+                    if size:
+                        proc["consoleSize"] = size
         child = os.fork()
         if child == 0:
             parent_ch.close()
