@@ -179,6 +179,57 @@ def test_ipv6_network_containers(berth):
     assert _links() == links and _nft_tables() == tables
 
 
+def test_published_port_on_ipv6_network(berth):
+    """`run -p` on an --ipv6 network: reachable on [::1] (proxy), on the
+    host's IPv6 address of the bridge (DNAT) and on 127.0.0.1; Docker's
+    0.0.0.0 and [::] bindings in `port` and inspect; all gone with rm."""
+    import ipaddress
+    import json
+    import socket
+
+    from tests.integration.network.test_ipv6 import _free_port6, free_subnet6
+
+    links, tables = _links(), _nft_tables()
+    net = unique("brt-p6")
+    sub6 = ipaddress.IPv6Network(free_subnet6())
+    gw6 = str(sub6.network_address + 1)
+    port = _free_port6()
+    berth("network", "create", "--ipv6", "--subnet", "10.123.204.0/24", "--subnet", str(sub6),
+          net, check=True)
+    try:
+        berth("run", "-d", "--name", "web6p", "--network", net, "-p", f"{port}:8080",
+              "busybox", "sh", "-c",
+              "echo hello-v6 > /tmp/index.html; exec httpd -f -p 8080 -h /tmp", check=True)
+
+        def get(host: str) -> bytes:
+            for _ in range(30):
+                try:
+                    with urllib.request.urlopen(f"http://{host}:{port}/index.html",
+                                                timeout=2) as r:
+                        return r.read()
+                except OSError:
+                    time.sleep(0.2)
+            return b""
+
+        assert get("[::1]") == b"hello-v6\n"
+        assert get(f"[{gw6}]") == b"hello-v6\n"
+        assert get("127.0.0.1") == b"hello-v6\n"
+        assert berth.out("port", "web6p").splitlines() == [
+            f"8080/tcp -> 0.0.0.0:{port}", f"8080/tcp -> [::]:{port}"]
+        ports = json.loads(berth.out("inspect", "-f", "{{json .NetworkSettings.Ports}}",
+                                     "web6p"))
+        assert ports == {"8080/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)},
+                                      {"HostIp": "::", "HostPort": str(port)}]}
+        berth("rm", "-f", "web6p", check=True)
+        with socket.socket(socket.AF_INET6) as s:
+            s.settimeout(1)
+            assert s.connect_ex(("::1", port)) != 0
+    finally:
+        berth("rm", "-f", "web6p")
+        berth("network", "rm", net)
+    assert _links() == links and _nft_tables() == tables
+
+
 def test_ipv6_bad_input(berth):
     before = berth.out("network", "ls", "-q")
     p = berth("network", "create", "--subnet", "fd42:1:2:3::/64", unique("n"))
