@@ -97,6 +97,7 @@ class Monitor:
         self.sessions: list[Session] = []
         self.monitor_pid = os.getpid()
         self.cfg_path = ""
+        self.pid_told = False
 
     # A monitor made by `serve` has its configuration and runtime loaded
     # when first used (after the container's exit or for a restart), not
@@ -254,8 +255,9 @@ class Monitor:
             # an idle connection keeps sqlite's page cache: not worth its memory
             self.close_db()
             if first:
-                # jsonio.dumps({"pid": pid}), without executing the encoder here
-                self.tell_raw(b'{"pid":%d}\n' % pid)
+                if not self.pid_told:  # serve's start helper may have told it
+                    # jsonio.dumps({"pid": pid}), without executing the encoder here
+                    self.tell_raw(b'{"pid":%d}\n' % pid)
                 first = False
             status = self.pump(pid, out_r, err_r)
             code = os.waitstatus_to_exitcode(status)
@@ -875,6 +877,21 @@ def _install_seccomp_cache(cfg: dict) -> None:
 SERVE_FD_BASE = 16
 
 
+def _connect_early(database: object) -> object:
+    """A database connection for serve's start helper, opened while the CLI
+    writes the bundle; None if it cannot be (the helper opens one later)."""
+    if not isinstance(database, str):
+        return None
+    try:
+        from berth import db
+
+        conn = db.connect(database)
+        conn.execute("SELECT 1 FROM containers LIMIT 0")  # the schema, read now
+        return conn
+    except Exception:  # any failure is met again, and reported, by the helper's own
+        return None
+
+
 def _set_name() -> None:
     """libc.set_name("berth-monitor"), without a ctypes call."""
     try:
@@ -1038,13 +1055,17 @@ def _first_start(conn: object, to_monitor: object, monitor_pid: int, note: objec
             note(f"request: {type(exc).__name__}: {exc}")  # type: ignore[operator]
         finally:
             os._exit(1)
+    pre = None
     try:
         # answered as the zygote did once it had forked the monitor; a CLI
         # killed meanwhile does not stop the start
         conn.send(b'{"pid":%d}' % monitor_pid)  # type: ignore[attr-defined]
         if req.get("wait"):
             # forked while the CLI writes the bundle (spawn.begin): it says
-            # when monitor.json is there, or closes (nothing to start)
+            # when monitor.json is there, or closes (nothing to start).
+            # Meanwhile the database connection that records the start is
+            # opened and its schema read.
+            pre = _connect_early(req.get("database"))
             conn.settimeout(None)  # type: ignore[attr-defined]
             if conn.recv(1) != b"g":  # type: ignore[attr-defined]
                 os._exit(1)
@@ -1056,6 +1077,8 @@ def _first_start(conn: object, to_monitor: object, monitor_pid: int, note: objec
         cfg = jsonio.load_file(req["config"])
         assert isinstance(cfg, dict)
         mon = Monitor(cfg)
+        if pre is not None and req.get("database") == mon.database:
+            mon.conn = pre
     except BaseException as exc:
         note(f"monitor failed: {type(exc).__name__}: {exc}")  # type: ignore[operator]
         os._exit(1)
@@ -1092,6 +1115,15 @@ def _first_start(conn: object, to_monitor: object, monitor_pid: int, note: objec
         else:
             os.close(out_r)
             os.close(err_r)
+        told = False
+        if "pid" in result and mon.status_fd >= 0 and not cfg.get("healthcheck"):
+            # the CLI goes on now, not once the monitor has taken over (with
+            # a health check, the monitor tells it once the state is recorded)
+            try:
+                os.write(mon.status_fd, b'{"pid":%d}\n' % result["pid"])
+                told = True
+            except OSError:
+                pass
         st = {
             "targets": targets, "result": result, "pipes": pipes,
             "listening": mon.listener is not None,
@@ -1105,7 +1137,7 @@ def _first_start(conn: object, to_monitor: object, monitor_pid: int, note: objec
             "attach_err": ATTACH_ERR_FD if cfg.get("attach") else -1,
             "stdin_fd": ATTACH_IN_FD if cfg.get("stdin") else -1,
             "restart_count": mon.restart_count, "conn": None, "listener": None,
-            "monitor_pid": monitor_pid,
+            "monitor_pid": monitor_pid, "pid_told": told,
         }
         to_monitor.sendmsg([marshal.dumps(st)],  # type: ignore[attr-defined]
                            [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,

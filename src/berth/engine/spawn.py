@@ -166,6 +166,7 @@ def _request(paths: Paths, bundle: str, attach: Attach | None, networked: bool,
             req["network"] = True
         if wait:
             req["wait"] = True
+            req["database"] = paths.database
         import array
 
         try:
