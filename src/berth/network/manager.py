@@ -379,7 +379,7 @@ class NetworkManager:
             for e in errors:
                 exc.add_note(f"undo: {e}")
             raise
-        return self.store.endpoints(network_id=net.id, container_id=container_id)[0]
+        return ep
 
     def _attach_locked(self, net: Network, container_id: str, netns: int | str, path: str,
                        want_ip: ipaddress.IPv4Address | None,
@@ -398,11 +398,19 @@ class NetworkManager:
             undo.callback(self._quiet, lambda: self.store.release(ep.id), errors)
             resolved = self._resolve_ports(ep, ports)
             self.store.set_ports(ep.id, resolved)
-            if not netlink.link_exists(net.bridge):
+            bridge_exists = netlink.link_exists(net.bridge)
+            if not bridge_exists:
                 self._check_routes(net)
-            # the rules go in while the links are made (they name links, which
-            # may come later); waited for before any other nft transaction
-            firewall = nft.start(self._firewall_commands(), self.nft_state)
+            if not resolved and bridge_exists and (
+                    net.is_default or self.store.has_endpoints(net.id, but=ep.id)) and (
+                    nft.unchanged(self.nft_state)):
+                # the network has its rules, which an endpoint without ports
+                # does not change, and nothing was committed since they went in
+                firewall = nft.Pending(None)
+            else:
+                # the rules go in while the links are made (they name links, which
+                # may come later); waited for before any other nft transaction
+                firewall = nft.start(self._firewall_commands(), self.nft_state)
             undo.callback(self._quiet, firewall.wait, errors)
             bridge_addrs: list[Any] = [
                 ipaddress.IPv4Interface(f"{net.gateway}/{net.subnet.prefixlen}")]
@@ -559,7 +567,7 @@ class NetworkManager:
     def _detach(self, ep: Endpoint, net: Network) -> None:
         from berth.network import netlink
 
-        last = not any(e.id != ep.id for e in self.store.endpoints(network_id=net.id))
+        last = not self.store.has_endpoints(net.id, but=ep.id)
         keep = not last or (self.keep_default and net.is_default)
         if keep and not ep.ports:
             firewall = nft.Pending(None)  # no rule names this endpoint

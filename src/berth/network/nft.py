@@ -314,6 +314,13 @@ def _read_state(path: str) -> tuple[int, str] | None:
         return None
 
 
+def unchanged(state: str) -> bool:
+    """Whether no nf_tables transaction was committed since the last one
+    `start(..., state)` applied (so berth's table is as it left it)."""
+    last = _read_state(state)
+    return last is not None and last[0] == generation()
+
+
 class Pending:
     """An nft transaction running in the background (see `start`)."""
 

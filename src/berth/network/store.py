@@ -303,6 +303,12 @@ class NetworkStore:
             ))
         return out
 
+    def has_endpoints(self, network_id: str, but: str = "") -> bool:
+        """Whether the network has an endpoint other than `but`."""
+        return self.conn.execute(
+            "SELECT 1 FROM endpoints WHERE network_id = ? AND id != ? LIMIT 1",
+            (network_id, but)).fetchone() is not None
+
     def netns_of(self, endpoint_id: str) -> str:
         row = self.conn.execute("SELECT netns FROM endpoints WHERE id = ?",
                                 (endpoint_id,)).fetchone()
