@@ -281,6 +281,12 @@ def serve(mon, conn) -> int:
         return 1
     conn.sendall(b"ok %d\n" % os.getpid())
     conn.settimeout(None)
+    # what does not depend on the request, while the CLI sends it
+    try:
+        db = _open_database(mon.database)
+        config = _load_config(mon.bundle)
+    except Exception:  # the request is still read: the CLI waits for an answer
+        db = config = None
     data, anc, _flags, _addr = conn.recvmsg(65536, _socket.CMSG_SPACE(4 * 3))
     fds: list[int] = []
     for level, kind, payload in anc:
@@ -298,9 +304,12 @@ def serve(mon, conn) -> int:
         data += chunk
     try:
         req = marshal.loads(data)
-        proc = _prepare(mon, req)
+        proc = _prepare(mon, req, db, config) if db is not None else None
     except Exception:  # nothing done yet: the engine's path answers
         proc = None
+    finally:
+        if db is not None:
+            db.close()
     if proc is None:
         conn.sendall(b"fallback\n")
         return 0
@@ -330,33 +339,41 @@ def serve(mon, conn) -> int:
     return 0
 
 
-def _prepare(mon, req: dict) -> dict | None:
-    """The process to run, or None unless the request names this running
-    container (in the database, Docker's lookup order)."""
+def _open_database(database: str):
+    """A read-only connection, its schema read: no WAL made, checkpointed
+    or removed at close (it may be the only connection), nothing written."""
     import sqlite3
 
-    ref = req["ref"]
-    # read-only: no WAL made, checkpointed or removed at close (this may be
-    # the only connection), nothing written
-    path = mon.database.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    path = database.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0,
                            isolation_level=None)
     try:
-        # Docker's order (store.resolve): full id, name, unique id prefix
-        rows = conn.execute(
-            "SELECT id, status, id = ?1 AS by_id, name = ?2 AS by_name FROM containers"
-            " WHERE id = ?1 OR name = ?2 OR (?3 AND id >= ?1 AND id < ?1 || 'g')"
-            " ORDER BY by_id DESC, by_name DESC LIMIT 2",
-            (ref, ref.removeprefix("/"), _hex(ref))).fetchall()
-    finally:
+        conn.execute("SELECT 1 FROM containers LIMIT 0")
+    except BaseException:
         conn.close()
-    row = rows[0] if rows and (rows[0][2] or rows[0][3] or len(rows) == 1) else None
-    if row is None or row[0] != mon.cid or row[1] != "running":
-        return None
+        raise
+    return conn
+
+
+def _load_config(bundle: str) -> dict | None:
     from berth import jsonio
 
-    config = jsonio.load_file(os.path.join(mon.bundle, "config.json"))
-    if not isinstance(config, dict):
+    config = jsonio.load_file(os.path.join(bundle, "config.json"))
+    return config if isinstance(config, dict) else None
+
+
+def _prepare(mon, req: dict, db, config: dict | None) -> dict | None:
+    """The process to run, or None unless the request names this running
+    container (in the database, Docker's lookup order)."""
+    ref = req["ref"]
+    # Docker's order (store.resolve): full id, name, unique id prefix
+    rows = db.execute(
+        "SELECT id, status, id = ?1 AS by_id, name = ?2 AS by_name FROM containers"
+        " WHERE id = ?1 OR name = ?2 OR (?3 AND id >= ?1 AND id < ?1 || 'g')"
+        " ORDER BY by_id DESC, by_name DESC LIMIT 2",
+        (ref, ref.removeprefix("/"), _hex(ref))).fetchall()
+    row = rows[0] if rows and (rows[0][2] or rows[0][3] or len(rows) == 1) else None
+    if row is None or row[0] != mon.cid or row[1] != "running" or config is None:
         return None
     return build_process(config, os.path.join(mon.bundle, "rootfs"), req["args"],
                          req.get("env") or [], req.get("workdir") or "",
