@@ -281,10 +281,10 @@ def run(engine: Callable[[], Any], image: str, command: tuple[str, ...], detach:
 def exec_(eng: Any, container: str, command: tuple[str, ...], kw: dict[str, Any]) -> int:
     """`berth exec`: the exit code of the command run in the container."""
     from berth.engine import options as o
-    from berth.errors import NotImplementedYetError
 
-    if kw["tty"]:
-        raise NotImplementedYetError("-t/--tty: pseudo-terminals are not supported by berth yet")
+    if kw["tty"] and kw["interactive"] and not os.isatty(0):
+        _err("the input device is not a TTY")
+        return 1
     envs: list[str] = []
     for path in kw["env_file"]:
         envs.extend(o.read_env_file(path))
@@ -294,8 +294,11 @@ def exec_(eng: Any, container: str, command: tuple[str, ...], kw: dict[str, Any]
         os.dup2(null, 0)
         os.close(null)
     sys.stdout.flush()
+    # with -t the runtime makes the process a pty at this terminal's size,
+    # copies between the two (this terminal raw meanwhile) and resizes it
+    # with this terminal (berth.runtime.console.relay_terminal)
     return eng.exec(container, list(command), envs, kw["workdir"], kw["user"],
-                    kw["privileged"], kw["detach"])
+                    kw["privileged"], kw["detach"], tty=kw["tty"])
 
 
 def _terminal_size() -> tuple[int, int] | None:

@@ -747,10 +747,12 @@ class Engine:
     # exec -------------------------------------------------------------------------------
 
     def exec(self, ref: str, args: list[str], env: list[str] | None = None, workdir: str = "",
-             user: str = "", privileged: bool = False, detach: bool = False) -> int:
+             user: str = "", privileged: bool = False, detach: bool = False,
+             tty: bool = False) -> int:
         """Run `args` in a running container with this process's stdio, as
         `docker exec`: the container's environment, user and capabilities
-        unless overridden; returns its exit status."""
+        unless overridden; returns its exit status. With `tty`, the process
+        gets a pty of its own, relayed to this process's stdio."""
         from berth.engine import execd
 
         rec = self.get(ref)
@@ -763,9 +765,15 @@ class Engine:
         assert isinstance(cfg, dict)
         proc = execd.build_process(cfg, self.rootfs(rec.id), args, env or [], workdir, user,
                                    privileged)
+        if tty:
+            if detach:
+                raise InvalidArgumentError("exec -d -t: a detached process with a terminal is "
+                                           "not supported by berth yet")
+            proc["terminal"] = True
+            proc.pop("consoleSize", None)  # the runtime takes this terminal's
         path, fd = execd.process_file(proc)  # a memfd: nothing written to disk
         try:
-            return self.runtime(rec).exec(rec.id, path, detach)
+            return self.runtime(rec).exec(rec.id, path, detach, tty=tty)
         except BerthError as exc:
             raise StartError(exc.message, exit_code=_exec_code(exc.message)) from None
         finally:

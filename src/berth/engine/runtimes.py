@@ -117,9 +117,10 @@ class InProcessRuntime:
         except NotFoundError:
             return None
 
-    def exec(self, cid: str, process_file: str, detach: bool = False) -> int:
+    def exec(self, cid: str, process_file: str, detach: bool = False, tty: bool = False) -> int:
         """Run the process of `process_file` (runtime-spec process JSON) in
-        the container, with this process's stdio; its exit status."""
+        the container, with this process's stdio; its exit status. A process
+        with a terminal (`tty`, as the file says) is relayed by the runtime."""
         from berth.runtime.exec import ExecOptions, exec_in
 
         opts = ExecOptions(process=process_file)
@@ -251,10 +252,66 @@ class CliRuntime:
         data = jsonio.loads(out)
         return data if isinstance(data, dict) else None
 
-    def exec(self, cid: str, process_file: str, detach: bool = False) -> int:
+    def exec(self, cid: str, process_file: str, detach: bool = False, tty: bool = False) -> int:
+        """`tty`: the process file asks for a terminal. runc relays one itself
+        only from a terminal of its own (it opens /dev/tty): its pty master
+        comes to us over --console-socket instead, and we relay it."""
+        if tty and not detach:
+            return self._exec_tty(cid, process_file)
         args = self._argv("exec", "--process", process_file, *(["--detach"] if detach else []),
                           cid)
         pid = os.posix_spawn(self.binary, args, os.environ)
+        return self._exec_wait(pid)
+
+    def _exec_tty(self, cid: str, process_file: str) -> int:
+        """runc takes --console-socket only with --detach: as containerd's
+        shim does, this process becomes a subreaper, so the process (whose
+        parent, runc, leaves) is reparented to it and can be waited for."""
+        import _socket
+        import select
+        import shutil
+        import tempfile
+
+        from berth.linux import libc
+        from berth.runtime.console import recv_fd, relay_terminal
+
+        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+        d = tempfile.mkdtemp(prefix="berth-tty-")  # 0700, and a short path for sun_path
+        listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC, 0)
+        try:
+            listener.bind(f"{d}/console.sock")
+            listener.listen(1)
+            runc = os.posix_spawn(self.binary, self._argv(
+                "exec", "--process", process_file, "--detach", "--console-socket",
+                f"{d}/console.sock", "--pid-file", f"{d}/pid", cid), os.environ)
+            master = -1
+            done = False
+            while master < 0:
+                if select.select([listener], [], [], 0.1)[0]:
+                    conn = _socket.socket(fileno=listener._accept()[0])  # _socket has no accept()
+                    try:
+                        master, _ = recv_fd(conn)
+                    finally:
+                        conn.close()
+                elif not done and os.waitpid(runc, os.WNOHANG)[0]:
+                    done = True  # the master may still be queued: one more look
+                elif done:
+                    raise self._error("exec", b"")  # failed before the terminal: its log says why
+            if not done:
+                self._exec_wait(runc)
+            try:
+                with open(f"{d}/pid") as f:
+                    pid = int(f.read())
+            except (OSError, ValueError):
+                os.close(master)
+                raise self._error("exec", b"") from None
+            relay_terminal(master, pid)
+            return self._exec_wait(pid)
+        finally:
+            listener.close()
+            shutil.rmtree(d, ignore_errors=True)
+
+    def _exec_wait(self, pid: int) -> int:
         while True:
             try:
                 _, status = os.waitpid(pid, 0)
