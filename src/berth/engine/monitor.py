@@ -157,9 +157,10 @@ class Monitor:
             self.conn.close()
             self.conn = None
 
-    def record(self, event: str = "", **values: object) -> bool:
-        """UPDATE the container's row (and, with `event`, record that event
-        in the same transaction); False when the row is gone (removed)."""
+    def record(self, events: "list[tuple[str, dict]] | None" = None, **values: object) -> bool:
+        """UPDATE the container's row (and record `events`, (action,
+        attributes) pairs, in the same transaction); False when the row is
+        gone (removed)."""
         from berth import db
 
         conn = self.db()
@@ -167,8 +168,8 @@ class Monitor:
         with db.transaction(conn):
             cur = conn.execute(f"UPDATE containers SET {cols} WHERE id = ?",
                                (*values.values(), self.cid))
-            if event:
-                self._insert_event(conn, event, {})
+            for action, attrs in events or ():
+                self._insert_event(conn, action, attrs)
         return cur.rowcount == 1
 
     def event(self, action: str, **attrs: object) -> None:
@@ -280,10 +281,8 @@ class Monitor:
             restart = self.should_restart(code, bool(row["stop_requested"])) or (
                 reason == "unhealthy:restart" and not row["stop_requested"])
             self.record(status="restarting" if restart else "exited", pid=0, exit_code=code,
-                        oom_killed=int(oom), finished_at=_now(), reason=reason)
-            if oom:
-                self.event("oom")
-            self.event("die", exitCode=code)
+                        oom_killed=int(oom), finished_at=_now(), reason=reason,
+                        events=[*([("oom", {})] if oom else []), ("die", {"exitCode": code})])
             # after the record: an attach that comes later sees it stopped
             self.end_sessions(code)
             if not restart:
@@ -525,7 +524,7 @@ class Monitor:
             self.record(status="running", pid=pid, started_at=_now(), error="",
                         restart_count=self.restart_count, monitor_pid=monitor,
                         monitor_start=_start_time(monitor), oom_killed=0, reason="",
-                        event="start")
+                        events=[("start", {})])
             return {"pid": pid}
         except BaseException as exc:
             return {"error": getattr(exc, "message", None) or str(exc),
