@@ -13,7 +13,9 @@ started by `containers.spawn_monitor` in a new session), it:
   applies the restart policy with Docker's back-off (100 ms doubling to 1 min,
   reset after 10 s up);
 - tells the CLI over fd 3 ``{"pid": N}`` once the container runs (or
-  ``{"error": ...}``) and, at the end, ``{"exit": N}``.
+  ``{"error": ...}``) and, at the end, ``{"exit": N}``;
+- serves `berth exec`: each request on its attach socket that starts with
+  ``exec`` is handled by a fork of it (engine/execd.py).
 
 Killing the CLI never stops the container, the log or the exit record: the
 monitor is in its own session and the CLI's death only closes fd 3.

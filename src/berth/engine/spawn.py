@@ -1,7 +1,11 @@
 """Starting a container's monitor: forked by the monitor zygote of this
 engine's --state (started on demand, see zygote.py), or, failing that, as a
 fresh lean interpreter. Either way the monitor is in a session of its own
-and gets the status pipe as fd 3 and the attached CLI's stdio as 4, 5, 6."""
+and gets the status pipe as fd 3 and the attached CLI's stdio as 4, 5, 6.
+
+`Engine.start` asks the zygote before it writes the bundle (`begin`): the
+monitor and its start helper are forked meanwhile and wait for `go()`
+(monitor.json written) or `cancel()`; `spawn_monitor` does both at once."""
 
 from __future__ import annotations
 

@@ -17,7 +17,9 @@ could reach, CVE-2020-15257): the CLI sends ``{"config": PATH, "fds":
 ``"network": true`` for a container on a network berth.network manages:
 its modules are loaded then, not before); the zygote peeks at the request
 and forks; the monitor (monitor.serve) has its start helper receive it and
-answer ``{"pid": N}``.
+answer ``{"pid": N}``. With ``"wait": true`` (spawn.begin: the CLI has not
+written monitor.json yet) the start helper then waits for a ``g`` on the
+connection, and leaves if it is closed instead.
 
 Memory: a forked monitor shares the zygote's pages until either writes
 them, and CPython writes to every object it touches (reference counts,
