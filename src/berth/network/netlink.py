@@ -364,6 +364,9 @@ def delete_link_later(name: str) -> None:
     if pid == 0:
         code = 0
         try:
+            # nothing of the caller's held open meanwhile (a CLI's stdout, a
+            # status pipe: their readers would wait for this child's exit)
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))
             delete_link(name)
         except BaseException as exc:  # nobody to raise it to
             code = 1
