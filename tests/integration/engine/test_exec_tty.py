@@ -2,49 +2,11 @@
 terminal size and resized with it; `-it` from a terminal is interactive;
 `-t` without a terminal still gives the process one."""
 
-import fcntl
 import os
-import select
-import struct
-import termios
 import time
 
 from tests.integration.engine.conftest import BERTH
-
-
-def _pty_session(env: dict, argv: list[str], rows: int, cols: int, script,
-                 timeout: float = 20) -> tuple[int, bytes]:
-    """`berth argv` as the session leader of a new pty of rows x cols;
-    `script(out, fd)` is called with the output so far and the pty's master
-    until it returns True. (exit code, output)."""
-    import pty
-
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-            os.execve(BERTH, [BERTH, *argv], env)
-        finally:
-            os._exit(127)  # never back into pytest in the forked child
-    out = b""
-    done = False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if select.select([fd], [], [], 0.1)[0]:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        if not done:
-            done = script(out, fd)
-    else:
-        os.kill(pid, 9)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), out
+from tests.integration.ptys import pty_session, resize
 
 
 def test_exec_interactive_tty_follows_the_terminal(berth_rt):
@@ -57,14 +19,14 @@ def test_exec_interactive_tty_follows_the_terminal(berth_rt):
             os.write(fd, b"tty; stty size; echo in-$((6*7))\r")
             state["typed"] = True
         if b"in-42" in out and "resized" not in state:
-            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+            resize(fd, 40, 100)
             state["resized"] = time.monotonic()
         if "resized" in state and time.monotonic() - state["resized"] > 0.3:
             os.write(fd, b"stty size; exit 7\r")
             return True
         return False
 
-    code, out = _pty_session(b.env, ["exec", "-it", cid, "sh"], 33, 111, script)
+    code, out = pty_session([BERTH, "exec", "-it", cid, "sh"], 33, 111, script, env=b.env)
     assert code == 7, out
     text = out.decode(errors="replace")
     assert "/dev/pts/" in text, text

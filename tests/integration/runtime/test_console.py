@@ -10,6 +10,11 @@ import time
 import pytest
 
 from tests.integration.conftest import unique
+from tests.integration.ptys import pty_session, resize_when
+
+# prints the terminal's size, waits for a line, prints it again
+SIZE_TWICE = ("echo size-$(stty size | tr ' ' x); read line; echo size-$(stty size | tr ' ' x); "
+              "exit {code}")
 
 
 def test_console_socket_receives_the_pty_master(runtime, make_bundle, workdir):
@@ -112,73 +117,20 @@ def test_run_with_terminal_relays_through_its_own_tty(runtime, make_bundle):
         os.close(master)
 
 
-def _pty_session(argv: list[str], rows: int, cols: int, script, timeout: float = 20) -> tuple[int, bytes]:
-    """Run argv as the session leader of a new pty (rows x cols); `script(out,
-    fd)` is called with the output so far and the master until it returns
-    True. The exit code and the whole output."""
-    import fcntl
-    import pty
-    import select
-    import struct
-    import termios
-
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-            os.execvp(argv[0], argv)
-        finally:
-            os._exit(127)  # never back into pytest in the forked child
-    out = b""
-    done = False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if select.select([fd], [], [], 0.1)[0]:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        if not done:
-            done = script(out, fd)
-    else:
-        os.kill(pid, 9)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), out
-
 
 def test_run_with_terminal_follows_the_window_size(runtime, make_bundle):
     """`run` with a terminal, from a terminal: the container's pty is made at
     the runtime's terminal size (never 0x0 for a process that asks at once),
-    and a resize of that terminal (SIGWINCH to
-    the runtime) resizes the container's pty, whose shell sees the new size."""
-    import fcntl
-    import struct
-    import termios
-
+    and a resize of that terminal (SIGWINCH to the runtime) resizes the
+    container's pty, whose shell sees the new size."""
     if runtime.name == "runc":
         # seen in about one run in six: the first `stty size` in the
         # container fails ("stty: standard input"): a 0x0 terminal
         pytest.skip("runc 1.1.5 sizes its pty after the process has started (a race berth had too)")
-    b = make_bundle("sh", "-c", "echo size-$(stty size | tr ' ' x); read line; "
-                    "echo size-$(stty size | tr ' ' x); exit 5")
+    b = make_bundle("sh", "-c", SIZE_TWICE.format(code=5))
     b.config["process"]["terminal"] = True
-    state = {"resized": False}
-
-    def script(out: bytes, fd: int) -> bool:
-        if b"size-33x111" in out and not state["resized"]:
-            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 44, 122, 0, 0))
-            state["resized"] = True
-            state["at"] = time.monotonic()
-        if state["resized"] and time.monotonic() - state["at"] > 0.3:
-            os.write(fd, b"go\r")
-            return True
-        return False
-
-    code, out = _pty_session(runtime.cmd("run", "--bundle", b.write(), unique()), 33, 111, script)
+    code, out = pty_session(runtime.cmd("run", "--bundle", b.write(), unique()), 33, 111,
+                            resize_when(b"size-33x111", 44, 122, b"go\r"))
     assert code == 5, out
     assert b"size-33x111" in out, out
     assert b"size-44x122" in out, out
@@ -187,30 +139,13 @@ def test_run_with_terminal_follows_the_window_size(runtime, make_bundle):
 def test_exec_tty_from_a_terminal_follows_the_window_size(runtime, make_bundle):
     """`exec -t` without --console-socket, from a terminal: the process's pty
     is made at the runtime's terminal size and follows its resizes."""
-    import fcntl
-    import struct
-    import termios
-
     from tests.integration.runtime.test_exec import start
 
     cid, _ = start(runtime, make_bundle("sleep", "1000"), "run")
-    state = {"resized": False}
-
-    def script(out: bytes, fd: int) -> bool:
-        if b"size-21x77" in out and not state["resized"]:
-            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 90, 0, 0))
-            state["resized"] = True
-            state["at"] = time.monotonic()
-        if state["resized"] and time.monotonic() - state["at"] > 0.3:
-            os.write(fd, b"go\r")
-            return True
-        return False
-
     try:
-        code, out = _pty_session(runtime.cmd("exec", "-t", cid, "sh", "-c",
-                                             "echo size-$(stty size | tr ' ' x); read line; "
-                                             "echo size-$(stty size | tr ' ' x); exit 6"),
-                                 21, 77, script)
+        code, out = pty_session(runtime.cmd("exec", "-t", cid, "sh", "-c",
+                                            SIZE_TWICE.format(code=6)),
+                                21, 77, resize_when(b"size-21x77", 30, 90, b"go\r"))
         assert code == 6, out
         assert b"size-21x77" in out, out
         assert b"size-30x90" in out, out
