@@ -6,6 +6,9 @@
 
 - `run --rm busybox true` on each engine's default bridge network (berth's
   own bridge and subnet; docker's docker0 with --bip), from a cold CLI.
+  docker0 lives as long as dockerd; berth's bridge and its nft table as long
+  as berth's monitor zygote (which leaves 1 s after its last container, so
+  the runs here, alternated with docker's, find them in place).
 - 20 `run -d` started at once on one user-defined network (wall time until
   the last CLI returns).
 - TCP throughput container-to-container (a client in one busybox container
