@@ -219,7 +219,7 @@ class NetworkManager:
                               bridge=bridge, ip_range=ranges.get(4), internal=internal,
                               mtu=mtu, labels=dict(labels or {}), options=options,
                               created=_now(), subnet6=net6, gateway6=gw6,
-                              ip_range6=ranges.get(6))
+                              ip_range6=ranges.get(6), auto_subnet=not v4)
             self.store.insert_network(network)
         return network
 
@@ -388,6 +388,9 @@ class NetworkManager:
                        errors: list[str]) -> Endpoint:
         from berth.network import netlink
 
+        bridge_exists = netlink.link_exists(net.bridge)
+        if not bridge_exists:
+            net = self._check_routes(net)
         with contextlib.ExitStack() as undo:
             undo.callback(self._quiet, self._sync_firewall, errors)
             host_veth = "veth" + secrets.token_hex(4)[:7]
@@ -398,9 +401,6 @@ class NetworkManager:
             undo.callback(self._quiet, lambda: self.store.release(ep.id), errors)
             resolved = self._resolve_ports(ep, ports)
             self.store.set_ports(ep.id, resolved)
-            bridge_exists = netlink.link_exists(net.bridge)
-            if not bridge_exists:
-                self._check_routes(net)
             if not resolved and bridge_exists and (
                     net.is_default or self.store.has_endpoints(net.id, but=ep.id)) and (
                     nft.unchanged(self.nft_state)):
@@ -445,11 +445,23 @@ class NetworkManager:
             undo.pop_all()
         return ep
 
-    def _check_routes(self, net: Network) -> None:
+    def _check_routes(self, net: Network) -> Network:
+        """`net` as its bridge can be made: its subnets collide with no host
+        route. A subnet berth picked itself moves to a free one while the
+        network has no endpoint (another engine root's bridge took it since:
+        each root picks from the same pools, knowing only its own networks
+        and the routes of the moment); one given with --subnet or
+        BERTH_BRIDGE_SUBNET stays, and is refused."""
         from berth.network.netlink import host_routes
 
         for r in host_routes():
             if r.overlaps(net.subnet):
+                if net.auto_subnet and not self.store.has_endpoints(net.id):
+                    new = self._pick_subnet()
+                    log.info("network %s: subnet %s taken by route %s, moved to %s",
+                             net.name, net.subnet, r, new)
+                    self.store.move_network(net.id, new, next(new.hosts()))
+                    return self._check_routes(self.store.find_network(net.id))
                 raise ConflictError(f"create bridge {net.bridge}: subnet {net.subnet} of network"
                                     f" {net.name} overlaps host route {r}")
         if net.subnet6 is not None:
@@ -457,6 +469,7 @@ class NetworkManager:
                 if r6.overlaps(net.subnet6):
                     raise ConflictError(f"create bridge {net.bridge}: subnet {net.subnet6} of "
                                         f"network {net.name} overlaps host route {r6}")
+        return net
 
     @staticmethod
     def _quiet(fn: Callable[[], object], errors: list[str]) -> None:

@@ -76,6 +76,9 @@ class Network:
     subnet6: ipaddress.IPv6Network | None = None
     gateway6: ipaddress.IPv6Address | None = None
     ip_range6: ipaddress.IPv6Network | None = None
+    # the IPv4 subnet was picked by berth, not given: it may move while the
+    # network has no endpoint (another engine's bridge took it meanwhile)
+    auto_subnet: bool = False
 
     @property
     def enable_ipv6(self) -> bool:

@@ -76,6 +76,10 @@ SCHEMA = [
         starttime TEXT NOT NULL
     );
     """,
+    # a subnet berth picked (no --subnet): it may move while unused (manager)
+    """
+    ALTER TABLE networks ADD COLUMN auto_subnet INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -95,6 +99,7 @@ def _network(row: sqlite3.Row) -> Network:
         subnet6=ipaddress.IPv6Network(row["subnet6"]) if row["subnet6"] else None,
         gateway6=ipaddress.IPv6Address(row["gateway6"]) if row["gateway6"] else None,
         ip_range6=ipaddress.IPv6Network(row["ip_range6"]) if row["ip_range6"] else None,
+        auto_subnet=bool(row["auto_subnet"]),
     )
 
 
@@ -125,13 +130,13 @@ class NetworkStore:
                     raise ConflictError(f"bridge {n.bridge} is used by network {other.name}")
             self.conn.execute(
                 "INSERT INTO networks (id, name, subnet, gateway, ip_range, bridge, internal, mtu,"
-                " labels, options, created, subnet6, gateway6, ip_range6)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " labels, options, created, subnet6, gateway6, ip_range6, auto_subnet)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (n.id, n.name, str(n.subnet), str(n.gateway),
                  str(n.ip_range) if n.ip_range else None, n.bridge, int(n.internal), n.mtu,
                  jsonio.dumps(n.labels), jsonio.dumps(n.options), n.created,
                  str(n.subnet6) if n.subnet6 else None, str(n.gateway6) if n.gateway6 else None,
-                 str(n.ip_range6) if n.ip_range6 else None),
+                 str(n.ip_range6) if n.ip_range6 else None, int(n.auto_subnet)),
             )
 
     def _networks(self) -> list[Network]:
@@ -155,6 +160,16 @@ class NetworkStore:
         if row is None:
             raise NotFoundError(f"network {ref} not found", name=ref)
         return _network(row)
+
+    def move_network(self, network_id: str, subnet: ipaddress.IPv4Network,
+                     gateway: ipaddress.IPv4Address) -> None:
+        """A new IPv4 subnet and gateway for a network without endpoints."""
+        with db.transaction(self.conn):
+            if self.conn.execute("SELECT 1 FROM endpoints WHERE network_id = ?",
+                                 (network_id,)).fetchone():
+                raise ConflictError(f"move network {network_id[:12]}: it has endpoints")
+            self.conn.execute("UPDATE networks SET subnet = ?, gateway = ? WHERE id = ?",
+                              (str(subnet), str(gateway), network_id))
 
     def delete_network(self, network_id: str) -> None:
         with db.transaction(self.conn):

@@ -180,3 +180,47 @@ def test_custom_gateway_and_ip_range(nm, boxes):
     assert a.tcp(str(eb.ip), 80) == f"peer={ea.ip}"
     nm.release_all("a" * 64)
     nm.release_all("b" * 64)
+
+
+def test_default_subnets_of_two_roots_do_not_collide(workdir, boxes, resolver):
+    """Two engine roots pick their default subnet from the same pools, each
+    knowing only its own networks and the routes of the moment: when the
+    other root's bridge has taken it since, an unused picked subnet moves
+    to a free one as the bridge is made; a subnet given explicitly does not
+    move, and the attach is refused with nothing made."""
+    import os
+
+    import pytest
+
+    from berth.errors import ConflictError
+    from berth.network import NetworkManager
+    from berth.network.netlink import delete_link
+    from berth.paths import Paths
+
+    ms = [NetworkManager(Paths(os.path.join(workdir, f"root{i}"), os.path.join(workdir, f"st{i}")),
+                         dns_upstreams=[f"127.0.0.1:{resolver.port}"],
+                         default_bridge=bridge_name()) for i in range(3)]
+    try:
+        nets = [m.ensure_default() for m in ms[:2]]
+        assert nets[0].auto_subnet and nets[0].subnet == nets[1].subnet  # neither bridge yet
+        a, b = boxes("a"), boxes("b")
+        ea = ms[0].attach("a" * 64, a.pid)
+        eb = ms[1].attach("b" * 64, b.pid)
+        moved = ms[1].get("bridge")
+        assert not moved.subnet.overlaps(nets[0].subnet) and eb.ip in moved.subnet
+        assert ea.ip in nets[0].subnet
+        for box, gw in ((a, nets[0].gateway), (b, moved.gateway)):
+            p = box.run("busybox", "ping", "-c", "1", "-W", "3", str(gw))
+            assert p.returncode == 0, p.stdout + p.stderr
+        # given explicitly (BERTH_BRIDGE_SUBNET, --subnet): refused, nothing made
+        ms[2].default_subnet = str(nets[0].subnet)
+        c = boxes("c")
+        with pytest.raises(ConflictError, match="overlaps host route"):
+            ms[2].attach("c" * 64, c.pid)
+        assert ms[2].endpoints("c" * 64) == [] and ms[2].get("bridge").subnet == nets[0].subnet
+        assert ms[2].default_bridge not in os.listdir("/sys/class/net")
+    finally:
+        for m, cid in zip(ms, ("a" * 64, "b" * 64, "c" * 64), strict=True):
+            m.release_all(cid)
+            delete_link(m.default_bridge)
+            m.close()
