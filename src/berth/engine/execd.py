@@ -181,6 +181,37 @@ def request(root: str, state: str, req: dict, stdin: int) -> tuple[int, str] | N
     return 126, "exec: the container's monitor ended the exec without an exit status"
 
 
+def send_window_size(bundle: str, rows: int, cols: int) -> None:
+    """Tell the container's monitor that the terminal of a foreground
+    `run -t` or `attach` is now rows x cols (best effort: a monitor that is
+    gone has no terminal to resize)."""
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC, 0)
+    try:
+        if _connect(sock, bundle):
+            sock.sendall(f"wsiz {rows} {cols}\n".encode())
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def follow_window_size(bundle: str, fd: int = 0) -> None:
+    """From now on, each resize of the terminal on `fd` (SIGWINCH) is sent
+    to the container's monitor."""
+    import _signal
+
+    def resized(_signum: int, _frame: object) -> None:
+        try:
+            size = os.get_terminal_size(fd)
+        except OSError:
+            return
+        send_window_size(bundle, size.lines, size.columns)
+
+    _signal.signal(28, resized)  # SIGWINCH
+
+
 def _connect(sock, bundle: str) -> bool:
     path = os.path.join(bundle, "attach.sock")
     try:

@@ -15,7 +15,9 @@ started by `containers.spawn_monitor` in a new session), it:
 - tells the CLI over fd 3 ``{"pid": N}`` once the container runs (or
   ``{"error": ...}``) and, at the end, ``{"exit": N}``;
 - serves `berth exec`: each request on its attach socket that starts with
-  ``exec`` is handled by a fork of it (engine/execd.py).
+  ``exec`` is handled by a fork of it (engine/execd.py);
+- resizes the container's terminal when a foreground `run -t` or `attach`
+  says its own was resized (``wsiz ROWS COLS`` on the attach socket).
 
 Killing the CLI never stops the container, the log or the exit record: the
 monitor is in its own session and the CLI's death only closes fd 3.
@@ -339,7 +341,20 @@ class Monitor:
         conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, cfd)
         conn.settimeout(2)
         try:
-            if conn.recv(4, _socket.MSG_PEEK) == b"exec":
+            head = conn.recv(4, _socket.MSG_PEEK)
+            if head == b"wsiz":
+                # a foreground CLI's terminal was resized: "wsiz ROWS COLS\n"
+                # (execd.send_window_size); the container's terminal follows
+                # (the kernel sends SIGWINCH to its foreground process group)
+                words = conn.recv(64).split()
+                conn.close()
+                if master >= 0 and len(words) == 3 and words[1].isdigit() and words[2].isdigit():
+                    size = int(words[1]).to_bytes(2, sys.byteorder) + int(words[2]).to_bytes(
+                        2, sys.byteorder) + bytes(4)
+                    with contextlib.suppress(OSError, OverflowError):
+                        fcntl.ioctl(master, 0x5414, size)  # TIOCSWINSZ
+                return -1
+            if head == b"exec":
                 # a `berth exec`: served by a fork (engine/execd.py), which
                 # this process reaps with its container's orphans (_reap)
                 if libc.fork_bare() == 0:
