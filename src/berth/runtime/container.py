@@ -321,6 +321,8 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
                 run_hooks(cfg, "createRuntime", oci, log)
                 _send(parent_ch, "hooks-done", state=oci)
             elif t == "ready":
+                if not init_pid:  # the child sends it before the init may speak
+                    raise BerthError("container init reported ready before its pid was known")
                 log.debug(f"{cid}: init ready")
                 break
             elif t == "error":

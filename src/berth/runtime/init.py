@@ -115,10 +115,19 @@ def child_main(s: "Setup") -> None:
         if s.log is not None:
             s.log.debug(f"{s.container_id}: child: namespaces made")
         step = "fork init"
+        # the init shares our channel: it waits until its pid has been sent,
+        # so the parent always hears "pid" before the init's first word (on a
+        # busy host the init could otherwise report "ready" first)
+        hold_r, hold_w = os.pipe()
         pid = os.fork()
         if pid == 0:
+            os.close(hold_w)
+            os.read(hold_r, 1)  # our pid sent (or the child died: its error is queued)
+            os.close(hold_r)
             init_main(s)
+        os.close(hold_r)
         ch.send("pid", pid=pid)
+        os.write(hold_w, b"1")
         os._exit(0)
     except BaseException as exc:
         ch.send_error(step, exc)
