@@ -10,27 +10,9 @@ This module is on the runtime's start-up path: no dataclasses, no re.
 
 from berth import OCI_VERSION
 from berth.errors import InvalidArgumentError
+from berth.oci.rlimits import RLIMIT_TYPES
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
-
-RLIMIT_TYPES = {
-    "RLIMIT_CPU": 0,
-    "RLIMIT_FSIZE": 1,
-    "RLIMIT_DATA": 2,
-    "RLIMIT_STACK": 3,
-    "RLIMIT_CORE": 4,
-    "RLIMIT_RSS": 5,
-    "RLIMIT_NPROC": 6,
-    "RLIMIT_NOFILE": 7,
-    "RLIMIT_MEMLOCK": 8,
-    "RLIMIT_AS": 9,
-    "RLIMIT_LOCKS": 10,
-    "RLIMIT_SIGPENDING": 11,
-    "RLIMIT_MSGQUEUE": 12,
-    "RLIMIT_NICE": 13,
-    "RLIMIT_RTPRIO": 14,
-    "RLIMIT_RTTIME": 15,
-}  # <asm-generic/resource.h>
 
 HOOK_KINDS = (
     "prestart",

@@ -18,6 +18,7 @@ from berth.oci import runtime as spec
 from berth.paths import RuntimePaths
 from berth.runtime import rcu
 from berth.runtime import state as st
+from berth.runtime.filters import compile_seccomp
 from berth.runtime.init import Setup, child_main
 from berth.runtime.log import Log
 from berth.runtime.sync import Channel, ChannelClosed
@@ -68,25 +69,6 @@ def load_config(bundle: str) -> dict:
 
         lsm.check(proc, linux)
     return cfg
-
-
-def compile_seccomp(paths: RuntimePaths, cfg: dict):
-    """linux.seccomp compiled in the runtime process, before any fork (a bad
-    profile fails here, with nothing to undo), through a cache under the
-    runtime's root (0700): libseccomp takes ~20 ms for Docker's profile.
-    None without linux.seccomp."""
-    sc = (cfg.get("linux") or {}).get("seccomp")
-    if not sc:
-        return None
-    from berth.linux import seccomp
-
-    os.makedirs(paths.root, mode=0o700, exist_ok=True)
-    return seccomp.compile(sc, cache_dir=seccomp_cache_dir(paths))
-
-
-def seccomp_cache_dir(paths: RuntimePaths) -> str:
-    # "@" cannot start a container id: the name never collides with one
-    return f"{paths.root}/@seccomp-cache"
 
 
 def write_id_maps(pid: int, linux: dict) -> None:

@@ -371,8 +371,6 @@ def _child_main(ch: Channel, console_fd: int, state: st.ContainerState, proc: di
         libc.set_name("berth:[3:EXEC]")
         # everything the process needs is imported now: it cannot import
         # once it has joined the container's mount namespace
-        import resource  # noqa: F401  (set_rlimits)
-
         from berth.linux import capabilities
         from berth.runtime import process  # noqa: F401
         from berth.runtime.init import NS_FLAGS, Setup, exec_process
@@ -396,7 +394,7 @@ def _child_main(ch: Channel, console_fd: int, state: st.ContainerState, proc: di
         linux = cfg.get("linux") or {}
         if linux.get("seccomp"):
             step = "seccomp"
-            from berth.runtime.container import compile_seccomp
+            from berth.runtime.filters import compile_seccomp
 
             s.seccomp = compile_seccomp(state.paths, cfg)
             if linux["seccomp"].get("listenerPath"):

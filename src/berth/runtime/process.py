@@ -5,7 +5,7 @@ import os
 
 from berth.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from berth.linux import libc
-from berth.oci.runtime import RLIMIT_TYPES
+from berth.oci.rlimits import RLIMIT_TYPES
 
 
 def environ(proc: dict) -> dict[str, str]:
