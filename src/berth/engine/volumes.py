@@ -305,37 +305,22 @@ def _validate_options(name: str, opts: dict[str, str]) -> None:
 
 def parse_mount_options(options: str) -> tuple[int, str]:
     """fstab-style options -> (MS_* flags, filesystem data), as moby's
-    mount.parseOptions: a word of its flag table sets or clears its flag,
-    anything else (size=100m, uid=1000, addr=...) is passed as data.
-    `defaults` and empty words are dropped, as mount(8) does."""
-    from berth.linux import libc as c
+    mount.parseOptions: a flag word sets or clears its flag, anything else
+    (size=100m, uid=1000, addr=...) is passed as data. `defaults` and empty
+    words are dropped, and the words mount(8) knows as flags beyond moby's
+    table (acl, lazytime, iversion, nosymfollow, silent) are flags too, as
+    mount(8) does; moby would pass them to the filesystem, which refuses them."""
+    from berth.runtime.rootfs import FLAGS, PROPAGATION  # the runtime's mount(8) words
 
-    table = {  # moby/sys/mount flags_unix.go: word -> (clear, flag)
-        "ro": (False, c.MS_RDONLY), "rw": (True, c.MS_RDONLY),
-        "suid": (True, c.MS_NOSUID), "nosuid": (False, c.MS_NOSUID),
-        "dev": (True, c.MS_NODEV), "nodev": (False, c.MS_NODEV),
-        "exec": (True, c.MS_NOEXEC), "noexec": (False, c.MS_NOEXEC),
-        "sync": (False, c.MS_SYNCHRONOUS), "async": (True, c.MS_SYNCHRONOUS),
-        "dirsync": (False, c.MS_DIRSYNC), "remount": (False, c.MS_REMOUNT),
-        "mand": (False, c.MS_MANDLOCK), "nomand": (True, c.MS_MANDLOCK),
-        "atime": (True, c.MS_NOATIME), "noatime": (False, c.MS_NOATIME),
-        "diratime": (True, c.MS_NODIRATIME), "nodiratime": (False, c.MS_NODIRATIME),
-        "bind": (False, c.MS_BIND), "rbind": (False, c.MS_BIND | c.MS_REC),
-        "unbindable": (False, c.MS_UNBINDABLE),
-        "runbindable": (False, c.MS_UNBINDABLE | c.MS_REC),
-        "private": (False, c.MS_PRIVATE), "rprivate": (False, c.MS_PRIVATE | c.MS_REC),
-        "shared": (False, c.MS_SHARED), "rshared": (False, c.MS_SHARED | c.MS_REC),
-        "slave": (False, c.MS_SLAVE), "rslave": (False, c.MS_SLAVE | c.MS_REC),
-        "relatime": (False, c.MS_RELATIME), "norelatime": (True, c.MS_RELATIME),
-        "strictatime": (False, c.MS_STRICTATIME), "nostrictatime": (True, c.MS_STRICTATIME),
-    }
     flags, data = 0, []
     for word in options.split(","):
         if not word or word == "defaults":
             continue
-        if word in table:
-            clear, flag = table[word]
+        if word in FLAGS:
+            clear, flag = FLAGS[word]
             flags = flags & ~flag if clear else flags | flag
+        elif word in PROPAGATION:
+            flags |= PROPAGATION[word]
         else:
             data.append(word)
     return flags, ",".join(data)

@@ -28,8 +28,9 @@ from berth.linux import libc
      libc.MS_RELATIME | libc.MS_NODIRATIME | libc.MS_SYNCHRONOUS | libc.MS_DIRSYNC, ""),
     ("bind,rprivate", libc.MS_BIND | libc.MS_PRIVATE | libc.MS_REC, ""),
     ("defaults,,addr=10.0.0.1,vers=4", 0, "addr=10.0.0.1,vers=4"),
-    # words of runc's table that moby's leaves to the filesystem
-    ("acl,lazytime", 0, "acl,lazytime"),
+    # flags to mount(8) and runc, which moby would leave to the filesystem
+    # (and tmpfs would refuse as data)
+    ("acl,lazytime", libc.MS_POSIXACL | libc.MS_LAZYTIME, ""),
 ])
 def test_parse_mount_options(options, flags, data):
     assert parse_mount_options(options) == (flags, data)
