@@ -263,6 +263,9 @@ class Filter:
         self.has_notify = has_notify
         self.nr_seccomp = nr_seccomp
         self.unknown_syscalls = unknown
+        # the cache entry holding this program (`compile` with a cache_dir,
+        # `read_cached`), or None
+        self.cache_path: str | None = None
 
     def export_bpf(self) -> bytes:
         return self.bpf
@@ -625,11 +628,10 @@ def _cached(
     )
     key = _sha256.sha256(key_material.encode()).hexdigest()
     path = os.path.join(cache_dir, f"{key}.bpf")
-    try:
-        with open(path, "rb") as f:
-            return Filter.loads(f.read())
-    except (OSError, InvalidArgumentError):
-        pass  # absent or torn: compile again and replace it
+    flt = read_cached(path)
+    if flt is not None:
+        return flt
+    # absent or torn: compile again and replace it
     flt = _compile(seccomp_config, strict, optimize, hot, enosys)
     try:
         os.makedirs(cache_dir, exist_ok=True)
@@ -638,8 +640,23 @@ def _cached(
             f.write(flt.dumps())
         # no fsync: a cache entry torn by a crash fails its digest and is rebuilt
         os.rename(tmp, path)
+        flt.cache_path = path
     except OSError:
         pass  # a read-only or full cache directory only costs the next compile
+    return flt
+
+
+def read_cached(path: str) -> "Filter | None":
+    """The filter in cache entry `path` (see `compile`'s cache_dir), or None
+    when it is absent or torn (its digest is checked). The caller vouches
+    that `path` is the entry of the config it wants: e.g. the one `compile`
+    gave (Filter.cache_path) for a config that has not changed since."""
+    try:
+        with open(path, "rb") as f:
+            flt = Filter.loads(f.read())
+    except (OSError, InvalidArgumentError):
+        return None
+    flt.cache_path = path
     return flt
 
 

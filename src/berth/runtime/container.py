@@ -18,7 +18,8 @@ from berth.oci import runtime as spec
 from berth.paths import RuntimePaths
 from berth.runtime import rcu
 from berth.runtime import state as st
-from berth.runtime.filters import compile_seccomp
+from berth.runtime.filters import STATE_KEY as FILTER_KEY
+from berth.runtime.filters import compile_seccomp, recorded_entry
 from berth.runtime.init import Setup, child_main
 from berth.runtime.log import Log
 from berth.runtime.sync import Channel, ChannelClosed
@@ -250,6 +251,9 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
             "created": st.now_rfc3339(), "owner": "", "config": cfg,
         }
         data["cgroup"] = {"paths": dict(s.cgroup_paths)}
+        entry = recorded_entry(flt)
+        if entry:
+            data[FILTER_KEY] = entry
         state = st.ContainerState(paths, data)
         log.debug(f"{cid}: forking the child")
         child = os.fork()

@@ -394,9 +394,10 @@ def _child_main(ch: Channel, console_fd: int, state: st.ContainerState, proc: di
         linux = cfg.get("linux") or {}
         if linux.get("seccomp"):
             step = "seccomp"
-            from berth.runtime.filters import compile_seccomp
+            from berth.runtime.filters import STATE_KEY, compile_seccomp
 
-            s.seccomp = compile_seccomp(state.paths, cfg)
+            # the entry create compiled this config into: no hash of the profile
+            s.seccomp = compile_seccomp(state.paths, cfg, state.data.get(STATE_KEY))
             if linux["seccomp"].get("listenerPath"):
                 from berth.runtime.init import connect_listener
 

@@ -276,6 +276,29 @@ def test_cache_round_trip_and_torn_entry(tmp_path):
     assert len(os.listdir(tmp_path)) == 2
 
 
+def test_recorded_entry_is_read_back_and_checked(tmp_path):
+    from berth.paths import RuntimePaths
+    from berth.runtime.filters import compile_seccomp, recorded_entry, seccomp_cache_dir
+
+    paths = RuntimePaths(str(tmp_path / "root"))
+    cfg = {"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [rule(["getpid"])]}}}
+    first = compile_seccomp(paths, cfg)
+    entry = recorded_entry(first)
+    assert entry and os.listdir(seccomp_cache_dir(paths)) == [entry]
+    again = compile_seccomp(paths, cfg, entry)
+    assert (again.bpf, again.flags, again.cache_path) == (first.bpf, first.flags, first.cache_path)
+    # a torn entry or a name that is not one fall back to the config's own
+    path = tmp_path / "root" / "@seccomp-cache" / entry
+    data = path.read_bytes()
+    path.write_bytes(data[:-8])
+    assert compile_seccomp(paths, cfg, entry).bpf == first.bpf
+    assert path.read_bytes() == data
+    for bogus in ("../x.bpf", ".bpf", "nope", ""):
+        assert compile_seccomp(paths, cfg, bogus).bpf == first.bpf
+    assert recorded_entry(None) is None
+    assert compile_seccomp(paths, {"linux": {}}, entry) is None
+
+
 def test_module_imports_light():
     import subprocess
     import sys
