@@ -609,13 +609,18 @@ def _cached(
     enosys: bool,
 ) -> Filter:
     import _sha256
-
-    from berth import jsonio
+    import marshal
+    import sys
 
     lib = libseccomp()
     lib.seccomp_api_get.restype = ctypes.c_uint
-    key_material = jsonio.dumps(
+    # marshal's version 0 (no references, no interning: the same bytes for
+    # equal values whatever their history) is a faithful serialisation of
+    # JSON's values, bools apart from ints, in a fifth of the time of a JSON
+    # dump (~0.15 vs ~0.8 ms for Docker's profile, in a freshly forked monitor)
+    key_material = marshal.dumps(
         [
+            "berth-seccomp-cache/2",
             seccomp_config,
             strict,
             optimize,
@@ -624,9 +629,11 @@ def _cached(
             list(version()),
             lib.seccomp_api_get(),
             os.uname().machine,
-        ]
+            sys.version_info[:2],
+        ],
+        0,
     )
-    key = _sha256.sha256(key_material.encode()).hexdigest()
+    key = _sha256.sha256(key_material).hexdigest()
     path = os.path.join(cache_dir, f"{key}.bpf")
     flt = read_cached(path)
     if flt is not None:
