@@ -96,6 +96,21 @@ class Lock:
             self.fd = -1
 
 
+def _not_json(obj: object) -> object:
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _dumps(data: dict) -> str:
+    """jsonio.dumps(data), byte for byte, for state whose keys are strings
+    (the config comes from JSON), by _json's C encoder: ~0.2 instead of ~0.9
+    ms for a container with Docker's seccomp profile, at every create."""
+    import _json
+
+    enc = _json.make_encoder(None, _not_json, _json.encode_basestring_ascii, None, ":", ",",
+                             False, False, False)
+    return "".join(enc(data, 0))
+
+
 class ContainerState:
     """The persisted part of a container, in <root>/<id>/state.json.
 
@@ -136,7 +151,7 @@ class ContainerState:
 
     def save(self) -> None:
         # live-container state: meaningless after a reboot, so no fsync (as runc)
-        jsonio.write_atomic(self.paths.state_file(self.id), jsonio.dumps(self.data), 0o600, durable=False)
+        jsonio.write_atomic(self.paths.state_file(self.id), _dumps(self.data), 0o600, durable=False)
 
     def is_alive(self) -> bool:
         pid = self.pid

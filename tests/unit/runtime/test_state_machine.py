@@ -62,3 +62,19 @@ def test_status_is_read_from_the_kernel(tmp_path):
     loaded.data["start_time"] = 1
     assert loaded.status() == "stopped"
     assert loaded.oci_state()["pid"] == 0
+
+
+def test_state_is_written_as_jsonio_writes_it():
+    from berth import jsonio
+    from berth.runtime.state import _dumps
+
+    data = {"id": "c1", "pid": 12, "start_time": None, "ok": True, "no": False, "f": 0.5,
+            "config": {"process": {"args": ["sh", "-c", "echo \"é\\u2028\" \t"], "env": []},
+                       "linux": {"seccomp": {"syscalls": [{"names": ["read"], "args": []}]}}},
+            "t": (1, 2), "big": 2**70, "neg": -3.25e-300, "empty": {}, "nil": []}
+    assert _dumps(data) == jsonio.dumps(data)
+    assert jsonio.loads(_dumps(data)) == jsonio.loads(jsonio.dumps(data))
+    with pytest.raises(TypeError):
+        _dumps({"x": object()})
+    with pytest.raises(ValueError):
+        _dumps({"x": float("nan")})
