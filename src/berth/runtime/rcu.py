@@ -45,17 +45,12 @@ def start() -> None:
     global _running, _stop
     if _running or os.geteuid() != 0:
         return
-    try:
-        target = _target()
-    except OSError:
-        return
-    if not target:
-        return
     import _thread
 
     _running, _stop = True, False
     try:
-        _thread.start_new_thread(_loop, (target,))
+        # the thread finds its cgroup itself: off the caller's path
+        _thread.start_new_thread(_loop, ())
     except RuntimeError:
         _running = False
 
@@ -65,11 +60,14 @@ def stop() -> None:
     _stop = True
 
 
-def _loop(target: str) -> None:
+def _loop() -> None:
     global _running
     import time
 
     try:
+        target = _target()
+        if not target:
+            raise OSError("no cgroup")
         fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
         try:
             deadline = time.monotonic() + 0.5
