@@ -191,6 +191,13 @@ def make_dirs(path: str) -> list[str]:
 
 
 def _make_dirs(path: str) -> list[str]:
+    # the common case, a new cgroup under an existing parent: one mkdir
+    # rather than a stat of it and of its parent first
+    try:
+        os.mkdir(path, 0o755)
+        return [path]
+    except OSError:
+        pass  # absent parent, already there, or an error: the walk says which
     created: list[str] = []
     todo = []
     p = path
