@@ -21,7 +21,6 @@ import ipaddress
 import logging
 import os
 import selectors
-import signal
 import socket
 import struct
 import sys
@@ -244,18 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         out.write(f"error: start dns server for {args.container}: {exc}\n")
         out.flush()
         return 1
-    pid = os.fork()
-    if pid:
-        out.write(f"ready {pid}\n")
-        out.flush()
-        os._exit(0)
-    os.setsid()
-    null = os.open(os.devnull, os.O_RDWR)
-    for i in (0, 1, 2):
-        os.dup2(null, i)
-    os.close(null)
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    from berth.network import daemon
+
+    daemon.detach(out)
     Server(udp, tcp, upstream, upstreams,
            lambda name: store.resolve_names(args.container, name), pidfd).serve()
     return 0

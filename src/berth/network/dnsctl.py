@@ -9,29 +9,13 @@ the server outside the lock, which lets parallel container starts overlap.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 
-from berth.errors import InternalError, UnavailableError
+from berth.errors import UnavailableError
+from berth.network import daemon
+from berth.network.daemon import starttime
 from berth.network.store import NetworkStore
-
-
-def starttime(pid: int) -> str:
-    """The process's start time (field 22 of /proc/PID/stat): with the pid,
-    names one process for good; "" when gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return ""
-    if rest[0] in ("Z", "X"):
-        return ""
-    return rest[19]
 
 
 def is_alive(store: NetworkStore, container_id: str) -> bool:
@@ -58,17 +42,10 @@ def start(store: NetworkStore, database: str, container_id: str, netns_path: str
     for u in upstreams:
         argv += ["--upstream", u]
     try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=30,
-                           stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        pid = daemon.spawn(argv, f"start dns server for {container_id[:12]}")
+    except UnavailableError:
         store.set_dns_server(container_id, None)
-        raise UnavailableError(f"start dns server for {container_id[:12]}: {exc}") from exc
-    line = p.stdout.strip()
-    if p.returncode != 0 or not line.startswith("ready "):
-        store.set_dns_server(container_id, None)
-        raise UnavailableError(line.removeprefix("error: ") or
-                               f"start dns server for {container_id[:12]}: {p.stderr.strip()}")
-    pid = int(line.split()[1])
+        raise
     store.set_dns_server(container_id, pid, starttime(pid))
     return pid
 
@@ -79,13 +56,5 @@ def stop(store: NetworkStore, container_id: str) -> None:
     if not rec:
         return
     pid, start_time = rec
-    if pid and starttime(pid) == start_time:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        for _ in range(200):
-            if starttime(pid) != start_time:
-                break
-            time.sleep(0.01)
-        else:
-            raise InternalError(f"stop dns server {pid} of {container_id[:12]}: still running")
+    daemon.stop(pid, start_time, f"stop dns server {pid} of {container_id[:12]}")
     store.set_dns_server(container_id, None)

@@ -26,15 +26,11 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
-
-from berth.errors import InternalError, UnavailableError
 
 LISTEN = "::1"
 UDP_IDLE_S = 60.0
@@ -184,18 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         out.write(f"error: start port proxy for {args.container[:12]}: {exc}\n")
         out.flush()
         return 1
-    pid = os.fork()
-    if pid:
-        out.write(f"ready {pid}\n")
-        out.flush()
-        os._exit(0)
-    os.setsid()
-    null = os.open(os.devnull, os.O_RDWR)
-    for i in (0, 1, 2):
-        os.dup2(null, i)
-    os.close(null)
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    from berth.network import daemon
+
+    daemon.detach(out)
     proxy.serve()
     return 0
 
@@ -206,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 def start(store: NetworkStore, database: str, container_id: str, watch_pid: int | None,
           maps: Sequence[tuple[str, int, str, int]]) -> int:
     """Spawn the proxy; it detaches once every socket is bound."""
-    from berth.network.dnsctl import starttime
+    from berth.network import daemon
 
     argv = [sys.executable, "-m", "berth.network.proxy", "--database", database,
             "--container", container_id]
@@ -214,37 +201,20 @@ def start(store: NetworkStore, database: str, container_id: str, watch_pid: int 
         argv += ["--watch-pid", str(watch_pid)]
     for proto, lport, target, tport in maps:
         argv += ["--map", f"{proto}:{lport}:{target}:{tport}"]
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=30,
-                           stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise UnavailableError(f"start port proxy for {container_id[:12]}: {exc}") from exc
-    line = p.stdout.strip()
-    if p.returncode != 0 or not line.startswith("ready "):
-        raise UnavailableError(line.removeprefix("error: ") or
-                               f"start port proxy for {container_id[:12]}: {p.stderr.strip()}")
-    pid = int(line.split()[1])
-    store.set_port_proxy(container_id, pid, starttime(pid))
+    pid = daemon.spawn(argv, f"start port proxy for {container_id[:12]}")
+    store.set_port_proxy(container_id, pid, daemon.starttime(pid))
     return pid
 
 
 def stop(store: NetworkStore, container_id: str) -> None:
     """SIGTERM the container's proxy and wait until it is gone."""
-    from berth.network.dnsctl import starttime
+    from berth.network import daemon
 
     rec = store.port_proxy(container_id)
     if not rec:
         return
     pid, start_time = rec
-    if pid and starttime(pid) == start_time:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        for _ in range(200):
-            if starttime(pid) != start_time:
-                break
-            time.sleep(0.01)
-        else:
-            raise InternalError(f"stop port proxy {pid} of {container_id[:12]}: still running")
+    daemon.stop(pid, start_time, f"stop port proxy {pid} of {container_id[:12]}")
     store.set_port_proxy(container_id, None)
 
 
