@@ -295,5 +295,24 @@ def berth_runtime(workdir):
     rt.cleanup()
 
 
+def live_processes(match) -> list[int]:
+    """The pids of live (not zombie) processes whose argv (a list of bytes)
+    `match` accepts."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{name}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if state != "Z" and match(argv):
+            out.append(int(name))
+    return out
+
+
 def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"

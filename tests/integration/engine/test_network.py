@@ -6,7 +6,7 @@ import subprocess
 import time
 import urllib.request
 
-from tests.integration.conftest import unique
+from tests.integration.conftest import live_processes, unique
 
 
 def _links() -> set[str]:
@@ -57,21 +57,9 @@ def _nft_tables() -> set[str]:
 
 def _zygotes(berth) -> list[int]:
     """The engine's monitor zygotes (they serve its --state)."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                cmd = f.read().split(b"\0")
-            with open(f"/proc/{name}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if state != "Z" and any(a.endswith(b"zygote.py") for a in cmd) and any(
-                a.startswith(berth.state.encode() + b"/") for a in cmd):
-            out.append(int(name))
-    return out
+    prefix = berth.state.encode() + b"/"
+    return live_processes(lambda argv: any(a.endswith(b"zygote.py") for a in argv)
+                          and any(a.startswith(prefix) for a in argv))
 
 
 def _wait_zygote_gone(berth, timeout: float = 15) -> None:

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import unique
+from tests.integration.conftest import live_processes, unique
 
 # a TCP server answering each connection (raw or HTTP) with the peer's address,
 # and a UDP server answering each datagram the same way
@@ -191,20 +191,8 @@ def boxes(workdir):
 def dns_servers(database: str, module: bytes = b"berth.network.dns") -> list[int]:
     """The embedded DNS servers (or, with module berth.network.proxy, the
     [::1] port proxies) of the engine whose database this is."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                cmd = f.read().split(b"\0")
-            with open(f"/proc/{name}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if module in cmd and database.encode() in cmd and state != "Z":
-            out.append(int(name))
-    return out
+    db = database.encode()
+    return live_processes(lambda argv: module in argv and db in argv)
 
 
 def nft_tables() -> set[str]:
