@@ -24,7 +24,7 @@ measured in the same run (commands interleaved):
   containerd shims; podman: conmon). The daemons' own PSS (dockerd +
   containerd, containerd) is printed beside it for reference.
 
-    sudo flock /run/berth-integration-tests.lock \\
+    sudo flock -o /run/berth-integration-tests.lock \\
         .venv/bin/python bench/engine.py [--runs N] [--many N] [--peers docker,podman,ctr]
 """
 

@@ -9,7 +9,7 @@ older checkout, say), measured in the same run, each with its own roots.
   proportional set size (PSS) per container of every process the engine
   leaves behind (monitors and their zygote).
 
-    sudo flock /run/berth-integration-tests.lock \\
+    sudo flock -o /run/berth-integration-tests.lock \\
         .venv/bin/python bench/engine_speed.py [--runs N] [--many N] [--other PATH]
 """
 

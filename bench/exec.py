@@ -15,7 +15,7 @@ run at once on one CPU and take turns round by round, so each speed (the
 same runtime's container without seccomp / with it) is the median of ratios
 of rounds run milliseconds apart.
 
-    sudo flock /run/berth-integration-tests.lock .venv/bin/python bench/exec.py \
+    sudo flock -o /run/berth-integration-tests.lock .venv/bin/python bench/exec.py \
         [--trials 41] [--confined] [--seccomp-loop | --seccomp-loop-only [--rounds 200] [--cpu 1]]
 """
 

@@ -1,6 +1,6 @@
 """Networking against docker, same machine, same run:
 
-    sudo flock /run/berth-integration-tests.lock \
+    sudo flock -o /run/berth-integration-tests.lock \
         .venv/bin/python bench/network.py [--what all|run|throughput] [--peer docker|kernel]
         [--runs 15] [--mb 1024] [--rounds 5]
 

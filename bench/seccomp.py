@@ -31,7 +31,7 @@ ports it), so getpid and open+close skip the program and cost what the
 1-instruction filter costs; personality's verdict depends on its argument,
 so it runs the program every time and shows the layout's cost.
 
-    sudo flock /run/berth-integration-tests.lock \\
+    sudo flock -o /run/berth-integration-tests.lock \\
         .venv/bin/python bench/seccomp.py [--rounds 200] [--n 10000] [--cpu 1]
 
 Root (or CAP_SYS_ADMIN) is needed because the children load filters without

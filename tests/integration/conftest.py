@@ -131,7 +131,9 @@ TEST_LOCK = "/run/berth-integration-tests.lock"
 def integration_lock():
     """One integration session at a time on a machine: the leak check lists
     host-wide mounts, cgroups and links, so a second session (or a benchmark
-    taking the same lock with `flock`) would show up as a leak."""
+    taking the same lock with `flock -o`) would show up as a leak. (`-o`:
+    without it flock(1) leaves the locked fd open in the command, and a
+    monitor zygote started by the command would hold the lock after it.)"""
     if os.geteuid() != 0:
         yield
         return
