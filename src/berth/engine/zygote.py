@@ -230,6 +230,10 @@ def _note(path: str, text: str) -> None:
 
 
 if __name__ == "__main__":
+    # it outlives the command that started it: no fd that command left
+    # inheritable (a `flock` lock, a pipe a reader waits on for EOF) may stay
+    # open here, nor pass to the monitors forked from it
+    os.closerange(3, 1 << 20)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))))
     try:
