@@ -1,4 +1,6 @@
-"""rmtree without shutil: shutil imports fnmatch and re (~10 ms of a
+"""Filesystem helpers for berth's own trees.
+
+`rmtree` without shutil: shutil imports fnmatch and re (~10 ms of a
 `berth run --rm` on these machines) for features berth's own trees (bundles,
 snapshots) do not need.
 
@@ -74,3 +76,22 @@ def _clear(fd: int, errors: list[OSError]) -> None:
             os.rmdir(e.name, dir_fd=fd)
         except OSError as exc:
             errors.append(exc)
+
+
+def is_mountpoint(path: str) -> bool:
+    """Whether `path` (as the kernel names it: absolute, no symlinks) is a
+    mount point in this mount namespace, from /proc/self/mountinfo."""
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            return any(_unescape(line.split(b" ", 5)[4]) == path for line in f)
+    except OSError:
+        return False
+
+
+def _unescape(field: bytes) -> str:
+    r"""A mountinfo path: space, tab, newline and backslash are \ooo."""
+    if b"\\" in field:
+        import re
+
+        field = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), field)
+    return os.fsdecode(field)

@@ -28,6 +28,7 @@ from berth.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+from berth.fsutil import is_mountpoint
 from berth.paths import Paths
 from berth.structs import dataclass
 
@@ -475,7 +476,7 @@ class Engine:
         with contextlib.suppress(BerthError):
             rt.delete(rec.id, force=True)  # a runtime record left by a killed monitor
         with contextlib.ExitStack() as undo:
-            if not _is_mountpoint(rootfs):
+            if not is_mountpoint(rootfs):
                 from berth.image.snapshots import mount_all
 
                 mounts = self.images.snapshots.mounts(rec.id)
@@ -977,14 +978,6 @@ def _read_message(fd: int) -> dict[str, Any]:
     except ValueError:
         raise InternalError(f"monitor: malformed status {line!r}") from None
     return msg if isinstance(msg, dict) else {}
-
-
-def _is_mountpoint(path: str) -> bool:
-    try:
-        with open("/proc/self/mountinfo") as f:
-            return any(line.split()[4] == path for line in f)
-    except OSError:
-        return False
 
 
 def _unmount(target: str) -> None:

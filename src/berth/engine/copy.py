@@ -43,15 +43,15 @@ def rootfs_fd(engine: Any, rec: Any, with_mounts: bool = False) -> Iterator[int]
     this process, each target resolved inside the rootfs (RESOLVE_IN_ROOT:
     a target the container swapped for a symlink cannot lead out), and
     unmounted at the end."""
-    from berth.engine.containers import _is_mountpoint
+    from berth.fsutil import is_mountpoint
     from berth.image.snapshots import mount_all, unmount_all
 
     rootfs = engine.rootfs(rec.id)
     binds = _cp_mounts(engine, rec) if with_mounts else []
     with contextlib.ExitStack() as stack:
-        if not _is_mountpoint(rootfs):
+        if not is_mountpoint(rootfs):
             stack.enter_context(engine.lock(rec.id))
-        need_rootfs = not _is_mountpoint(rootfs)
+        need_rootfs = not is_mountpoint(rootfs)
         if need_rootfs or binds:
             libc.unshare(libc.CLONE_NEWNS)
             libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)

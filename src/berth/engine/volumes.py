@@ -33,6 +33,7 @@ import time
 from berth import jsonio
 from berth.engine.store import Store
 from berth.errors import ConflictError, InvalidArgumentError, NotFoundError
+from berth.fsutil import is_mountpoint
 
 TYPE_CHECKING = False  # typing is not imported on a container start's path
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ class Volumes:
             raise NotFoundError(f"get {name}: no such volume", volume=name)
         with lock:
             data = self.path(name)
-            if _is_mounted(data):
+            if is_mountpoint(os.path.realpath(data)):
                 return
             try:
                 _mount_local(opts, data)
@@ -409,43 +410,15 @@ def _resolve_addr(options: str) -> str:
     return options.replace(f"addr={addr}", f"addr={ip}", 1)
 
 
-def _is_mounted(path: str) -> bool:
-    """Whether `path` is a mount point in this mount namespace."""
-    real = os.path.realpath(path)
-    with open("/proc/self/mountinfo", "rb") as f:
-        for line in f:
-            if _unescape(line.split(b" ", 5)[4]) == real:
-                return True
-    return False
-
-
-def _unescape(field: bytes) -> str:
-    r"""A mountinfo path: space, tab, newline and backslash are \ooo."""
-    if b"\\" in field:
-        import re
-
-        field = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), field)
-    return os.fsdecode(field)
-
-
 def _unmount_all(path: str, name: str) -> None:
     """Unmount every mount stacked on `path` (detached, as moby's
     mount.Unmount); refuse (and so keep the volume's files) if one stays."""
-    from berth.linux import libc
-
-    for _ in range(64):
-        if not _is_mounted(path):
-            return
-        try:
-            libc.umount2(path, libc.MNT_DETACH)
-        except OSError as exc:
-            from berth.errors import InternalError
-
-            raise InternalError(f"remove {name}: unmount {path}: "
-                                f"{os.strerror(exc.errno or 0).lower()}", volume=name) from None
     from berth.errors import InternalError
+    from berth.image.snapshots import unmount_all
 
-    raise InternalError(f"remove {name}: {path} is still a mount point", volume=name)
+    unmount_all(path, f"remove {name}: unmount")
+    if is_mountpoint(os.path.realpath(path)):
+        raise InternalError(f"remove {name}: {path} is still a mount point", volume=name)
 
 
 def copy_up(rootfs: str, target: str, data: str) -> None:

@@ -535,8 +535,9 @@ def _mount_in(cwd: str, source: str, target: str, fstype: str, flags: int, data:
                            target)
 
 
-def unmount_all(target: str) -> None:
-    """Unmount everything mounted on `target` (stacked mounts included)."""
+def unmount_all(target: str, what: str = "unmount snapshot") -> None:
+    """Unmount everything mounted on `target` (stacked mounts included);
+    `what` starts the error's message."""
     import errno
 
     from berth.linux import libc
@@ -549,4 +550,4 @@ def unmount_all(target: str) -> None:
                 return
             from berth.errors import from_oserror
 
-            raise from_oserror(exc, "unmount snapshot", target) from exc
+            raise from_oserror(exc, what, target) from exc

@@ -7,7 +7,6 @@ import pytest
 from berth.engine.volumes import (
     _mount_options,
     _resolve_addr,
-    _unescape,
     _validate_options,
     parse_mount_options,
 )
@@ -71,6 +70,8 @@ def test_mount_options_of_a_row():
 
 
 def test_mountinfo_paths_unescaped():
+    from berth.fsutil import _unescape
+
     assert _unescape(b"/var/lib/berth/volumes/v/_data") == "/var/lib/berth/volumes/v/_data"
     assert _unescape(b"/a\\040b\\011c\\134d") == "/a b\tc\\d"
 
