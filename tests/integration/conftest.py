@@ -298,8 +298,8 @@ def berth_runtime(workdir):
 
 
 def live_processes(match) -> list[int]:
-    """The pids of live (not zombie) processes whose argv (a list of bytes)
-    `match` accepts."""
+    """The pids of live (not zombie) processes that `match(argv, comm)`
+    accepts (argv a list of bytes, comm the bytes of /proc/PID/comm)."""
     out = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -307,11 +307,13 @@ def live_processes(match) -> list[int]:
         try:
             with open(f"/proc/{name}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
+            with open(f"/proc/{name}/comm", "rb") as f:
+                comm = f.read().strip()
             with open(f"/proc/{name}/stat") as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
         except (FileNotFoundError, ProcessLookupError):
             continue
-        if state != "Z" and match(argv):
+        if state != "Z" and match(argv, comm):
             out.append(int(name))
     return out
 

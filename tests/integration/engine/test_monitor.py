@@ -7,6 +7,8 @@ import signal
 import subprocess
 import time
 
+from tests.integration.conftest import live_processes
+
 
 def _wait_for(fn, timeout=15.0):
     deadline = time.monotonic() + timeout
@@ -21,22 +23,8 @@ def _monitors(root: str) -> list[int]:
     """Monitors of the engine whose --root is `root` (its --state is beside
     it): forked by the zygote or started on their own, named berth-monitor."""
     base = os.path.dirname(root).encode()
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/comm", "rb") as f:
-                comm = f.read().strip()
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                cmd = f.read()
-            with open(f"/proc/{name}/stat", "rb") as f:
-                zombie = f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-        except OSError:
-            continue
-        if comm == b"berth-monitor" and base in cmd and not zombie:
-            out.append(int(name))
-    return out
+    return live_processes(lambda argv, comm: comm == b"berth-monitor"
+                          and any(base in a for a in argv))
 
 
 def _mounted(root: str) -> bool:

@@ -58,7 +58,7 @@ def _nft_tables() -> set[str]:
 def _zygotes(berth) -> list[int]:
     """The engine's monitor zygotes (they serve its --state)."""
     prefix = berth.state.encode() + b"/"
-    return live_processes(lambda argv: any(a.endswith(b"zygote.py") for a in argv)
+    return live_processes(lambda argv, _comm: any(a.endswith(b"zygote.py") for a in argv)
                           and any(a.startswith(prefix) for a in argv))
 
 

@@ -192,7 +192,7 @@ def dns_servers(database: str, module: bytes = b"berth.network.dns") -> list[int
     """The embedded DNS servers (or, with module berth.network.proxy, the
     [::1] port proxies) of the engine whose database this is."""
     db = database.encode()
-    return live_processes(lambda argv: module in argv and db in argv)
+    return live_processes(lambda argv, _comm: module in argv and db in argv)
 
 
 def nft_tables() -> set[str]:
