@@ -34,6 +34,10 @@ order: full id, name, unique id prefix) and answers ``fallback`` unless it
 names its own running container, so a stale or missing hint only costs the
 engine's path.
 
+The same socket takes ``wsiz ROWS COLS`` from a foreground `run -t` or
+`attach` whose terminal was resized (`send_window_size`,
+`follow_window_size`): the monitor resizes the container's pty.
+
 Import-light: the CLI imports this module before anything else of the
 engine (os, _socket and marshal only).
 """
@@ -43,8 +47,6 @@ import os
 
 HINTS = "names"
 FIRST_REPLY_TIMEOUT_S = 1.0  # the monitor accepts at once unless it is in a restart back-off
-# the signals the runtime's exec forwards to the process (HUP INT QUIT USR1 USR2 TERM WINCH)
-FORWARDED = (1, 2, 3, 10, 12, 15, 28)
 
 
 # name hints -----------------------------------------------------------------------------
@@ -156,7 +158,9 @@ def request(root: str, state: str, req: dict, stdin: int) -> tuple[int, str] | N
                 sock.sendall(msg[sent:])
         except OSError:
             return None
-        _forward_signals(helper)
+        from berth.linux.signals import forward_to
+
+        forward_to(helper)
         reply = b""
         while True:
             try:
@@ -239,19 +243,6 @@ def _line(sock) -> bytes:
             break
         buf += chunk
     return buf
-
-
-def _forward_signals(pid: int) -> None:
-    import _signal
-
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for sig in FORWARDED:
-        _signal.signal(sig, forward)
 
 
 # the process ----------------------------------------------------------------------------

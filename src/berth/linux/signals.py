@@ -72,3 +72,24 @@ def signal_name(n: int) -> str:
     if SIGRTMIN <= n <= SIGRTMAX:
         return f"SIGRTMIN+{n - SIGRTMIN}"
     return str(n)
+
+
+# what a runtime or CLI waiting for a container's process passes on to it
+# (runc's signal proxy): HUP INT QUIT USR1 USR2 TERM WINCH
+FORWARDED = (1, 2, 3, 10, 12, 15, 28)
+
+
+def forward_to(pid: int) -> None:
+    """From now on, the FORWARDED signals this process gets go to `pid`
+    (a process already gone is no error)."""
+    import _signal
+    import os
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in FORWARDED:
+        _signal.signal(sig, forward)

@@ -486,20 +486,12 @@ def _queued_error(ch: Channel) -> BerthError:
 
 
 def _wait_and_destroy(paths: RuntimePaths, log: Log, state: st.ContainerState, master: int = -1) -> int:
-    import _signal
+    from berth.linux.signals import forward_to
 
     pid = state.pid
-
-    def forward(signum: int, frame: object) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
     # forwarded from now on, the terminal relay included (which resizes the
     # container's pty on SIGWINCH instead)
-    for sig in (1, 2, 3, 10, 12, 15, 28):  # HUP INT QUIT USR1 USR2 TERM WINCH
-        _signal.signal(sig, forward)
+    forward_to(pid)
     if master >= 0:
         from berth.runtime.console import relay_terminal
 

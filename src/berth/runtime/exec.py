@@ -332,16 +332,9 @@ def _parent(state: st.ContainerState, opts: ExecOptions, ch: Channel, child: int
 
 
 def _wait(pid: int, master: int) -> int:
-    import _signal
+    from berth.linux.signals import forward_to
 
-    def forward(signum: int, frame: object) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for sig in (1, 2, 3, 10, 12, 15, 28):  # HUP INT QUIT USR1 USR2 TERM WINCH
-        _signal.signal(sig, forward)
+    forward_to(pid)
     if master >= 0:
         from berth.runtime.console import relay_terminal
 
