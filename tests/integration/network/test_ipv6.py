@@ -104,15 +104,22 @@ def test_dual_stack_endpoints_and_traffic(nm, boxes):
     assert f"table ip6 {nm.table}" not in nft_tables()
 
 
-def test_nat66_to_another_host(nm, boxes, outside):
-    net = _net6(nm, "six-out")
-    # the other host on IPv6 too: fdXX::1 on the host's side, ::2 inside, routed back
+def _outside_on_ipv6(outside):
+    """Put the other host on IPv6 too: fdXX::1 on the host's side of its
+    link, ::2 inside, its default route back through the host. Returns
+    (host's address, other host's address)."""
     outer = ipaddress.IPv6Network(free_subnet6())
     host6, out6 = outer.network_address + 1, outer.network_address + 2
     subprocess.run(["ip", "-6", "addr", "add", f"{host6}/64", "dev", outside.link, "nodad"],
                    check=True)
     outside.box.run("ip", "-6", "addr", "add", f"{out6}/64", "dev", "eth0", "nodad")
     outside.box.run("ip", "-6", "route", "add", "default", "via", str(host6))
+    return host6, out6
+
+
+def test_nat66_to_another_host(nm, boxes, outside):
+    net = _net6(nm, "six-out")
+    host6, out6 = _outside_on_ipv6(outside)
     a = boxes("a")
     ea = nm.attach("a" * 64, a.pid, "six-out", name="alpha")
     assert ea.ip6 in net.subnet6
@@ -225,12 +232,7 @@ def test_published_ports_on_ipv6(nm, boxes, outside):
     from tests.integration.network.conftest import dns_servers
 
     net = _net6(nm, "six-pub")
-    outer = ipaddress.IPv6Network(free_subnet6())
-    host6, out6 = outer.network_address + 1, outer.network_address + 2
-    subprocess.run(["ip", "-6", "addr", "add", f"{host6}/64", "dev", outside.link, "nodad"],
-                   check=True)
-    outside.box.run("ip", "-6", "addr", "add", f"{out6}/64", "dev", "eth0", "nodad")
-    outside.box.run("ip", "-6", "route", "add", "default", "via", str(host6))
+    host6, out6 = _outside_on_ipv6(outside)
     a = boxes("a")
     hp, hu = _free_port6(), _free_port6("udp")
     ep = nm.attach("a" * 64, a.pid, "six-pub", name="web6",
