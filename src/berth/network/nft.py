@@ -95,6 +95,14 @@ def _payload(proto: str, field: str) -> dict[str, Any]:
     return {"payload": {"protocol": proto, "field": field}}
 
 
+def _dnat(family: str, host_ip: str, d: DnatRule, addr: str) -> list:
+    """The match and DNAT statement of one published port in an `ip` or
+    `ip6` table (`host_ip` "": any local address)."""
+    expr = [_m(_payload(family, "daddr"), host_ip)] if host_ip else []
+    return [*expr, _m(_meta("l4proto"), d.proto), _m(_payload("th", "dport"), d.host_port),
+            {"dnat": {"addr": addr, "port": d.container_port}}]
+
+
 def _prefix(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> dict[str, Any]:
     return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
 
@@ -126,15 +134,7 @@ def ruleset(table: str, bridges: list[BridgeRules], dnat: list[DnatRule]) -> lis
     for d in dnat:
         if ":" in d.host_ip:
             continue  # an IPv6 host address: the ip6 table's
-        expr = []
-        if d.host_ip:
-            expr.append(_m(_payload("ip", "daddr"), d.host_ip))
-        expr += [
-            _m(_meta("l4proto"), d.proto),
-            _m(_payload("th", "dport"), d.host_port),
-            {"dnat": {"addr": d.container_ip, "port": d.container_port}},
-        ]
-        rule("ports", *expr)
+        rule("ports", *_dnat("ip", d.host_ip, d, d.container_ip))
     loopback = ipaddress.IPv4Network("127.0.0.0/8")
     dnat_bridges = {d.bridge for d in dnat}
     for b in bridges:
@@ -194,15 +194,8 @@ def ruleset6(table: str, bridges: list[BridgeRules],
         rule("output", _m(_payload("ip6", "daddr"), "::1", "!="), local,
              {"jump": {"target": "ports"}})
         for d in dnat6:
-            expr = []
-            if d.host_ip and d.host_ip != "::":
-                expr.append(_m(_payload("ip6", "daddr"), d.host_ip))
-            expr += [
-                _m(_meta("l4proto"), d.proto),
-                _m(_payload("th", "dport"), d.host_port),
-                {"dnat": {"addr": d.container_ip6, "port": d.container_port}},
-            ]
-            rule("ports", *expr)
+            host_ip = "" if d.host_ip == "::" else d.host_ip
+            rule("ports", *_dnat("ip6", host_ip, d, d.container_ip6))
     dnat6_bridges = {d.bridge for d in dnat6}
     for b in v6:
         assert b.subnet6 is not None
