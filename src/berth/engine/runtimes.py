@@ -285,7 +285,7 @@ class CliRuntime:
                 "exec", "--process", process_file, "--detach", "--console-socket",
                 f"{d}/console.sock", "--pid-file", f"{d}/pid", cid), os.environ)
             master = -1
-            done = False
+            status = None  # runc's wait status, once reaped
             while master < 0:
                 if select.select([listener], [], [], 0.1)[0]:
                     conn = _socket.socket(fileno=listener._accept()[0])  # _socket has no accept()
@@ -293,13 +293,17 @@ class CliRuntime:
                         master, _ = recv_fd(conn)
                     finally:
                         conn.close()
-                elif not done and os.waitpid(runc, os.WNOHANG)[0]:
-                    done = True  # the master may still be queued: one more look
-                elif done:
+                elif status is not None:
                     raise self._error("exec", b"")  # failed before the terminal: its log says why
-            if not done:
-                self._exec_wait(runc)
+                else:
+                    reaped, st = os.waitpid(runc, os.WNOHANG)
+                    if reaped:
+                        status = st  # the master may still be queued: one more look
+            if status is None:
+                status = os.waitpid(runc, 0)[1]
             try:
+                if os.waitstatus_to_exitcode(status) != 0:
+                    raise ValueError("runc exec failed")
                 with open(f"{d}/pid") as f:
                     pid = int(f.read())
             except (OSError, ValueError):
