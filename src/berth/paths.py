@@ -5,10 +5,10 @@
 berth builds a path from a module-level constant, so tests and several
 engines can run side by side in temporary roots.
 
-Imported on the runtime's start-up path: plain classes, no dataclasses.
+Imported on the runtime's start-up path: plain classes, no dataclasses;
+and by a plain `berth exec` for its defaults, which does not import `os`
+(imported here where a path is made).
 """
-
-import os
 
 DEFAULT_ROOT = "/var/lib/berth"
 DEFAULT_STATE = "/run/berth"
@@ -21,6 +21,8 @@ class Paths:
     __slots__ = ("root", "state")
 
     def __init__(self, root: str | None = None, state: str | None = None) -> None:
+        import os
+
         self.root = os.path.abspath(root or os.environ.get("BERTH_ROOT") or DEFAULT_ROOT)
         self.state = os.path.abspath(state or os.environ.get("BERTH_STATE") or DEFAULT_STATE)
 
@@ -79,6 +81,8 @@ class RuntimePaths:
     __slots__ = ("root",)
 
     def __init__(self, root: str | None = None) -> None:
+        import os
+
         self.root = os.path.abspath(root or DEFAULT_RUNTIME_ROOT)
 
     def __repr__(self) -> str:

@@ -10,11 +10,14 @@ that would be pulled) goes to the click command group unchanged, before
 anything has been changed, so click stays the one source of usage errors
 and help texts.
 
-The process leaves with os._exit after flushing its output: interpreter
+The process leaves with _exit after flushing its output: interpreter
 teardown costs several ms and there is nothing for it to do.
+
+A plain `exec` imports neither `os` (~1.5 ms; posix suffices) nor the paths
+module: see engine/execd.py.
 """
 
-import os
+import posix
 import sys
 
 # `berth exec`'s flags (runner.RUN_FLAGS explains the table): here, so that a
@@ -47,7 +50,7 @@ def _leave(code: int) -> None:
             f.flush()
         except (OSError, ValueError):
             pass
-    os._exit(code)
+    posix._exit(code)
 
 
 def fast(argv: list[str]) -> int | None:
@@ -131,28 +134,33 @@ def exec_by_monitor(root: str | None, state: str | None, kw: dict, args: list[st
     engine's path must run it (nothing was done)."""
     if kw["tty"] or kw["env_file"]:
         return None
+    environ = posix.environ  # bytes, as the kernel gave them
     env = []
     for v in kw["env"]:  # options.parse_env
         if "=" in v:
             if v.startswith("="):
                 return None  # the engine's path reports it
             env.append(v)
-        elif v in os.environ:
-            env.append(f"{v}={os.environ[v]}")
+        else:
+            value = environ.get(v.encode("utf-8", "surrogateescape"))
+            if value is not None:
+                env.append(f"{v}={value.decode('utf-8', 'surrogateescape')}")
     from berth.engine import execd
+    from berth.paths import DEFAULT_ROOT, DEFAULT_STATE
 
     req = {"ref": args[0], "args": list(args[1:]), "env": env, "workdir": kw["workdir"],
            "user": kw["user"], "privileged": kw["privileged"], "detach": kw["detach"]}
-    from berth.paths import Paths
-
-    paths = Paths(root, state)
-    stdin = 0 if kw["interactive"] else os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    # as Paths (which imports os): flag, environment, default
+    root = execd.absolute(root or (environ.get(b"BERTH_ROOT") or b"").decode() or DEFAULT_ROOT)
+    state = execd.absolute(state or (environ.get(b"BERTH_STATE") or b"").decode()
+                           or DEFAULT_STATE)
+    stdin = 0 if kw["interactive"] else posix.open("/dev/null", posix.O_RDONLY | posix.O_CLOEXEC)
     try:
         sys.stdout.flush()
-        result = execd.request(paths.root, paths.state, req, stdin)
+        result = execd.request(root, state, req, stdin)
     finally:
         if stdin:
-            os.close(stdin)
+            posix.close(stdin)
     if result is None:
         return None
     code, error = result

@@ -1,52 +1,63 @@
-"""`berth exec` served by the container's monitor.
+"""`berth exec` served by a zygote's spare helper or the container's monitor.
 
 A plain `berth exec CTR CMD...` does not load the engine, the database
 module or the runtime library into the CLI (together ~35 ms of imports,
-more than the exec itself): the CLI finds the container's bundle from a
-hint, connects to the monitor's attach socket (BUNDLE/attach.sock, see
-monitor.listen) and hands it the request and its stdio. The monitor forks a
-short-lived helper for it (the monitor itself only peeks and forks: what it
-executes would become private pages of a long-lived process), and the
-helper, which has the runtime library and sqlite already loaded (pages
-shared with the monitor zygote), checks the request against the database,
-builds the process as `Engine.exec` does (`build_process`) and runs the
-runtime's exec with the CLI's fds as the process's stdio.
+more than the exec itself), nor `os` (~1.5 ms; posix suffices). The CLI
+hands the request and its stdio to a process that has the runtime library
+and sqlite loaded (pages shared with the monitor zygote), which checks the
+request against the database, builds the process as `Engine.exec` does
+(`build_process`) and runs the runtime's exec with the CLI's fds as the
+process's stdio. That process is, in order of preference:
 
-Protocol (a SOCK_STREAM connection to the attach socket, root only: the
-socket is 0600 in the 0700 data root):
+- the zygote's spare exec helper (STATE/monitor/exec.sock, see `spare`):
+  forked by the zygote before it is needed, its database already open; it
+  serves one exec for any running container of its engine, and the zygote
+  forks the next. Not for a detached exec, nor when no zygote runs (the
+  socket then refuses the connection) or the request is another engine's;
+- the container's monitor (BUNDLE/attach.sock, see monitor.listen), found
+  from a name hint: the monitor forks a short-lived helper for it (the
+  monitor itself only peeks and forks: what it executes would become
+  private pages of a long-lived process);
+- else the engine's own path, in the CLI.
+
+Protocol (a SOCK_STREAM connection to either socket, root only: both are
+0600 in 0700 directories):
 
 - CLI: ``exec``; helper: ``ok PID\\n`` (its pid: the CLI forwards the
   signals it gets to it, which the runtime's exec passes on to the process);
 - CLI: the request, a 4-byte length then a marshalled dict (ref, args, env,
-  workdir, user, privileged, detach), with the process's stdin, stdout and
-  stderr (SCM_RIGHTS) on its first byte;
+  workdir, user, privileged, detach; and for the spare the database of the
+  CLI's --root), with the process's stdin, stdout and stderr (SCM_RIGHTS)
+  on its first byte;
 - helper, once, then it closes: ``exit N`` (the process's exit status),
   ``error N MESSAGE`` (the exec failed: Docker's exit code N and message),
   or ``fallback`` (nothing was done: the request is not one the helper
   serves, e.g. the reference names another container, or the container
-  is paused or stopping; the CLI then runs the engine's own path, which
-  gives Docker's answer).
+  is paused or stopping; the CLI then tries the next way, and the
+  engine's path gives Docker's answer).
 
 Name hints: STATE/names/NAME is a symbolic link to the container's id,
 made when a container starts and on rename, removed with it. A hint is
 never trusted: the helper resolves the reference in the database (Docker's
 order: full id, name, unique id prefix) and answers ``fallback`` unless it
-names its own running container, so a stale or missing hint only costs the
-engine's path.
+names a running container (for a monitor: its own), so a stale or missing
+hint only costs the engine's path.
 
-The same socket takes ``wsiz ROWS COLS`` from a foreground `run -t` or
-`attach` whose terminal was resized (`send_window_size`,
+The attach socket also takes ``wsiz ROWS COLS`` from a foreground `run -t`
+or `attach` whose terminal was resized (`send_window_size`,
 `follow_window_size`): the monitor resizes the container's pty.
 
 Import-light: the CLI imports this module before anything else of the
-engine (os, _socket and marshal only).
+engine (posix, _socket and marshal only).
 """
 
 import marshal
-import os
+import posix
 
 HINTS = "names"
+SPARE = "monitor/exec.sock"  # under --state: the zygote's spare exec helper (see serve_spare)
 FIRST_REPLY_TIMEOUT_S = 1.0  # the monitor accepts at once unless it is in a restart back-off
+_S_IFDIR = 0o040000
 
 
 # name hints -----------------------------------------------------------------------------
@@ -55,12 +66,14 @@ def _hint_path(state: str, name: str) -> str | None:
     name = name.removeprefix("/")
     if not name or "/" in name or name.startswith(".") or "\0" in name:
         return None
-    return os.path.join(state, HINTS, name)
+    return f"{state}/{HINTS}/{name}"
 
 
 def write_hint(state: str, name: str, cid: str) -> None:
     """STATE/names/NAME -> CID (best effort: a missing hint only makes
     `berth exec` take the engine's path)."""
+    import os
+
     path = _hint_path(state, name)
     if path is None:
         return
@@ -88,8 +101,8 @@ def drop_hint(state: str, name: str, cid: str) -> None:
     if path is None:
         return
     try:
-        if os.readlink(path) == cid:
-            os.unlink(path)
+        if posix.readlink(path) == cid:
+            posix.unlink(path)
     except OSError:
         pass
 
@@ -101,42 +114,66 @@ def _hex(s: str) -> bool:
 def find_bundle(root: str, state: str, ref: str) -> str | None:
     """The bundle of the container `ref` probably names (full id, name hint,
     unique prefix of the ids under ROOT/containers), or None."""
-    containers = os.path.join(root, "containers")
-    if len(ref) == 64 and _hex(ref) and os.path.isdir(os.path.join(containers, ref)):
-        return os.path.join(containers, ref)
+    containers = f"{root}/containers"
+    if len(ref) == 64 and _hex(ref) and _is_dir(f"{containers}/{ref}"):
+        return f"{containers}/{ref}"
     path = _hint_path(state, ref)
     if path is not None:
         try:
-            cid = os.readlink(path)
+            cid = posix.readlink(path)
         except OSError:
             cid = ""
         if len(cid) == 64 and _hex(cid):
-            return os.path.join(containers, cid)
+            return f"{containers}/{cid}"
     if _hex(ref):
         try:
-            found = [n for n in os.listdir(containers) if n.startswith(ref)]
+            found = [n for n in posix.listdir(containers) if n.startswith(ref)]
         except OSError:
             return None
         if len(found) == 1:
-            return os.path.join(containers, found[0])
+            return f"{containers}/{found[0]}"
     return None
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return posix.stat(path).st_mode & 0o170000 == _S_IFDIR
+    except OSError:
+        return False
+
+
+def absolute(path: str) -> str:
+    """`path` made absolute against this process's directory (not
+    normalised: the receiver does that, see serve_spare)."""
+    return path if path.startswith("/") else f"{posix.getcwd()}/{path}"
 
 
 # the CLI's side -------------------------------------------------------------------------
 
 def request(root: str, state: str, req: dict, stdin: int) -> tuple[int, str] | None:
-    """Run `req` (see the module's docstring) through the monitor of the
-    container it names, with `stdin` and this process's stdout and stderr:
-    (exit code, error message or ""), or None when nothing was done and the
-    engine's path must run it."""
-    import _socket
-
+    """Run `req` (see the module's docstring) through the zygote's spare
+    exec helper, or else the monitor of the container it names, with `stdin`
+    and this process's stdout and stderr: (exit code, error message or ""),
+    or None when nothing was done and the engine's path must run it.
+    `root` and `state` are absolute."""
+    if not req.get("detach"):
+        # a detached process is left to a subreaper: its container's monitor
+        result = _ask(state, SPARE, {**req, "database": f"{root}/berth.db"}, stdin)
+        if result is not None:
+            return result
     bundle = find_bundle(root, state, req["ref"])
     if bundle is None:
         return None
+    return _ask(bundle, "attach.sock", req, stdin)
+
+
+def _ask(directory: str, name: str, req: dict, stdin: int) -> tuple[int, str] | None:
+    """`req` through the socket DIRECTORY/NAME (see `request`)."""
+    import _socket
+
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC, 0)
     try:
-        if not _connect(sock, bundle):
+        if not _connect(sock, directory, name):
             return None
         sock.settimeout(FIRST_REPLY_TIMEOUT_S)
         try:
@@ -193,7 +230,7 @@ def send_window_size(bundle: str, rows: int, cols: int) -> None:
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC, 0)
     try:
-        if _connect(sock, bundle):
+        if _connect(sock, bundle, "attach.sock"):
             sock.sendall(f"wsiz {rows} {cols}\n".encode())
     except OSError:
         pass
@@ -205,6 +242,7 @@ def follow_window_size(bundle: str, fd: int = 0) -> None:
     """From now on, each resize of the terminal on `fd` (SIGWINCH) is sent
     to the container's monitor."""
     import _signal
+    import os
 
     def resized(_signum: int, _frame: object) -> None:
         try:
@@ -216,20 +254,20 @@ def follow_window_size(bundle: str, fd: int = 0) -> None:
     _signal.signal(28, resized)  # SIGWINCH
 
 
-def _connect(sock, bundle: str) -> bool:
-    path = os.path.join(bundle, "attach.sock")
+def _connect(sock, directory: str, name: str) -> bool:
+    path = f"{directory}/{name}"
     try:
         if len(path) < 100:
             sock.connect(path)
             return True
-        # relative to the bundle: a path of any length fits sun_path
-        cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # relative to the directory: a path of any length fits sun_path
+        cwd = posix.open(".", posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
         try:
-            os.chdir(bundle)
-            sock.connect("attach.sock")
+            posix.chdir(directory)
+            sock.connect(name)
         finally:
-            os.fchdir(cwd)
-            os.close(cwd)
+            posix.fchdir(cwd)
+            posix.close(cwd)
         return True
     except OSError:
         return False
@@ -277,6 +315,8 @@ def process_file(proc: dict) -> tuple[str, int]:
     """The process as a file the runtime can open, without a file on disk
     (a memfd, named through /proc so a runtime binary we spawn can open it
     too); (path, fd to close once the runtime has read it)."""
+    import os
+
     from berth import jsonio
 
     fd = os.memfd_create("process.json", os.MFD_CLOEXEC)
@@ -291,47 +331,164 @@ def process_file(proc: dict) -> tuple[str, int]:
     return f"/proc/{os.getpid()}/fd/{fd}", fd
 
 
-# the monitor's side ---------------------------------------------------------------------
+# the serving side -----------------------------------------------------------------------
 
 def serve(mon, conn) -> int:
     """The helper's work (a fork of the monitor `mon`) for the connection
     `conn`, whose ``exec`` is still unread; returns the helper's exit code."""
-    import _socket
-
-    conn.settimeout(5)
-    if conn.recv(4) != b"exec":
+    if not _greet(conn):
         return 1
-    conn.sendall(b"ok %d\n" % os.getpid())
-    conn.settimeout(None)
     # what does not depend on the request, while the CLI sends it
     try:
         db = _open_database(mon.database)
         config = _load_config(mon.bundle)
     except Exception:  # the request is still read: the CLI waits for an answer
         db = config = None
-    data, anc, _flags, _addr = conn.recvmsg(65536, _socket.CMSG_SPACE(4 * 3))
+    got = _receive(conn)
+    if got is None:
+        return 1
+    req, fds = got
+    try:
+        row = _resolve(db, req["ref"]) if db is not None else None
+        proc = None
+        if row == (mon.cid, "running") and config is not None:
+            proc = _build(config, mon.bundle, req)
+    except Exception:  # nothing done yet: the engine's path answers
+        proc = None
+    finally:
+        if db is not None:
+            db.close()
+    return _run(conn, mon.rt, mon.cid, req, fds, proc)
+
+
+def spare(listener, notify: int, database: str) -> int:
+    """The zygote's spare exec helper (a fork of the zygote, made before it
+    is needed): opens the database, then takes one connection from the
+    zygote's exec socket (STATE/monitor/exec.sock), tells the zygote (a byte
+    on `notify`, so that it forks the next spare) and serves it as
+    `serve` does for a monitor, for any running container of the engine
+    whose database this is. What a monitor's helper does after the CLI
+    connects (a fork, its first page faults, the database's opening and
+    schema) is done here in advance: ~4 ms of every `berth exec`.
+
+    A detached exec (`-d`) is never sent here: its process is left to a
+    subreaper when the runtime's exec returns, and that must be its
+    container's monitor, not a zygote that leaves when idle."""
+    import gc
+
+    from berth.linux import libc
+
+    gc.disable()
+    try:
+        libc.set_name("berth-exec")
+    except OSError:
+        pass
+    try:
+        db = _open_database(database)
+    except Exception:  # not there yet, or unreadable: at the request
+        db = None
+    listener.setblocking(True)
+    while True:
+        try:
+            cfd, _ = listener._accept()
+            break
+        except InterruptedError:
+            continue
+    import _socket
+
+    listener.close()
+    try:
+        posix.write(notify, b"x")
+    except OSError:
+        pass
+    posix.close(notify)
+    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, cfd)
+    return serve_spare(conn, db, database)
+
+
+def serve_spare(conn, db, database: str) -> int:
+    import os
+
+    if not _greet(conn):
+        return 1
+    got = _receive(conn)
+    if got is None:
+        return 1
+    req, fds = got
+    proc = rt = cid = None
+    try:
+        # the CLI's --root, absolute but not normalised (execd.absolute)
+        if os.path.normpath(str(req.get("database", ""))) != database:
+            raise LookupError("another engine")
+        if db is None:
+            db = _open_database(database)
+        row = _resolve(db, req["ref"])
+        if row is not None and row[1] == "running":
+            cid = row[0]
+            bundle = f"{os.path.dirname(database)}/containers/{cid}"
+            from berth import jsonio
+            from berth.engine.runtimes import runtime_for
+
+            cfg = jsonio.load_file(f"{bundle}/monitor.json")
+            rt = runtime_for(cfg["runtime"], cfg["runtime_state"], cfg["runtime_log"])
+            config = _load_config(bundle)
+            if config is not None:
+                proc = _build(config, bundle, req)
+    except Exception:  # nothing done yet: the monitor's or the engine's path answers
+        proc = None
+    finally:
+        if db is not None:
+            db.close()
+    return _run(conn, rt, cid, req, fds, proc)
+
+
+def _greet(conn) -> bool:
+    """Read the connection's ``exec`` and answer with our pid."""
+    conn.settimeout(5)
+    try:
+        if conn.recv(4) != b"exec":
+            return False
+        conn.sendall(b"ok %d\n" % posix.getpid())
+    except OSError:
+        return False
+    conn.settimeout(None)
+    return True
+
+
+def _receive(conn) -> tuple[dict, list[int]] | None:
+    """The request and the three stdio fds that came with it."""
+    import _socket
+
+    try:
+        data, anc, _flags, _addr = conn.recvmsg(65536, _socket.CMSG_SPACE(4 * 3))
+    except OSError:
+        return None
     fds: list[int] = []
     for level, kind, payload in anc:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             fds.extend(int.from_bytes(payload[i:i + 4], "little")
                        for i in range(0, len(payload) - len(payload) % 4, 4))
     if len(data) < 4 or len(fds) != 3:
-        return 1
+        return None
     size = int.from_bytes(data[:4], "little")
     data = data[4:]
     while len(data) < size:
         chunk = conn.recv(size - len(data))
         if not chunk:
-            return 1
+            return None
         data += chunk
     try:
         req = marshal.loads(data)
-        proc = _prepare(mon, req, db, config) if db is not None else None
-    except Exception:  # nothing done yet: the engine's path answers
-        proc = None
-    finally:
-        if db is not None:
-            db.close()
+    except (EOFError, ValueError, TypeError):
+        return None
+    return (req, fds) if isinstance(req, dict) else None
+
+
+def _run(conn, rt, cid: str | None, req: dict, fds: list[int], proc: dict | None) -> int:
+    """Run `proc` (None: answer ``fallback``) in container `cid` through
+    the runtime `rt` with the CLI's stdio `fds`, answer, and close."""
+    import os
+
     if proc is None:
         conn.sendall(b"fallback\n")
         return 0
@@ -343,7 +500,7 @@ def serve(mon, conn) -> int:
 
     path, pfd = process_file(proc)
     try:
-        code = mon.rt.exec(mon.cid, path, bool(req.get("detach")))
+        code = rt.exec(cid, path, bool(req.get("detach")))
         reply = b"exit %d\n" % code
     except BerthError as exc:
         from berth.engine.monitor import _exec_exit_code
@@ -388,23 +545,23 @@ def _open_database(database: str):
 def _load_config(bundle: str) -> dict | None:
     from berth import jsonio
 
-    config = jsonio.load_file(os.path.join(bundle, "config.json"))
+    config = jsonio.load_file(f"{bundle}/config.json")
     return config if isinstance(config, dict) else None
 
 
-def _prepare(mon, req: dict, db, config: dict | None) -> dict | None:
-    """The process to run, or None unless the request names this running
-    container (in the database, Docker's lookup order)."""
-    ref = req["ref"]
-    # Docker's order (store.resolve): full id, name, unique id prefix
+def _resolve(db, ref: str) -> tuple[str, str] | None:
+    """(id, status) of the container `ref` names in the database, in
+    Docker's order (store.resolve): full id, name, unique id prefix."""
     rows = db.execute(
         "SELECT id, status, id = ?1 AS by_id, name = ?2 AS by_name FROM containers"
         " WHERE id = ?1 OR name = ?2 OR (?3 AND id >= ?1 AND id < ?1 || 'g')"
         " ORDER BY by_id DESC, by_name DESC LIMIT 2",
         (ref, ref.removeprefix("/"), _hex(ref))).fetchall()
     row = rows[0] if rows and (rows[0][2] or rows[0][3] or len(rows) == 1) else None
-    if row is None or row[0] != mon.cid or row[1] != "running" or config is None:
-        return None
-    return build_process(config, os.path.join(mon.bundle, "rootfs"), req["args"],
-                         req.get("env") or [], req.get("workdir") or "",
-                         req.get("user") or "", bool(req.get("privileged")))
+    return None if row is None else (row[0], row[1])
+
+
+def _build(config: dict, bundle: str, req: dict) -> dict:
+    return build_process(config, f"{bundle}/rootfs", req["args"], req.get("env") or [],
+                         req.get("workdir") or "", req.get("user") or "",
+                         bool(req.get("privileged")))

@@ -159,7 +159,7 @@ def _request(paths: Paths, bundle: str, attach: Attach | None, networked: bool,
             s.connect(path)
         except OSError:
             s.close()
-            if attempt == 2 or not _start_zygote(path):
+            if attempt == 2 or not _start_zygote(path, paths.database):
                 return None, -1
             continue
         r, w = os.pipe2(os.O_CLOEXEC)
@@ -188,9 +188,10 @@ def _request(paths: Paths, bundle: str, attach: Attach | None, networked: bool,
         return s, r
     return None, -1
 
-def _start_zygote(path: str) -> bool:
-    """Start a zygote for this engine's --state, unless one is starting;
-    True once its socket accepts."""
+def _start_zygote(path: str, database: str) -> bool:
+    """Start a zygote for this engine's --state (and database: its spare
+    exec helpers', see zygote.py), unless one is starting; True once its
+    socket accepts."""
     import fcntl
 
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
@@ -206,7 +207,7 @@ def _start_zygote(path: str) -> bool:
                 env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
                 idle = os.environ.get("BERTH_ZYGOTE_IDLE", "1")
                 os.posix_spawn(sys.executable,
-                               [sys.executable, "-I", "-S", ZYGOTE, path, idle],
+                               [sys.executable, "-I", "-S", ZYGOTE, path, idle, database],
                                env, file_actions=actions, setsid=True)
             finally:
                 os.close(null)

@@ -31,7 +31,12 @@ accepts, peeks and forks, the monitor's setup done by its short-lived start
 helper (monitor.serve), and nothing loaded that --network none containers
 do not use.
 
-Run as ``python -I -S zygote.py SOCKET_PATH [IDLE_SECONDS]``.
+`berth exec`: the zygote that first binds STATE/monitor/exec.sock keeps a
+spare exec helper forked and waiting on it (execd.spare), its database
+open; the spare takes one exec, tells the zygote on a pipe, and the zygote
+forks the next. One spare per engine, not per container.
+
+Run as ``python -I -S zygote.py SOCKET_PATH [IDLE_SECONDS [DATABASE]]``.
 """
 
 import os
@@ -119,7 +124,120 @@ def _fill_pools() -> None:
             _FILLERS.extend(bytes(n) for _ in range(avail))
 
 
-def serve(path: str, idle: float = IDLE_S) -> int:
+def _exec_listener(d: str) -> tuple:
+    """D/exec.sock (D: the zygotes' directory) for this zygote's spare exec
+    helpers, unless another zygote's spare answers there: (socket, its
+    inode) or (None, 0)."""
+    import _socket
+
+    path = os.path.join(d, "exec.sock")
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC, 0)
+    try:
+        try:
+            sock.bind(path)
+        except FileExistsError:
+            probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC, 0)
+            try:
+                probe.connect(path)  # that spare takes this as an empty request and is replaced
+                sock.close()
+                return None, 0
+            except ConnectionRefusedError:  # left by a zygote that died
+                os.unlink(path)
+                sock.bind(path)
+            finally:
+                probe.close()
+        os.chmod(path, 0o600)
+        sock.listen(16)
+        return sock, os.stat(path).st_ino
+    except OSError:
+        sock.close()
+        return None, 0
+
+
+class _Spare:
+    """The spare exec helper of a zygote that holds the exec socket."""
+
+    MAX_FAILURES = 3  # spares that died without taking a request, in a row
+
+    def __init__(self, d: str, database: str) -> None:
+        self.listener, self.ino = _exec_listener(d) if database else (None, 0)
+        self.path = os.path.join(d, "exec.sock")
+        self.database = database
+        self.pid = 0
+        self.failures = 0
+        self.notify_r = self.notify_w = -1
+        if self.listener is not None:
+            self.notify_r, self.notify_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+
+    def forget(self) -> None:
+        """In a monitor forked by the zygote: none of this is its own."""
+        if self.listener is not None:
+            os.close(self.listener.detach())
+            os.close(self.notify_r)
+            os.close(self.notify_w)
+            self.listener = None
+
+    def ensure(self, zygote_sock) -> None:
+        """Fork a spare unless one waits (or spares keep failing)."""
+        if self.listener is None or self.pid or self.failures >= self.MAX_FAILURES:
+            return
+        from berth.linux import libc
+
+        pid = libc.fork_bare()
+        if pid == 0:
+            code = 1
+            try:
+                zygote_sock.close()
+                os.close(self.notify_r)
+                os.set_blocking(self.notify_w, True)
+                from berth.engine import execd
+
+                code = execd.spare(self.listener, self.notify_w, self.database)
+            finally:
+                os._exit(code)
+        self.pid = pid
+
+    def taken(self, children: set[int]) -> None:
+        """Drain the pipe: the spare that wrote is now serving an exec (a
+        child like a monitor: the zygote stays until it is done)."""
+        try:
+            got = os.read(self.notify_r, 64)
+        except (BlockingIOError, OSError):
+            return
+        if got and self.pid:
+            children.add(self.pid)
+            self.pid = 0
+            self.failures = 0
+
+    def reaped(self, pid: int) -> None:
+        if pid == self.pid:  # died waiting: not replaced forever
+            self.pid = 0
+            self.failures += 1
+
+    def close(self) -> None:
+        if self.listener is None:
+            return
+        if self.pid:
+            import signal
+
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.pid = 0
+        try:
+            if os.stat(self.path).st_ino == self.ino:
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self.listener.close()
+        for fd in (self.notify_r, self.notify_w):
+            os.close(fd)
+        self.listener = None
+
+
+def serve(path: str, idle: float = IDLE_S, database: str = "") -> int:
     import _socket
     import gc
     import select
@@ -156,9 +274,11 @@ def serve(path: str, idle: float = IDLE_S) -> int:
     gc.freeze()
     network_loaded = False
     children: set[int] = set()
+    spare = _Spare(d, database)
     idle_since = time.monotonic()
     while True:
-        while children:
+        spare.taken(children)
+        while children or spare.pid:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -167,7 +287,9 @@ def serve(path: str, idle: float = IDLE_S) -> int:
             if pid == 0:
                 break
             children.discard(pid)
+            spare.reaped(pid)
         if not children and time.monotonic() - idle_since > idle:
+            spare.close()
             try:
                 if os.stat(path).st_ino == ino:
                     os.unlink(path)
@@ -183,8 +305,10 @@ def serve(path: str, idle: float = IDLE_S) -> int:
                 except Exception as exc:
                     _note(path, f"release kept bridges: {type(exc).__name__}: {exc}")
             return 0
-        ready, _, _ = select.select([sock], [], [], min(0.25, idle))
-        if not ready:
+        spare.ensure(sock)
+        waits = [sock, spare.notify_r] if spare.listener is not None else [sock]
+        ready, _, _ = select.select(waits, [], [], min(0.25, idle))
+        if sock not in ready:
             continue
         try:
             cfd, _ = sock._accept()  # _socket has no accept(); this is socket.accept's core
@@ -209,6 +333,7 @@ def serve(path: str, idle: float = IDLE_S) -> int:
             pid = libc.fork_bare()
             if pid == 0:
                 sock.close()
+                spare.forget()
                 code = 1
                 try:
                     code = monitor.serve(conn, lambda text: _note(path, text))
@@ -237,7 +362,8 @@ if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))))
     try:
-        sys.exit(serve(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else IDLE_S))
+        sys.exit(serve(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else IDLE_S,
+                       sys.argv[3] if len(sys.argv) > 3 else ""))
     except Exception as exc:
         import traceback
 

@@ -83,11 +83,11 @@ def forward_to(pid: int) -> None:
     """From now on, the FORWARDED signals this process gets go to `pid`
     (a process already gone is no error)."""
     import _signal
-    import os
+    import posix  # not os: a plain `berth exec` does not import it
 
     def forward(signum: int, _frame: object) -> None:
         try:
-            os.kill(pid, signum)
+            posix.kill(pid, signum)
         except ProcessLookupError:
             pass
 

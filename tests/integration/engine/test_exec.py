@@ -115,6 +115,40 @@ def test_detach(berth):
     until(lambda: berth("exec", "dt", "test", "-e", "/tmp/done").returncode == 0)
 
 
+def test_served_by_the_zygotes_spare(berth_rt):
+    b = berth_rt
+    b.run("-d", "--name", "sp", "--network", "none", "busybox", "sleep", "100", check=True)
+    sock = os.path.join(b.state, execd.SPARE)
+    assert os.path.exists(sock)
+    cli = b.popen("exec", "sp", "sh", "-c", "touch /tmp/up; sleep 30")
+    try:
+        until(lambda: b("exec", "sp", "test", "-e", "/tmp/up").returncode == 0)
+        sleeping = [pid for pid in os.listdir("/proc") if pid.isdigit()
+                    and _cmdline(pid) == "sleep 30"]
+        assert len(sleeping) == 1
+        # the process's parent: the runtime's exec in the spare (berth) or runc
+        parent = _ppid(sleeping[0])
+        helper = parent if b.runtime == "berth" else _ppid(parent)
+        assert _comm(helper) == "berth-exec"
+        assert _comm(_ppid(helper)) == "berth-zygote"
+        # meanwhile the zygote has forked the next spare, which serves this
+        assert b.out("exec", "sp", "echo", "again") == "again\n"
+    finally:
+        cli.kill()
+        cli.wait()
+    # a request for another engine's database is not served by this spare:
+    # the monitor's helper answers instead
+    req = {"ref": "sp", "args": ["true"], "env": [], "workdir": "", "user": "",
+           "privileged": False, "detach": False, "database": "/nonexistent/berth.db"}
+    null = os.open("/dev/null", os.O_RDONLY)
+    try:
+        assert execd._ask(b.state, execd.SPARE, req, null) is None
+        assert execd.request(b.root, b.state, {**req, "args": ["sh", "-c", "exit 5"]},
+                             null) == (5, "")
+    finally:
+        os.close(null)
+
+
 def _cmdline(pid: str) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
