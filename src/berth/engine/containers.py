@@ -767,9 +767,7 @@ class Engine:
         proc = execd.build_process(cfg, self.rootfs(rec.id), args, env or [], workdir, user,
                                    privileged)
         if tty:
-            if detach:
-                raise InvalidArgumentError("exec -d -t: a detached process with a terminal is "
-                                           "not supported by berth yet")
+            # with `detach` too: the runtime hands its pty to a holder (engine/ttyhold.py)
             proc["terminal"] = True
             proc.pop("consoleSize", None)  # the runtime takes this terminal's
         path, fd = execd.process_file(proc)  # a memfd: nothing written to disk

@@ -125,6 +125,15 @@ class InProcessRuntime:
 
         opts = ExecOptions(process=process_file)
         opts.detach = detach
+        if tty and detach:
+            from berth.engine.ttyhold import exec_detached_tty
+
+            def run(console_socket: str) -> None:
+                opts.console_socket = console_socket
+                exec_in(self.paths, self._log(), cid, opts)
+
+            exec_detached_tty(cid, run)
+            return 0
         return exec_in(self.paths, self._log(), cid, opts)
 
     def pause(self, cid: str) -> None:
@@ -258,6 +267,12 @@ class CliRuntime:
         comes to us over --console-socket instead, and we relay it."""
         if tty and not detach:
             return self._exec_tty(cid, process_file)
+        if tty:
+            from berth.engine.ttyhold import exec_detached_tty
+
+            exec_detached_tty(cid, lambda sock: self._run(
+                "exec", "--process", process_file, "--detach", "--console-socket", sock, cid))
+            return 0
         args = self._argv("exec", "--process", process_file, *(["--detach"] if detach else []),
                           cid)
         pid = os.posix_spawn(self.binary, args, os.environ)
