@@ -533,7 +533,6 @@ class Engine:
                 "healthcheck": _monitor_health(rec),
                 "auto_remove": bool(hc.get("AutoRemove")),
                 "restart_count": 0,
-                "seccomp_cache": os.path.join(self.paths.root, "seccomp-cache"),
                 "sys_path": [p for p in sys.path if p],
                 "network": _network_request(rec),
                 **(spawn.attach_config(attach) if attach is not None else {}),

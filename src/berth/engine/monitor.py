@@ -524,8 +524,6 @@ class Monitor:
             # (host port picks in network attach)
             sys.modules["random"].seed()
         try:
-            if self.cfg["runtime"] in ("berth", ""):
-                _install_seccomp_cache(self.cfg)
             pid = self.rt.create(self.cid, self.bundle, stdio, console_socket=console_socket,
                                  console_fd=console_fd)
             if self.cfg.get("network"):
@@ -861,33 +859,6 @@ def _unmount(target: str) -> None:
             if exc.errno in (errno.EINVAL, errno.ENOENT):
                 return
             raise
-
-
-def _install_seccomp_cache(cfg: dict) -> None:
-    """Compile the container's seccomp filter through the engine's cache and
-    have the in-process runtime load that program: Docker's profile costs
-    libseccomp ~20 ms per compile, a cached one well under 1 ms. The init is a
-    fork of this process, so it sees the replaced `load`."""
-    try:
-        from berth import jsonio
-
-        spec = jsonio.load_file(os.path.join(cfg["bundle"], "config.json"))
-        profile = (spec.get("linux") or {}).get("seccomp")  # type: ignore[union-attr]
-        if not profile:
-            return
-        from berth.linux import seccomp
-
-        flt = seccomp.compile(profile, cache_dir=cfg["seccomp_cache"])
-        original = seccomp.load
-
-        def load(seccomp_config: dict, *, caps: int | None = None, strict: bool = False):
-            if seccomp_config is profile or seccomp_config == profile:
-                return flt.load()
-            return original(seccomp_config, caps=caps, strict=strict)
-
-        seccomp.load = load
-    except (OSError, ValueError):
-        return
 
 
 SERVE_FD_BASE = 16
