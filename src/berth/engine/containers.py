@@ -9,12 +9,12 @@ several berth processes may act at once.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
 
 from berth import jsonio
+from berth.ctx import ExitStack, suppress
 from berth.engine import names, spawn, spec
 from berth.engine.options import RunOptions, parse_signal
 from berth.engine.procs import alive, wait_gone, wait_pid
@@ -89,7 +89,7 @@ class Started:
                 buf += chunk
                 msg = _last_message(buf)
                 if msg.get("remove") and engine is not None:
-                    with contextlib.suppress(NotFoundError):
+                    with suppress(NotFoundError):
                         engine.remove(self.record.id, force=True, volumes=True,
                                       from_monitor=True)
                     return int(msg["exit"])
@@ -176,7 +176,7 @@ class Engine:
             return rec
         rt = self.runtime(rec)
         state = None
-        with contextlib.suppress(BerthError, OSError):
+        with suppress(BerthError, OSError):
             state = rt.state(rec.id)
         if state is not None and state.get("status") in ("running", "paused", "created"):
             return rec  # running on without its monitor: stop/kill/rm still work
@@ -265,7 +265,7 @@ class Engine:
             extra={"Path": config["Entrypoint"][0] if config.get("Entrypoint")
                    else (config.get("Cmd") or [""])[0]},
         )
-        with contextlib.ExitStack() as undo:
+        with ExitStack() as undo:
             self.store.insert(rec)
             undo.callback(self.store.delete, cid)
             os.makedirs(self.paths.containers, mode=0o701, exist_ok=True)
@@ -411,7 +411,7 @@ class Engine:
         return out
 
     def _remove_snapshot(self, cid: str) -> None:
-        with contextlib.suppress(NotFoundError):
+        with suppress(NotFoundError):
             self.images.snapshots.remove(cid)
 
     # start ------------------------------------------------------------------------------
@@ -473,9 +473,9 @@ class Engine:
         bundle = self.bundle(rec.id)
         rootfs = self.rootfs(rec.id)
         rt = self.runtime(rec)
-        with contextlib.suppress(BerthError):
+        with suppress(BerthError):
             rt.delete(rec.id, force=True)  # a runtime record left by a killed monitor
-        with contextlib.ExitStack() as undo:
+        with ExitStack() as undo:
             if not is_mountpoint(rootfs):
                 from berth.image.snapshots import mount_all
 
@@ -560,14 +560,14 @@ class Engine:
             timeout = rec.config.get("StopTimeout")
             timeout = 10 if timeout is None else int(timeout)
         if rec.status == "paused":
-            with contextlib.suppress(BerthError):
+            with suppress(BerthError):
                 rt.resume(rec.id)
-        with contextlib.suppress(BerthError):
+        with suppress(BerthError):
             rt.kill(rec.id, sig)
         if timeout < 0:
             wait_pid(rec.pid, None)
         elif not wait_pid(rec.pid, timeout):
-            with contextlib.suppress(BerthError):
+            with suppress(BerthError):
                 rt.kill(rec.id, 9, all_processes=True)
             wait_pid(rec.pid, 10)
         self._await_monitor(rec, 128 + sig)
@@ -691,10 +691,10 @@ class Engine:
                     "before attempting removal or force remove")
             self.store.update(rec.id, stop_requested=1, status="removing")
             rt = self.runtime(rec)
-            with contextlib.suppress(BerthError):
+            with suppress(BerthError):
                 if rec.status == "paused":
                     rt.resume(rec.id)
-            with contextlib.suppress(BerthError):
+            with suppress(BerthError):
                 rt.kill(rec.id, 9, all_processes=True)
             wait_pid(rec.pid, 10)
             wait_gone(rec.monitor_pid, rec.monitor_start, 15)
@@ -714,9 +714,9 @@ class Engine:
             if volumes:
                 for m in rec.host_config.get("Mounts") or []:
                     if m.get("Anonymous"):
-                        with contextlib.suppress(BerthError):
+                        with suppress(BerthError):
                             self.volumes.remove(m["Source"])
-            with contextlib.suppress(FileNotFoundError):
+            with suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.paths.state, "locks", rec.id))
         return rec
 
@@ -980,5 +980,5 @@ def _read_message(fd: int) -> dict[str, Any]:
 def _unmount(target: str) -> None:
     from berth.image.snapshots import unmount_all
 
-    with contextlib.suppress(NotFoundError):
+    with suppress(NotFoundError):
         unmount_all(target)

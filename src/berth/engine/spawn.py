@@ -175,11 +175,11 @@ def _request(paths: Paths, bundle: str, attach: Attach | None, networked: bool,
         if wait:
             req["wait"] = True
             req["database"] = paths.database
-        import array
-
         try:
+            # the fds as C ints, without `array` (its import brings collections)
             s.sendmsg([jsonio.dumps(req).encode()],
-                      [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
+                      [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                        b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds))])
             s.settimeout(10)
         except OSError:
             pass  # recv finds out

@@ -10,9 +10,9 @@ an exit while a CLI holds the container's lock.
 
 from __future__ import annotations
 
+import _sqlite3 as sqlite3  # the C module alone (see berth/db.py)
 import fcntl
 import os
-import sqlite3
 
 from berth import db, jsonio
 from berth.engine import names

@@ -15,7 +15,6 @@ Vocabulary as containerd's `content.Store` (Provider + Ingester + Manager):
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 
@@ -27,6 +26,7 @@ from berth.paths import Paths
 TYPE_CHECKING = False  # typing is not imported on a container start's path
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from contextlib import AbstractContextManager
     from typing import BinaryIO
 
 CHUNK = 1 << 20
@@ -150,12 +150,16 @@ class ContentStore:
                 except InvalidArgumentError:
                     continue
 
-    @contextlib.contextmanager
     def writer(self, ref: str, expected: str | None = None,
-               size: int | None = None) -> Iterator[Writer]:
+               size: int | None = None) -> AbstractContextManager[Writer]:
         """An exclusive ingest named `ref`. If the expected blob is (or, after
         waiting for another writer, has become) present, yields a Writer whose
         `committed` is already set: the caller has nothing to write."""
+        import contextlib  # not on a container start's path (see berth/ctx.py)
+
+        return contextlib.contextmanager(self._writer)(ref, expected, size)
+
+    def _writer(self, ref: str, expected: str | None, size: int | None) -> Iterator[Writer]:
         exp = Digest(expected) if expected else None
         import hashlib  # not on a container start's path
 

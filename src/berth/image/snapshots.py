@@ -33,10 +33,10 @@ every image with that chain ID; a container gets one upper directory) and
 hosts without overlayfs).
 """
 
+import _sqlite3 as sqlite3  # the C module alone (see berth/db.py)
 import errno
 import fcntl
 import os
-import sqlite3
 import time
 from abc import ABC, abstractmethod
 

@@ -9,7 +9,7 @@ its tags (``docker.io/library/busybox:latest``) and repo digests
 
 from __future__ import annotations
 
-import sqlite3
+import _sqlite3 as sqlite3  # the C module alone (see berth/db.py)
 import time
 
 from berth import db
