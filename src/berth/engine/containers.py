@@ -266,6 +266,12 @@ class Engine:
                    else (config.get("Cmd") or [""])[0]},
         )
         with ExitStack() as undo:
+            # named volumes first, as Docker makes them at create: a missing one
+            # with its --mount volume-opt (a bad option fails here, nothing made);
+            # removed by an undo that runs after the record's
+            for m in host_config["Mounts"]:
+                if m["Type"] == "volume" and self.volumes.create_for_mount(m):
+                    undo.callback(self.volumes.remove, m["Source"])
             self.store.insert(rec)
             undo.callback(self.store.delete, cid)
             os.makedirs(self.paths.containers, mode=0o701, exist_ok=True)
@@ -277,7 +283,7 @@ class Engine:
             anonymous = self._anonymous_volumes(icfg, opts)
             if anonymous:
                 for m in anonymous:
-                    self.volumes.create(m["Source"], anonymous=True)
+                    self.volumes.create_for_mount(m, anonymous=True)
                     undo.callback(self.volumes.remove, m["Source"])
                 host_config["Mounts"] = [*host_config["Mounts"], *anonymous]
                 self.store.update(cid, host_config=host_config)
@@ -407,7 +413,9 @@ class Engine:
         for m in opts.mounts:
             if m.type == "volume" and not m.source:
                 out.append({"Type": "volume", "Source": os.urandom(32).hex(),
-                            "Target": m.target, "Anonymous": True})
+                            "Target": m.target, "Anonymous": True,
+                            **({"VolumeOptions": m.volume_options} if m.volume_options
+                               else {})})
         return out
 
     def _remove_snapshot(self, cid: str) -> None:
@@ -490,7 +498,7 @@ class Engine:
                 spec.write_dns_options(etc, hc)
             user_mounts = oci_mounts(self.volumes, hc.get("Mounts") or [])
             for m in hc.get("Mounts") or []:
-                if m.get("Type") == "volume":
+                if m.get("Type") == "volume" and not (m.get("VolumeOptions") or {}).get("NoCopy"):
                     copy_up(rootfs, m["Target"], self.volumes.path(m["Source"]))
             joins = {}
             for kind, key in spec.MODE_KEYS.items():

@@ -232,12 +232,17 @@ class MountSpec:
     tmpfs_size: int = 0
     tmpfs_mode: int = 0
     create_host_path: bool = False  # -v /host:/x creates /host; --mount does not
+    # a volume's VolumeOptions as Docker's API has them: NoCopy, Labels and
+    # DriverConfig {Name, Options} (--mount volume-*; -v ...:nocopy)
+    volume_options: dict[str, object] | None = None
 
     def docker(self) -> dict[str, object]:
         out: dict[str, object] = {"Type": self.type, "Source": self.source,
                                   "Target": self.target}
         if self.read_only:
             out["ReadOnly"] = True
+        if self.volume_options is not None:
+            out["VolumeOptions"] = self.volume_options
         if self.type == "tmpfs" and (self.tmpfs_size or self.tmpfs_mode):
             opts: dict[str, int] = {}
             if self.tmpfs_size:
@@ -275,12 +280,14 @@ def parse_volume(spec: str) -> MountSpec:
         raise InvalidArgumentError(f"invalid volume specification: '{spec}'")
     if not target.startswith("/"):
         raise InvalidArgumentError(f"invalid volume specification: '{spec}'")
-    ro = False
+    ro = nocopy = False
     for m in filter(None, mode.split(",")):
         if m == "ro":
             ro = True
+        elif m == "nocopy":
+            nocopy = True
         elif m not in ("rw", "z", "Z", "private", "rprivate", "shared", "rshared", "slave",
-                       "rslave", "nocopy"):
+                       "rslave"):
             raise InvalidArgumentError(f"invalid mode: {m}")
     if source.startswith("/"):
         return MountSpec("bind", target, source, ro, create_host_path=True)
@@ -289,7 +296,8 @@ def parse_volume(spec: str) -> MountSpec:
             f'create {source}: "{source}" includes invalid characters for a local volume '
             'name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a '
             "host directory, use absolute path")
-    return MountSpec("volume", target, source, ro)
+    return MountSpec("volume", target, source, ro,
+                     volume_options={"NoCopy": True} if nocopy else None)
 
 
 def _is_volume_name(name: str) -> bool:
@@ -297,12 +305,34 @@ def _is_volume_name(name: str) -> bool:
         c.isascii() and (c.isalnum() or c in "_.-") for c in name)
 
 
+_BOOLS = {"1": True, "t": True, "T": True, "true": True, "TRUE": True, "True": True,
+          "0": False, "f": False, "F": False, "false": False, "FALSE": False, "False": False}
+
+
 def parse_mount(spec: str) -> MountSpec:
-    """--mount type=bind|volume|tmpfs,source=..,target=..,readonly,..."""
+    """--mount type=bind|volume|tmpfs,source=..,target=..,readonly,...
+
+    Fields are split as a CSV record, as the Docker CLI does, so a quoted
+    field may hold commas: `"volume-opt=o=size=10m,uid=1000"`. A volume's
+    `volume-driver`, `volume-opt=KEY=VALUE` and `volume-label=KEY=VALUE`
+    (both repeatable) and `volume-nocopy` become its VolumeOptions: the
+    engine creates a missing volume with them (an existing one is used as
+    it is, as Docker does)."""
+    import csv
+
+    try:
+        fields = next(csv.reader([spec]), [])
+    except csv.Error as exc:
+        raise flag_error(spec, "--mount", str(exc)) from None
     kv: dict[str, str] = {}
-    for item in spec.split(","):
+    vopts: dict[str, object] | None = None
+    for item in fields:
         key, eq, val = item.partition("=")
         key = key.strip().lower()
+        if key.startswith("volume-"):
+            vopts = {} if vopts is None else vopts
+            _volume_field(vopts, spec, key, val if eq else None)
+            continue
         kv[key] = val if eq else "true"
     kind = kv.pop("type", "volume")
     source = kv.pop("source", kv.pop("src", ""))
@@ -317,6 +347,9 @@ def parse_mount(spec: str) -> MountSpec:
     if not target.startswith("/"):
         raise InvalidArgumentError(f"invalid mount config for type \"{kind}\": invalid mount "
                                    f"path: '{target}' mount path must be absolute")
+    if vopts is not None and kind != "volume":
+        raise flag_error(spec, "--mount",
+                         f"cannot mix 'volume-*' options with mount type '{kind}'")
     if kind == "bind":
         if not source:
             raise InvalidArgumentError('invalid mount config for type "bind": field Source '
@@ -324,8 +357,7 @@ def parse_mount(spec: str) -> MountSpec:
         kv.pop("bind-propagation", None)
         return MountSpec("bind", target, os.path.abspath(source), ro)
     if kind == "volume":
-        kv.pop("volume-nocopy", None)
-        return MountSpec("volume", target, source, ro)
+        return MountSpec("volume", target, source, ro, volume_options=vopts)
     if kind == "tmpfs":
         if source:
             raise InvalidArgumentError('invalid mount config for type "tmpfs": field Source '
@@ -335,6 +367,37 @@ def parse_mount(spec: str) -> MountSpec:
         return MountSpec("tmpfs", target, "", ro, tmpfs_size=size, tmpfs_mode=mode)
     raise InvalidArgumentError(f"invalid argument \"{spec}\" for \"--mount\" flag: "
                                f"unsupported mount type \"{kind}\"")
+
+
+def _volume_field(vopts: dict[str, object], spec: str, key: str, val: str | None) -> None:
+    """One `volume-*` field of --mount into `vopts` (Docker's VolumeOptions,
+    its empty parts left out as Go's omitempty does; the Docker CLI makes
+    DriverConfig for any of them)."""
+    driver = vopts.setdefault("DriverConfig", {})
+    assert isinstance(driver, dict)
+    if key == "volume-nocopy":
+        if val is not None and val not in _BOOLS:
+            raise flag_error(spec, "--mount", f"invalid value for volume-nocopy: {val}")
+        if val is None or _BOOLS[val]:
+            vopts["NoCopy"] = True
+        else:
+            vopts.pop("NoCopy", None)
+        return
+    if val is None:
+        raise flag_error(spec, "--mount", f"invalid field '{key}' must be a key=value pair")
+    if key == "volume-driver":
+        if val:
+            driver["Name"] = val
+        return
+    if key in ("volume-opt", "volume-label"):
+        name, _, value = val.partition("=")
+        if name:  # Docker's setValueOnMap drops an empty key
+            where = driver.setdefault("Options", {}) if key == "volume-opt" else \
+                vopts.setdefault("Labels", {})
+            assert isinstance(where, dict)
+            where[name] = value
+        return
+    raise flag_error(spec, "--mount", f"unexpected key '{key}' in '{key}={val}'")
 
 
 def parse_tmpfs(spec: str) -> tuple[str, str]:

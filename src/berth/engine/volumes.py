@@ -4,8 +4,11 @@ mounts (bind, volume, tmpfs) to OCI mounts.
 Options of the local driver (`volume create -o/--opt`), as Docker's on Linux
 (moby volume/local/local_unix.go): `type`, `o` and `device` say what to
 mount on the volume's `_data` directory, e.g. `type=tmpfs device=tmpfs
-o=size=100m,uid=1000`, or `type=none o=bind device=/host/dir`; `size` needs
-quota support, which berth does not have, so only `size=0` is taken.
+o=size=100m,uid=1000`, or `type=none o=bind device=/host/dir`; `size` is a
+project quota on the volume's directory, where the filesystem under the
+volumes has project quotas (XFS or ext4 mounted with `prjquota`; see
+berth.linux.quota), else refused as Docker does ("quota size requested but
+no quota support").
 Checked at create (unknown key, `device` and `type` each needing the other,
 `o` needing both), with Docker's messages. `o` is parsed as moby's
 mount.Mount does: the words of mount(8)'s flag table (ro, bind, nosuid,
@@ -54,6 +57,25 @@ class Volumes:
 
     def create(self, name: str = "", driver: str = "local", labels: dict[str, str] | None = None,
                options: dict[str, str] | None = None, anonymous: bool = False) -> dict[str, Any]:
+        """`volume create`: a volume of that name that exists already is
+        returned as it is, its options and labels not compared (Docker's
+        volume store does the same)."""
+        name, _ = self._create(name, driver, labels, options, anonymous)
+        return self.inspect(name)
+
+    def create_for_mount(self, mount: dict[str, Any], anonymous: bool = False) -> bool:
+        """The volume of a container's volume mount (HostConfig.Mounts), made
+        when the container is created, as moby's registerMountPoints: with
+        the mount's VolumeOptions (--mount volume-driver, volume-opt,
+        volume-label) if it does not exist, used as it is if it does.
+        Whether it was made (the caller removes it if the create fails)."""
+        vo = mount.get("VolumeOptions") or {}
+        dc = vo.get("DriverConfig") or {}
+        return self._create(mount["Source"], dc.get("Name") or "local", vo.get("Labels"),
+                            dc.get("Options"), anonymous)[1]
+
+    def _create(self, name: str, driver: str, labels: dict[str, str] | None,
+                options: dict[str, str] | None, anonymous: bool) -> tuple[str, bool]:
         if driver != "local":
             raise NotFoundError(f"plugin \"{driver}\" not found")
         if not name:
@@ -66,12 +88,40 @@ class Volumes:
                 f'create {name}: "{name}" includes invalid characters for a local volume name, '
                 'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
                 "directory, use absolute path")
-        if options:
-            _validate_options(name, options)
+        if self.store.volume_get(name) is not None:
+            return name, False
         os.makedirs(self.root, mode=0o701, exist_ok=True)
-        self.store.volume_insert(name, driver, _now(), labels or {}, options or {}, anonymous)
-        os.makedirs(self.path(name), mode=0o755, exist_ok=True)
-        return self.inspect(name)
+        size = _validate_options(name, options, self.root) if options else 0
+        if not self.store.volume_insert(name, driver, _now(), labels or {}, options or {},
+                                        anonymous):
+            return name, False  # made meanwhile by another berth process
+        try:
+            os.makedirs(self.path(name), mode=0o755, exist_ok=True)
+            if size:
+                self._set_quota(name, size)
+        except BaseException:
+            self._delete(name)
+            raise
+        return name, True
+
+    def _set_quota(self, name: str, size: int) -> None:
+        """A project quota of `size` bytes on the volume's _data, as moby's
+        quota.Control.SetQuota: a project id of its own (one more than the
+        highest in use under the volumes' root, or than the root's own,
+        which an administrator may have set to keep berth's ids above
+        theirs), inherited by everything made in it. Ids are handed out
+        under a flock on the root, so concurrent creates get distinct ones."""
+        from berth.errors import InternalError
+        from berth.linux import quota
+
+        data = self.path(name)
+        try:
+            with _DirLock(self.root):
+                projid = _next_project_id(self.root)
+                quota.set_project_id(data, projid)
+                quota.set_project_limit(data, projid, size)
+        except OSError as exc:
+            raise InternalError(f"create {name}: {exc.strerror}", volume=name) from None
 
     def get(self, name: str) -> dict[str, Any]:
         row = self.store.volume_get(name)
@@ -120,6 +170,9 @@ class Volumes:
             self._delete(name)
 
     def _delete(self, name: str) -> None:
+        row = self.store.volume_get(name)
+        if row is not None and _quota_size(row):
+            _lift_quota(self.path(name), name)
         self.store.volume_delete(name)
         import shutil  # not on a container start's path
 
@@ -270,9 +323,57 @@ def _is_bind(opts: dict[str, str] | None) -> bool:
     return bool(parse_mount_options(opts.get("o") or "")[0] & MS_BIND)
 
 
-def _validate_options(name: str, opts: dict[str, str]) -> None:
+def _quota_size(row: Any) -> int:
+    """The `size` option of a volume's row, in bytes (0: none)."""
+    text = row["options"]
+    if not text or '"size"' not in text:
+        return 0
+    from berth.engine.options import parse_size
+
+    try:
+        return parse_size(str((jsonio.loads(text) or {}).get("size") or "0"))
+    except InvalidArgumentError:
+        return 0
+
+
+def _next_project_id(root: str) -> int:
+    """moby's findNextProjectID: past the root's own project id and every
+    id on the root's directories and their _data."""
+    from berth.linux import quota
+
+    ids = [quota.project_id(root)]
+    for entry in os.scandir(root):
+        if entry.is_dir(follow_symlinks=False):
+            for path in (entry.path, os.path.join(entry.path, "_data")):
+                try:
+                    ids.append(quota.project_id(path))
+                except OSError:
+                    pass  # gone meanwhile, or a mount of a filesystem without project ids
+    return max(ids) + 1
+
+
+def _lift_quota(data: str, name: str) -> None:
+    """Lift the limit of a volume's project before its directory goes, so
+    the id (reused once no directory has it) carries no stale limit. A
+    failure is logged: the volume is removed all the same."""
+    from berth.linux import quota
+
+    try:
+        projid = quota.project_id(data)
+        if projid:
+            quota.set_project_limit(data, projid, 0)
+    except OSError as exc:
+        import logging
+
+        logging.getLogger(__name__).warning("remove %s: lift quota: %s", name, exc.strerror)
+
+
+def _validate_options(name: str, opts: dict[str, str], root: str | None = None) -> int:
     """moby's Root.validateOpts, its messages prefixed as its volume store's
-    ("create NAME: ...")."""
+    ("create NAME: ..."); the quota size asked for, in bytes. A size needs
+    project quotas on the filesystem of the volumes' `root`
+    (berth.linux.quota), which moby's quota.NewControl checks at start (no
+    `root`: no quota support)."""
     def bad(msg: str) -> InvalidArgumentError:
         return InvalidArgumentError(f"create {name}: {msg}", volume=name)
 
@@ -296,12 +397,18 @@ def _validate_options(name: str, opts: dict[str, str]) -> None:
         except InvalidArgumentError:
             raise bad(f"invalid size: '{opts['size']}'") from None
         if size > 0:
-            raise bad("quota size requested but no quota support")
+            from berth.linux.quota import has_project_quota
+
+            if root is None or not has_project_quota(root):
+                raise bad("quota size requested but no quota support")
+    else:
+        size = 0
     for key, needs in REQUIRED_OPTIONS:
         if key in opts:
             for need in needs:
                 if need not in opts:
                     raise bad(f'missing required option: "{need}"')
+    return size
 
 
 def parse_mount_options(options: str) -> tuple[int, str]:
