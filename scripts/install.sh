@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(python3 python3-venv busybox-static runc skopeo umoci docker-registry openssl debootstrap
       libseccomp2 iproute2 nftables iptables apache2-utils hyperfine procps containerd
-      gcc libc6-dev docker.io podman)
+      gcc libc6-dev docker.io podman xfsprogs)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
