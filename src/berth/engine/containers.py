@@ -90,6 +90,11 @@ class Started:
                 msg = _last_message(buf)
                 if msg.get("remove") and engine is not None:
                     with suppress(NotFoundError):
+                        if isinstance(msg.get("record"), dict):
+                            # the monitor left the exit to us (Monitor.cli_removes)
+                            rec = self.record
+                            engine.store.record_exit(rec.id, int(msg["exit"]), msg["record"],
+                                                     {"image": rec.image, "name": rec.name})
                         engine.remove(self.record.id, force=True, volumes=True,
                                       from_monitor=True)
                     return int(msg["exit"])
@@ -646,6 +651,12 @@ class Engine:
         rec = self.get(ref)
         with self.lock(rec.id):
             rec = self.store.get(rec.id)
+            if (changes.get("RestartPolicy") or {}).get("Name") and \
+                    rec.host_config.get("AutoRemove"):
+                # as Docker (a --rm container's monitor decides without its row)
+                raise InvalidArgumentError(f"Cannot update container {rec.id}: Restart policy "
+                                           "cannot be updated because AutoRemove is enabled "
+                                           "for the container")
             hc = dict(rec.host_config)
             hc.update(changes)
             if hc.get("MemorySwap") and hc.get("MemorySwap", 0) > 0 and \

@@ -218,6 +218,30 @@ class Store:
         with db.transaction(self.conn):
             self.conn.execute(f"UPDATE containers SET {cols} WHERE id = ?", (*args, cid))
 
+    def record_exit(self, cid: str, code: int, info: dict[str, Any],
+                    attributes: dict[str, str]) -> None:
+        """The exit of a foreground `run --rm` container, recorded by its CLI
+        before it removes it (engine/monitor.py: Monitor.cli_removes): the
+        row's state and the oom and die events, as its monitor records them
+        (`info` is from it: oom, finished_at and the reason, as stopped or not)."""
+        import time
+
+        with db.transaction(self.conn):
+            row = self.conn.execute("SELECT stop_requested FROM containers WHERE id = ?",
+                                    (cid,)).fetchone()
+            if row is None:
+                return
+            self.conn.execute(
+                "UPDATE containers SET status = 'exited', pid = 0, exit_code = ?,"
+                " oom_killed = ?, finished_at = ?, reason = ? WHERE id = ?",
+                (code, int(bool(info["oom"])), info["finished_at"],
+                 info["reason_stopped" if row[0] else "reason"], cid))
+            events = [("oom", {})] if info["oom"] else []
+            events.append(("die", {"exitCode": str(code)}))
+            for action, extra in events:
+                self.conn.execute(EVENT_INSERT, (time.time_ns(), "container", action, cid,
+                                                 jsonio.dumps({**attributes, **extra})))
+
     def rename(self, cid: str, new_name: str) -> None:
         try:
             self.update(cid, name=new_name)

@@ -190,6 +190,18 @@ def test_update_resources_and_restart_policy(berth):
     assert p.returncode == 1 and "one or more flags" in p.stderr
 
 
+def test_update_refuses_a_restart_policy_with_rm(berth):
+    # as Docker: the monitor of an --rm container decides without its row
+    cid = berth.run("-d", "--rm", "--name", "rmup", "busybox", "sleep", "100",
+                    check=True).stdout.strip()
+    p = berth("update", "--restart", "always", "rmup")
+    assert p.returncode == 1
+    assert p.stderr == (f"Error response from daemon: Cannot update container {cid}: Restart "
+                        "policy cannot be updated because AutoRemove is enabled for the "
+                        "container\n")
+    assert berth.out("update", "-m", "64m", "rmup") == "rmup\n"
+
+
 def test_logs_follow_across_rotation(berth):
     """`logs -f` started before the container writes: every line once, in
     order, while the file rotates under it (max-size=1k, 3 files)."""

@@ -16,6 +16,19 @@ def test_exit_code_and_streams(berth_rt):
     assert (p.returncode, p.stdout, p.stderr) == (3, "out\n", "err\n")
 
 
+def test_run_rm_records_the_exit_then_removes(berth_rt):
+    # the CLI records the exit its monitor left to it, then removes the container
+    p = berth_rt.run("--rm", "--name", "rmexit", "busybox", "sh", "-c", "exit 3")
+    assert p.returncode == 3, p.stderr
+    out = berth_rt.out("events", "--since", "1m", "--until", "0s", "--filter",
+                       "container=rmexit", "--format", "{{.Action}}")
+    assert out.split() == ["create", "start", "die", "destroy"]
+    out = berth_rt.out("events", "--since", "1m", "--until", "0s", "--filter", "event=die",
+                       "--format", "{{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}")
+    assert out == "rmexit 3\n"
+    assert berth_rt.out("ps", "-aq") == ""
+
+
 def test_command_not_found_127_not_executable_126(berth_rt):
     p = berth_rt.run("--rm", "busybox", "nosuchcommand")
     assert p.returncode == 127, p.stderr
