@@ -67,6 +67,19 @@ class transaction:
         return False
 
 
+def ensure_schema(conn: sqlite3.Connection, component: str, scripts: Sequence[str]) -> None:
+    """`migrate`, unless the recorded version is already the latest: read
+    first, since migrate always writes (a transaction, a WAL frame per
+    command), and a container start opens every table it uses."""
+    try:
+        row = conn.execute("SELECT version FROM schema_versions WHERE component = ?",
+                           (component,)).fetchone()
+    except sqlite3.OperationalError:
+        row = None
+    if row is None or row[0] != len(scripts):
+        migrate(conn, component, scripts)
+
+
 def migrate(conn: sqlite3.Connection, component: str, scripts: Sequence[str]) -> int:
     """Apply the scripts of `component` past its recorded version, each in one
     transaction; return the new version."""

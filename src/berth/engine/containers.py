@@ -139,7 +139,7 @@ class Engine:
         if self._images is None:
             from berth.engine.imageview import ImageView
 
-            self._images = ImageView(self.paths, self._images_factory)
+            self._images = ImageView(self.paths, self._images_factory, self.store.conn)
         return self._images
 
     @property

@@ -16,16 +16,18 @@ if TYPE_CHECKING:
 
 
 class ImageView:
-    def __init__(self, paths: Paths, service: Any = None) -> None:
+    def __init__(self, paths: Paths, service: Any = None, conn: Any = None) -> None:
+        """`conn`: the engine's connection to the database, used for the
+        image and snapshot tables too (one connection opened, not three)."""
         from berth.image.content import ContentStore
         from berth.image.snapshots import snapshotter
         from berth.image.store import ImageStore
 
         self.paths = paths
         self.content = ContentStore(paths)
-        self.store = ImageStore(paths.database)
+        self.store = ImageStore(paths.database, conn)
         self.snapshots = snapshotter(os.environ.get("BERTH_SNAPSHOTTER", "auto"),
-                                     paths.snapshots, paths.database)
+                                     paths.snapshots, paths.database, conn)
         self._service = service
         self._own_service = service is None
 

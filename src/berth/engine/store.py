@@ -142,14 +142,7 @@ class Store:
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
         self.conn = db.connect(paths.database)
-        # migrate() always writes (a WAL frame per command): read first
-        try:
-            row = self.conn.execute(
-                "SELECT version FROM schema_versions WHERE component = 'containers'").fetchone()
-        except sqlite3.OperationalError:
-            row = None
-        if row is None or row[0] != len(SCHEMA):
-            db.migrate(self.conn, "containers", SCHEMA)
+        db.ensure_schema(self.conn, "containers", SCHEMA)
 
     def close(self) -> None:
         self.conn.close()

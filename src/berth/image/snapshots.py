@@ -115,12 +115,17 @@ class Snapshotter(ABC):
 
     driver: str
 
-    def __init__(self, root: str, database: str) -> None:
+    def __init__(self, root: str, database: str, conn: sqlite3.Connection | None = None
+                 ) -> None:
+        """`conn`: a connection to `database` to use (its owner closes it)
+        rather than one of our own, opened on first use."""
         self.root = os.path.join(root, self.driver)
         self.database = database
         os.makedirs(self.root, exist_ok=True)
         mark_topdir(self.root)
-        self._conn: sqlite3.Connection | None = None
+        self._conn = conn
+        self._own = conn is None
+        self._migrated = False
 
     # metadata -------------------------------------------------------------------------
 
@@ -128,13 +133,18 @@ class Snapshotter(ABC):
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = db.connect(self.database)
-            db.migrate(self._conn, "snapshots", SCHEMA)
+            self._own = True
+        if not self._migrated:
+            db.ensure_schema(self._conn, "snapshots", SCHEMA)
+            self._migrated = True
         return self._conn
 
     def close(self) -> None:
-        if self._conn is not None:
+        if self._conn is not None and self._own:
             self._conn.close()
-            self._conn = None
+        self._conn = None
+        self._own = True
+        self._migrated = False
 
     def stat(self, key: str) -> Info:
         row = self.conn.execute(
@@ -454,16 +464,18 @@ def overlay_supported() -> bool:
         return False
 
 
-def snapshotter(name: str, root: str, database: str) -> Snapshotter:
-    """The snapshotter called `name` ('overlay', 'copy' or 'auto')."""
+def snapshotter(name: str, root: str, database: str, conn: sqlite3.Connection | None = None
+                ) -> Snapshotter:
+    """The snapshotter called `name` ('overlay', 'copy' or 'auto'); `conn`:
+    see Snapshotter."""
     if name == "auto":
         name = "overlay" if overlay_supported() else "copy"
+    elif name == "overlay" and not overlay_supported():
+        raise UnavailableError("snapshotter overlay: overlayfs is not available here")
     if name == "overlay":
-        if not overlay_supported():
-            raise UnavailableError("snapshotter overlay: overlayfs is not available here")
-        return OverlaySnapshotter(root, database)
+        return OverlaySnapshotter(root, database, conn)
     if name == "copy":
-        return CopySnapshotter(root, database)
+        return CopySnapshotter(root, database, conn)
     raise InvalidArgumentError(f"snapshotter {name!r}: unknown (overlay, copy)")
 
 

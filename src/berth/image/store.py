@@ -81,21 +81,27 @@ def _now_rfc3339() -> str:
 
 
 class ImageStore:
-    def __init__(self, database: str) -> None:
+    def __init__(self, database: str, conn: sqlite3.Connection | None = None) -> None:
+        """`conn`: a connection to `database` to use (its owner closes it)
+        rather than one of our own, opened on first use."""
         self.database = database
-        self._conn: sqlite3.Connection | None = None
+        self._conn = conn
+        self._own = conn is None
+        if conn is not None:
+            db.ensure_schema(conn, "images", SCHEMA)
 
     @property
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = db.connect(self.database)
-            db.migrate(self._conn, "images", SCHEMA)
+            db.ensure_schema(self._conn, "images", SCHEMA)
         return self._conn
 
     def close(self) -> None:
-        if self._conn is not None:
+        if self._conn is not None and self._own:
             self._conn.close()
-            self._conn = None
+        self._conn = None
+        self._own = True
 
     # reading ----------------------------------------------------------------------------
 
