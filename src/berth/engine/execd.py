@@ -31,10 +31,11 @@ Protocol (a SOCK_STREAM connection to either socket, root only: both are
   on its first byte;
 - helper, once, then it closes: ``exit N`` (the process's exit status),
   ``error N MESSAGE`` (the exec failed: Docker's exit code N and message),
-  or ``fallback`` (nothing was done: the request is not one the helper
+  ``fallback`` (nothing was done: the request is not one the helper
   serves, e.g. the reference names another container, or the container
-  is paused or stopping; the CLI then tries the next way, and the
-  engine's path gives Docker's answer).
+  is paused or stopping; the CLI then runs the engine's path, which gives
+  Docker's answer), or, from a spare, ``pass`` (the request is another
+  engine's: the CLI asks the container's monitor).
 
 Name hints: STATE/names/NAME is a symbolic link to the container's id,
 made when a container starts and on rename, removed with it. A hint is
@@ -159,30 +160,38 @@ def request(root: str, state: str, req: dict, stdin: int) -> tuple[int, str] | N
     if not req.get("detach"):
         # a detached process is left to a subreaper: its container's monitor
         result = _ask(state, SPARE, {**req, "database": f"{root}/berth.db"}, stdin)
-        if result is not None:
+        if result is not _PASS:
+            # the spare answered, or looked in the database and found nothing
+            # it runs: the monitor's path would not do better
             return result
     bundle = find_bundle(root, state, req["ref"])
     if bundle is None:
         return None
-    return _ask(bundle, "attach.sock", req, stdin)
+    result = _ask(bundle, "attach.sock", req, stdin)
+    return None if result is _PASS else result
+
+
+_PASS = (-1, "pass")  # `_ask`: nothing done, and nothing known: ask the next one
 
 
 def _ask(directory: str, name: str, req: dict, stdin: int) -> tuple[int, str] | None:
-    """`req` through the socket DIRECTORY/NAME (see `request`)."""
+    """`req` through the socket DIRECTORY/NAME (see `request`): as
+    `request`, or _PASS when nobody there serves it (no socket, no answer,
+    another engine's spare)."""
     import _socket
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC, 0)
     try:
         if not _connect(sock, directory, name):
-            return None
+            return _PASS
         sock.settimeout(FIRST_REPLY_TIMEOUT_S)
         try:
             sock.sendall(b"exec")
             first = _line(sock)
         except OSError:  # a timeout too: the monitor does not answer now
-            return None
+            return _PASS
         if not first.startswith(b"ok "):
-            return None
+            return _PASS
         helper = int(first[3:])
         sock.settimeout(None)
         data = marshal.dumps(req)
@@ -194,7 +203,7 @@ def _ask(directory: str, name: str, req: dict, stdin: int) -> tuple[int, str] | 
             if sent < len(msg):
                 sock.sendall(msg[sent:])
         except OSError:
-            return None
+            return _PASS
         from berth.linux.signals import forward_to
 
         forward_to(helper)
@@ -213,6 +222,8 @@ def _ask(directory: str, name: str, req: dict, stdin: int) -> tuple[int, str] | 
         sock.close()
     if reply == b"fallback\n":
         return None
+    if reply == b"pass\n":
+        return _PASS
     word, _, rest = reply.partition(b" ")
     if word == b"exit":
         return int(rest), ""
@@ -341,9 +352,9 @@ def serve(mon, conn) -> int:
     # what does not depend on the request, while the CLI sends it
     try:
         db = _open_database(mon.database)
-        config = _load_config(mon.bundle)
+        state, config = _load(mon.rt, mon.cid, mon.bundle)
     except Exception:  # the request is still read: the CLI waits for an answer
-        db = config = None
+        db = state = config = None
     got = _receive(conn)
     if got is None:
         return 1
@@ -358,7 +369,7 @@ def serve(mon, conn) -> int:
     finally:
         if db is not None:
             db.close()
-    return _run(conn, mon.rt, mon.cid, req, fds, proc)
+    return _run(conn, mon.rt, mon.cid, req, fds, proc, state)
 
 
 def spare(listener, notify: int, database: str) -> int:
@@ -415,11 +426,12 @@ def serve_spare(conn, db, database: str) -> int:
     if got is None:
         return 1
     req, fds = got
-    proc = rt = cid = None
+    # the CLI's --root, absolute but not normalised (execd.absolute)
+    if os.path.normpath(str(req.get("database", ""))) != database:
+        conn.sendall(b"pass\n")  # another engine's: its monitors may serve it
+        return 0
+    proc = rt = cid = state = None
     try:
-        # the CLI's --root, absolute but not normalised (execd.absolute)
-        if os.path.normpath(str(req.get("database", ""))) != database:
-            raise LookupError("another engine")
         if db is None:
             db = _open_database(database)
         row = _resolve(db, req["ref"])
@@ -431,7 +443,7 @@ def serve_spare(conn, db, database: str) -> int:
 
             cfg = jsonio.load_file(f"{bundle}/monitor.json")
             rt = runtime_for(cfg["runtime"], cfg["runtime_state"], cfg["runtime_log"])
-            config = _load_config(bundle)
+            state, config = _load(rt, cid, bundle)
             if config is not None:
                 proc = _build(config, bundle, req)
     except Exception:  # nothing done yet: the monitor's or the engine's path answers
@@ -439,7 +451,7 @@ def serve_spare(conn, db, database: str) -> int:
     finally:
         if db is not None:
             db.close()
-    return _run(conn, rt, cid, req, fds, proc)
+    return _run(conn, rt, cid, req, fds, proc, state)
 
 
 def _greet(conn) -> bool:
@@ -484,9 +496,14 @@ def _receive(conn) -> tuple[dict, list[int]] | None:
     return (req, fds) if isinstance(req, dict) else None
 
 
-def _run(conn, rt, cid: str | None, req: dict, fds: list[int], proc: dict | None) -> int:
+def _run(conn, rt, cid: str | None, req: dict, fds: list[int], proc: dict | None,
+         state=None) -> int:
     """Run `proc` (None: answer ``fallback``) in container `cid` through
-    the runtime `rt` with the CLI's stdio `fds`, answer, and close."""
+    the runtime `rt` with the CLI's stdio `fds`, answer, and close. With
+    berth's runtime (whose `state` of the container the caller may have
+    loaded), an attached exec runs in this process, which is disposable:
+    the runtime's exec may join the container itself (exec_in's
+    in_place), one fork fewer."""
     import os
 
     if proc is None:
@@ -498,9 +515,17 @@ def _run(conn, rt, cid: str | None, req: dict, fds: list[int], proc: dict | None
         os.close(fd)
     from berth.errors import BerthError
 
-    path, pfd = process_file(proc)
+    pfd = -1
     try:
-        code = rt.exec(cid, path, bool(req.get("detach")))
+        if rt.name == "berth" and not req.get("detach"):
+            from berth.runtime.exec import ExecOptions, exec_in
+            from berth.runtime.log import Log
+
+            code = exec_in(rt.paths, Log(rt.log_path, "json"), cid, ExecOptions(process=proc),
+                           state=state, in_place=True)
+        else:
+            path, pfd = process_file(proc)
+            code = rt.exec(cid, path, bool(req.get("detach")))
         reply = b"exit %d\n" % code
     except BerthError as exc:
         from berth.engine.monitor import _exec_exit_code
@@ -510,7 +535,8 @@ def _run(conn, rt, cid: str | None, req: dict, fds: list[int], proc: dict | None
     except Exception as exc:  # reported to the CLI, which exits 126
         reply = b"error 126 exec: %s\n" % str(exc).encode()
     finally:
-        os.close(pfd)
+        if pfd >= 0:
+            os.close(pfd)
     try:
         conn.sendall(reply)
     except OSError:
@@ -542,11 +568,19 @@ def _open_database(database: str):
     return conn
 
 
-def _load_config(bundle: str) -> dict | None:
+def _load(rt, cid: str, bundle: str) -> tuple:
+    """(the runtime's state of the container or None, its config or None):
+    berth's runtime keeps the config in its state, which its exec loads
+    anyway; another runtime's exec needs the bundle's config.json."""
     from berth import jsonio
 
+    if rt.name == "berth":
+        from berth.runtime import state as st
+
+        state = st.ContainerState.load(rt.paths, cid)
+        return state, state.config
     config = jsonio.load_file(f"{bundle}/config.json")
-    return config if isinstance(config, dict) else None
+    return None, config if isinstance(config, dict) else None
 
 
 def _resolve(db, ref: str) -> tuple[str, str] | None:

@@ -55,9 +55,9 @@ class ExecOptions:
                  "ignore_paused", "no_new_privs", "pid_file", "preserve_fds", "process", "process_label",
                  "tty", "user")
 
-    def __init__(self, args: list[str] | None = None, process: str | None = None) -> None:
+    def __init__(self, args: list[str] | None = None, process: "str | dict | None" = None) -> None:
         self.args = args or []
-        self.process = process  # --process FILE
+        self.process = process  # --process FILE, or the process itself
         self.tty: bool | None = None
         self.cwd: str | None = None
         self.env: list[str] = []
@@ -77,6 +77,10 @@ class ExecOptions:
 def build_process(config: dict, opts: ExecOptions) -> dict:
     """The process to run: --process FILE, or the container's process with
     runc's overrides (libcontainer's getProcess in runc 1.1)."""
+    if isinstance(opts.process, dict):  # built by the engine (engine/execd.py)
+        if not opts.process.get("args"):
+            raise InvalidArgumentError("exec: process args cannot be empty")
+        return opts.process
     if opts.process:
         from berth import jsonio
 
@@ -192,15 +196,20 @@ def is_paused(state: st.ContainerState) -> bool:
     return False
 
 
-def exec_in(paths: RuntimePaths, log: Log, cid: str, opts: ExecOptions) -> int:
-    """Run a process in container `cid`; return its exit status (0 with
-    --detach once it has exec'd)."""
+def exec_in(paths: RuntimePaths, log: Log, cid: str, opts: ExecOptions,
+            state: "st.ContainerState | None" = None, in_place: bool = False) -> int:
+    """Run a process in container `cid` (whose `state` the caller may have
+    loaded); return its exit status (0 with --detach once it has exec'd).
+
+    `in_place`: the caller is a disposable process that this call may move
+    into the container's namespaces (the engine's exec helpers): see
+    `_exec_here`, used when it applies."""
     import gc
 
     # a short-lived process: no collection may dirty every page of the forks
     gc.disable()
-    rcu.start()
-    state = st.ContainerState.load(paths, cid)
+    if state is None:
+        state = st.ContainerState.load(paths, cid)
     if not state.is_alive():
         raise ConflictError("cannot exec in a stopped container")
     proc = build_process(state.config, opts)
@@ -209,6 +218,9 @@ def exec_in(paths: RuntimePaths, log: Log, cid: str, opts: ExecOptions) -> int:
         raise ConflictError("cannot exec in a paused container (use --ignore-paused to override)")
     if opts.detach and proc.get("terminal") and not opts.console_socket:
         raise InvalidArgumentError("cannot allocate tty if runc will detach without setting console socket")
+    if in_place and _here_applies(state, proc, opts):
+        return _exec_here(state, proc, opts)
+    rcu.start()
     console = relay = None
     parent_ch, child_ch = Channel.pair()
     try:
@@ -349,24 +361,27 @@ def _wait(pid: int, master: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def _child_main(ch: Channel, console_fd: int, state: st.ContainerState, proc: dict, opts: ExecOptions) -> None:
-    """The child ("berth:[3:EXEC]"): checks and compiles what is left while
-    the parent moves it into the cgroup, joins the namespaces, forks the
-    process (born inside the pid namespace, already in the container's
-    mount namespace: never visible there with the host's root), reports its
-    pid and exits."""
+class _Failed(Exception):
+    """A step of joining the container failed: `step` names it."""
+
+    def __init__(self, step: str, exc: BaseException) -> None:
+        super().__init__(step)
+        self.step, self.exc = step, exc
+
+
+def _prepare_join(ch: Channel, console_fd: int, state: st.ContainerState, proc: dict,
+                  opts: ExecOptions) -> tuple["Setup", list[tuple[str, int]]]:
+    """What the process that joins the container does before it joins
+    (it is already non-dumpable): everything imported that the process
+    will need (nothing can be imported once the container's mount
+    namespace is joined), the process checked, its seccomp filter compiled,
+    and the init's namespaces opened (and the init seen alive after). Raises
+    _Failed."""
     step = "exec"
     try:
-        from berth.linux import libc
-
-        # before anything of the container is touched (CVE-2019-5736)
-        libc.prctl(libc.PR_SET_DUMPABLE, 0)
-        libc.set_name("berth:[3:EXEC]")
-        # everything the process needs is imported now: it cannot import
-        # once it has joined the container's mount namespace
         from berth.linux import capabilities
         from berth.runtime import process  # noqa: F401
-        from berth.runtime.init import NS_FLAGS, Setup, exec_process
+        from berth.runtime.init import Setup
 
         s = Setup()
         s.channel = ch
@@ -400,14 +415,52 @@ def _child_main(ch: Channel, console_fd: int, state: st.ContainerState, proc: di
         # the same start time: the fds name the init's namespaces, not those
         # of a process that took its pid meanwhile
         if not state.is_alive():
+            for _, fd in nss:
+                os.close(fd)
             raise ConflictError("cannot exec in a stopped container")
+        return s, nss
+    except BaseException as exc:
+        raise _Failed(step, exc) from None
+
+
+def _join(nss: list[tuple[str, int]]) -> None:
+    """Join the namespaces `nss` (user first, mount last) and close their
+    fds. Raises _Failed."""
+    from berth.linux import libc
+    from berth.runtime.init import NS_FLAGS
+
+    step = "join namespaces"
+    try:
         for t, fd in nss:
             step = f"join {t} namespace"
             libc.setns(fd, NS_FLAGS[t])
-            os.close(fd)
         if any(t == "user" for t, _ in nss):
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
+    except BaseException as exc:
+        raise _Failed(step, exc) from None
+    finally:
+        for _, fd in nss:
+            os.close(fd)
+
+
+def _child_main(ch: Channel, console_fd: int, state: st.ContainerState, proc: dict, opts: ExecOptions) -> None:
+    """The child ("berth:[3:EXEC]"): checks and compiles what is left while
+    the parent moves it into the cgroup, joins the namespaces, forks the
+    process (born inside the pid namespace, already in the container's
+    mount namespace: never visible there with the host's root), reports its
+    pid and exits."""
+    step = "exec"
+    try:
+        from berth.linux import libc
+
+        # before anything of the container is touched (CVE-2019-5736)
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
+        libc.set_name("berth:[3:EXEC]")
+        from berth.runtime.init import exec_process
+
+        s, nss = _prepare_join(ch, console_fd, state, proc, opts)
+        _join(nss)
         step = "join cgroup"
         ch.expect("cgroup")
         step = "fork"
@@ -416,9 +469,104 @@ def _child_main(ch: Channel, console_fd: int, state: st.ContainerState, proc: di
             _process_main(s, proc, exec_process)
         ch.send("pid", pid=pid)
         os._exit(0)
+    except _Failed as f:
+        ch.send_error(f.step, f.exc)
+        os._exit(1)
     except BaseException as exc:
         ch.send_error(step, exc)
         os._exit(1)
+
+
+def _here_applies(state: st.ContainerState, proc: dict, opts: ExecOptions) -> bool:
+    """Whether `_exec_here` can run this exec: a process without a
+    terminal, not detached, no pid file; a container without a user or
+    cgroup namespace (the process moves itself into the container's
+    cgroups: with root's credentials, from the host's cgroup namespace);
+    and this process without another thread (setns to a mount namespace
+    refuses a process whose threads share its filesystem context)."""
+    if proc.get("terminal") or opts.detach or opts.pid_file or opts.console_socket:
+        return False
+    types = {n.get("type") for n in (state.config.get("linux") or {}).get("namespaces") or []}
+    if "user" in types or "cgroup" in types:
+        return False
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[17] == b"1"  # num_threads
+    except (OSError, IndexError):
+        return False
+
+
+def _exec_here(state: st.ContainerState, proc: dict, opts: ExecOptions) -> int:
+    """exec_in for a disposable caller: this process (made non-dumpable
+    first, CVE-2019-5736) does the exec child's work itself, joins the
+    container's namespaces and forks the process, one fork fewer than
+    `_child_main`'s way. The process, born in the container's pid namespace
+    and already in its mount namespace, moves itself into the container's
+    cgroups through cgroup.procs fds opened here beforehand (before this
+    process left the host's mount namespace), then goes on as
+    `_process_main`. This process stays outside the container's pid
+    namespace and cgroups (nothing in the container can see it), waits for
+    the process and returns its exit status. The caller's rcu thread (the
+    CLI's) keeps the cgroup lock warm: no thread of our own here, which
+    setns would refuse."""
+    from berth.linux import libc
+    from berth.linux.signals import forward_to  # noqa: F401  (for _wait: imported while we can)
+    from berth.runtime.init import exec_process
+    from berth.runtime.sync import error_for, error_from_message
+
+    parent_ch, child_ch = Channel.pair()
+    procs: list[tuple[str, int]] = []
+    nss: list[tuple[str, int]] = []
+    pid = 0
+    try:
+        try:
+            libc.prctl(libc.PR_SET_DUMPABLE, 0)
+            s, nss = _prepare_join(child_ch, -1, state, proc, opts)
+            step = "join cgroup"
+            try:
+                for path in ((state.data.get("cgroup") or {}).get("paths") or {}).values():
+                    procs.append((path, os.open(f"{path}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)))
+            except OSError as exc:
+                raise _Failed(step, exc) from None
+            joining, nss = nss, []
+            _join(joining)
+        except _Failed as f:
+            raise error_for(f.step, f.exc) from None
+        pid = os.fork()
+        if pid == 0:
+            parent_ch.close()
+            for path, fd in procs:
+                try:
+                    os.write(fd, b"0")
+                except OSError as exc:
+                    child_ch.send_error("join cgroup", ConflictError(
+                        f"exec: join cgroup {path}: {os.strerror(exc.errno or 0).lower()}",
+                        errno=exc.errno))
+                    os._exit(1)
+                os.close(fd)
+            _process_main(s, proc, exec_process)
+            os._exit(1)
+        child_ch.close()
+        for _, fd in procs:
+            os.close(fd)
+        procs = []
+        # the process's execve closes its end: EOF means exec'd
+        try:
+            msg = parent_ch.recv()
+        except ChannelClosed:
+            msg = None
+        if msg is not None:
+            raise error_from_message(msg)
+    except BaseException:
+        if pid:
+            _kill_and_reap(pid)
+        raise
+    finally:
+        parent_ch.close()
+        child_ch.close()
+        for _, fd in [*procs, *nss]:
+            os.close(fd)
+    return _wait(pid, -1)
 
 
 def _process_main(s: "Setup", proc: dict, exec_process) -> None:

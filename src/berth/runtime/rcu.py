@@ -15,10 +15,11 @@ the grace period passes while Python imports and reads the config, then one
 every 2 ms so the lock is still warm when the container's first process is
 moved; `stop()` ends them once that move is done (at the latest after 0.5 s).
 Readers (fork, exit) are not held up meanwhile. Best effort: any failure
-ends the thread quietly. Root only; imports nothing beyond os.
+ends the thread quietly. Root only; imports nothing beyond posix (not even
+os: a plain `berth exec` starts this and never imports os).
 """
 
-import os
+import posix
 
 _running = False
 _stop = False
@@ -32,7 +33,7 @@ def _target() -> str:
         hid, _, rest = line.partition(b":")
         ctrls, _, path = rest.partition(b":")
         if hid == b"0" and not ctrls:
-            base = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
+            base = "/sys/fs/cgroup/unified" if _is_dir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
         elif ctrls and not ctrls.startswith(b"name="):
             base = "/sys/fs/cgroup/" + ctrls.decode()
         else:
@@ -41,9 +42,16 @@ def _target() -> str:
     return ""
 
 
+def _is_dir(path: str) -> bool:
+    try:
+        return posix.stat(path).st_mode & 0o170000 == 0o040000
+    except OSError:
+        return False
+
+
 def start() -> None:
     global _running, _stop
-    if _running or os.geteuid() != 0:
+    if _running or posix.geteuid() != 0:
         return
     import _thread
 
@@ -68,16 +76,16 @@ def _loop() -> None:
         target = _target()
         if not target:
             raise OSError("no cgroup")
-        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+        fd = posix.open(target, posix.O_WRONLY | posix.O_CLOEXEC)
         try:
             deadline = time.monotonic() + 0.5
             while True:
-                os.write(fd, b"0")
+                posix.write(fd, b"0")
                 if _stop or time.monotonic() > deadline:
                     break
                 time.sleep(0.002)
         finally:
-            os.close(fd)
+            posix.close(fd)
     except BaseException:  # best effort; a thread must not print a traceback
         pass
     _running = False

@@ -70,23 +70,32 @@ class Channel:
         return msg
 
     def send_error(self, step: str, exc: BaseException) -> None:
-        category, errno = "internal", None
-        if isinstance(exc, BerthError):
-            category, detail, errno = exc.category, exc.message, exc.data.get("errno")
-        elif isinstance(exc, OSError):
-            from berth.errors import from_oserror
-
-            category, errno = from_oserror(exc, step).category, exc.errno
-            detail = describe_oserror(exc)
-        else:
-            detail = repr(exc)
         try:
-            self.send("error", step=step, category=category, message=f"{step}: {detail}", errno=errno)
+            self.send("error", **_error_fields(step, exc))
         except OSError:
             pass
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _error_fields(step: str, exc: BaseException) -> dict:
+    category, errno = "internal", None
+    if isinstance(exc, BerthError):
+        category, detail, errno = exc.category, exc.message, exc.data.get("errno")
+    elif isinstance(exc, OSError):
+        from berth.errors import from_oserror
+
+        category, errno = from_oserror(exc, step).category, exc.errno
+        detail = describe_oserror(exc)
+    else:
+        detail = repr(exc)
+    return {"step": step, "category": category, "message": f"{step}: {detail}", "errno": errno}
+
+
+def error_for(step: str, exc: BaseException) -> BerthError:
+    """The error `send_error(step, exc)` would make the other end raise."""
+    return error_from_message(_error_fields(step, exc))
 
 
 def error_from_message(msg: dict) -> BerthError:

@@ -142,7 +142,7 @@ def test_served_by_the_zygotes_spare(berth_rt):
            "privileged": False, "detach": False, "database": "/nonexistent/berth.db"}
     null = os.open("/dev/null", os.O_RDONLY)
     try:
-        assert execd._ask(b.state, execd.SPARE, req, null) is None
+        assert execd._ask(b.state, execd.SPARE, req, null) is execd._PASS
         assert execd.request(b.root, b.state, {**req, "args": ["sh", "-c", "exit 5"]},
                              null) == (5, "")
     finally:

@@ -144,7 +144,15 @@ def test_exec_gets_the_containers_confinement(runtime, make_bundle):
     assert p.returncode == 0, p.stderr
     check_against_config(parse(p.stdout), b.config)
     p = runtime.run("exec", cid, "sh", "-c", "ulimit -n; ulimit -Hn; unshare -U true")
-    assert p.stdout.split() == ["321", "654"]
+    if runtime.name == "runc":
+        # runc 1.1.5 (Go >= 1.19) sets the exec'd process's limits with
+        # prlimit while its `runc init` may still be raising its own NOFILE
+        # soft limit to the hard one (Go's syscall init): the soft limit
+        # comes out 321 or 654, by timing (opencontainers/runc#4195, fixed
+        # in runc 1.1.13 by #4266)
+        assert p.stdout.split()[1] == "654" and p.stdout.split()[0] in ("321", "654")
+    else:
+        assert p.stdout.split() == ["321", "654"]
     assert p.returncode != 0 and "Operation not permitted" in p.stderr
     runtime.run("delete", "--force", cid, check=True)
 
