@@ -31,10 +31,10 @@ accepts, peeks and forks, the monitor's setup done by its short-lived start
 helper (monitor.serve), and nothing loaded that --network none containers
 do not use.
 
-`berth exec`: the zygote that first binds STATE/monitor/exec.sock keeps a
-spare exec helper forked and waiting on it (execd.spare), its database
-open; the spare takes one exec, tells the zygote on a pipe, and the zygote
-forks the next. One spare per engine, not per container.
+`berth exec`: the zygote that holds STATE/monitor/exec.sock (see _Spare)
+keeps a spare exec helper forked and waiting on it (execd.spare), its
+database open; the spare takes one exec, tells the zygote on a pipe, and
+the zygote forks the next. One spare per engine, not per container.
 
 Run as ``python -I -S zygote.py SOCKET_PATH [IDLE_SECONDS [DATABASE]]``.
 """
@@ -124,62 +124,77 @@ def _fill_pools() -> None:
             _FILLERS.extend(bytes(n) for _ in range(avail))
 
 
-def _exec_listener(d: str) -> tuple:
-    """D/exec.sock (D: the zygotes' directory) for this zygote's spare exec
-    helpers, unless another zygote's spare answers there: (socket, its
-    inode) or (None, 0)."""
-    import _socket
-
-    path = os.path.join(d, "exec.sock")
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC, 0)
-    try:
-        try:
-            sock.bind(path)
-        except FileExistsError:
-            probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC, 0)
-            try:
-                probe.connect(path)  # that spare takes this as an empty request and is replaced
-                sock.close()
-                return None, 0
-            except ConnectionRefusedError:  # left by a zygote that died
-                os.unlink(path)
-                sock.bind(path)
-            finally:
-                probe.close()
-        os.chmod(path, 0o600)
-        sock.listen(16)
-        return sock, os.stat(path).st_ino
-    except OSError:
-        sock.close()
-        return None, 0
-
-
 class _Spare:
-    """The spare exec helper of a zygote that holds the exec socket."""
+    """The spare exec helper of the zygote that holds D/exec.sock (D: the
+    zygotes' directory). Holding it is holding the flock on D/exec.lock, so
+    that the zygotes of an engine (the --network none one and the networked
+    one) take turns without talking: a zygote that does not hold it tries
+    again at each turn of its loop, and takes over when the holder has
+    left (or died: the kernel releases the lock)."""
 
     MAX_FAILURES = 3  # spares that died without taking a request, in a row
 
     def __init__(self, d: str, database: str) -> None:
-        self.listener, self.ino = _exec_listener(d) if database else (None, 0)
         self.path = os.path.join(d, "exec.sock")
+        self.lock_path = os.path.join(d, "exec.lock")
         self.database = database
+        self.lock = -1
+        self.listener = None
+        self.ino = 0
         self.pid = 0
         self.failures = 0
         self.notify_r = self.notify_w = -1
-        if self.listener is not None:
+
+    def _take(self) -> bool:
+        """Hold the lock and listen on the socket, if free."""
+        import _socket
+        import fcntl
+
+        if self.lock < 0:
+            try:
+                self.lock = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                return False
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC, 0)
+        try:
+            try:
+                os.unlink(self.path)  # the last holder's, if it died
+            except FileNotFoundError:
+                pass
+            sock.bind(self.path)
+            os.chmod(self.path, 0o600)
+            sock.listen(16)
+            self.ino = os.stat(self.path).st_ino
             self.notify_r, self.notify_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            sock.close()
+            fcntl.flock(self.lock, fcntl.LOCK_UN)
+            return False
+        self.listener = sock
+        return True
 
     def forget(self) -> None:
-        """In a monitor forked by the zygote: none of this is its own."""
+        """In a process forked by the zygote: none of this is its own (the
+        lock especially: a monitor holding it would keep it past the zygote)."""
         if self.listener is not None:
             os.close(self.listener.detach())
             os.close(self.notify_r)
             os.close(self.notify_w)
             self.listener = None
+        if self.lock >= 0:
+            os.close(self.lock)
+            self.lock = -1
 
     def ensure(self, zygote_sock) -> None:
-        """Fork a spare unless one waits (or spares keep failing)."""
-        if self.listener is None or self.pid or self.failures >= self.MAX_FAILURES:
+        """Fork a spare unless one waits (or spares keep failing, or
+        another zygote holds the socket)."""
+        if not self.database or self.pid or self.failures >= self.MAX_FAILURES:
+            return
+        if self.listener is None and not self._take():
             return
         from berth.linux import libc
 
@@ -189,6 +204,7 @@ class _Spare:
             try:
                 zygote_sock.close()
                 os.close(self.notify_r)
+                os.close(self.lock)
                 os.set_blocking(self.notify_w, True)
                 from berth.engine import execd
 
@@ -197,12 +213,17 @@ class _Spare:
                 os._exit(code)
         self.pid = pid
 
+    def waits(self, zygote_sock) -> list:
+        return [zygote_sock, self.notify_r] if self.listener is not None else [zygote_sock]
+
     def taken(self, children: set[int]) -> None:
         """Drain the pipe: the spare that wrote is now serving an exec (a
         child like a monitor: the zygote stays until it is done)."""
+        if self.listener is None:
+            return
         try:
             got = os.read(self.notify_r, 64)
-        except (BlockingIOError, OSError):
+        except OSError:
             return
         if got and self.pid:
             children.add(self.pid)
@@ -213,10 +234,10 @@ class _Spare:
         if pid == self.pid:  # died waiting: not replaced forever
             self.pid = 0
             self.failures += 1
+            if self.failures >= self.MAX_FAILURES:
+                self.close()  # a socket nobody accepts on would keep CLIs waiting
 
     def close(self) -> None:
-        if self.listener is None:
-            return
         if self.pid:
             import signal
 
@@ -226,15 +247,19 @@ class _Spare:
             except (ProcessLookupError, ChildProcessError):
                 pass
             self.pid = 0
-        try:
-            if os.stat(self.path).st_ino == self.ino:
-                os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        self.listener.close()
-        for fd in (self.notify_r, self.notify_w):
-            os.close(fd)
-        self.listener = None
+        if self.listener is not None:
+            try:
+                if os.stat(self.path).st_ino == self.ino:
+                    os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self.listener.close()
+            os.close(self.notify_r)
+            os.close(self.notify_w)
+            self.listener = None
+        if self.lock >= 0:
+            os.close(self.lock)  # the lock goes with it
+            self.lock = -1
 
 
 def serve(path: str, idle: float = IDLE_S, database: str = "") -> int:
@@ -306,8 +331,7 @@ def serve(path: str, idle: float = IDLE_S, database: str = "") -> int:
                     _note(path, f"release kept bridges: {type(exc).__name__}: {exc}")
             return 0
         spare.ensure(sock)
-        waits = [sock, spare.notify_r] if spare.listener is not None else [sock]
-        ready, _, _ = select.select(waits, [], [], min(0.25, idle))
+        ready, _, _ = select.select(spare.waits(sock), [], [], min(0.25, idle))
         if sock not in ready:
             continue
         try:
