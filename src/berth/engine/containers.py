@@ -454,6 +454,13 @@ class Engine:
                 raise
             r = pending.go()
             msg = _read_message(r)
+            # the container's processes are in its cgroup: the launcher's
+            # warming of the cgroup-move lock (berth.runtime.rcu) has served,
+            # and its writes would now only contend with the container's
+            # forks and exits and its monitor's cgroup removal
+            from berth.runtime import rcu
+
+            rcu.stop()
             if "pid" in msg:
                 from berth.engine.execd import write_hint
 
