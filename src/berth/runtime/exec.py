@@ -477,6 +477,24 @@ def _child_main(ch: Channel, console_fd: int, state: st.ContainerState, proc: di
         os._exit(1)
 
 
+def warm(state: st.ContainerState, proc: dict) -> None:
+    """Do what an exec of `proc` in the container does before it joins it,
+    and undo it (the namespaces' fds are closed; nothing else is changed):
+    for the engine's spare exec helper, whose pages are then its own before
+    a request comes, not copied one by one while the request waits (a
+    copy-on-write fault costs ~6 us here, and a request touches ~900
+    pages). Nothing for a seccomp listener: it would be connected to."""
+    opts = ExecOptions(process=proc)
+    proc = build_process(state.config, opts)
+    if not state.is_alive() or is_paused(state) or not _here_applies(state, proc, opts):
+        return
+    if ((state.config.get("linux") or {}).get("seccomp") or {}).get("listenerPath"):
+        return
+    _s, nss = _prepare_join(None, -1, state, proc, opts)  # type: ignore[arg-type]
+    for _, fd in nss:
+        os.close(fd)
+
+
 def _here_applies(state: st.ContainerState, proc: dict, opts: ExecOptions) -> bool:
     """Whether `_exec_here` can run this exec: a process without a
     terminal, not detached, no pid file; a container without a user or
