@@ -519,10 +519,11 @@ def _exec_here(state: st.ContainerState, proc: dict, opts: ExecOptions) -> int:
     first, CVE-2019-5736) does the exec child's work itself, joins the
     container's namespaces and forks the process, one fork fewer than
     `_child_main`'s way. The process, born in the container's pid namespace
-    and already in its mount namespace, moves itself into the container's
-    cgroups through cgroup.procs fds opened here beforehand (before this
-    process left the host's mount namespace), then goes on as
-    `_process_main`. This process stays outside the container's pid
+    and already in its mount namespace, goes on as `_process_main` while
+    this process moves it into the container's cgroups (through
+    cgroup.procs fds opened before this process left the host's mount
+    namespace); it waits for that before it confines itself and execs
+    (exec_process's `ready`). This process stays outside the container's pid
     namespace and cgroups (nothing in the container can see it), waits for
     the process and returns its exit status. The caller's rcu thread (the
     CLI's) keeps the cgroup lock warm: no thread of our own here, which
@@ -553,21 +554,27 @@ def _exec_here(state: st.ContainerState, proc: dict, opts: ExecOptions) -> int:
         pid = os.fork()
         if pid == 0:
             parent_ch.close()
-            for path, fd in procs:
-                try:
-                    os.write(fd, b"0")
-                except OSError as exc:
-                    child_ch.send_error("join cgroup", ConflictError(
-                        f"exec: join cgroup {path}: {os.strerror(exc.errno or 0).lower()}",
-                        errno=exc.errno))
-                    os._exit(1)
+            for _, fd in procs:
                 os.close(fd)
-            _process_main(s, proc, exec_process)
+            _process_main(s, proc, exec_process, ready=lambda: child_ch.expect("cgroup"))
             os._exit(1)
         child_ch.close()
-        for _, fd in procs:
-            os.close(fd)
-        procs = []
+        try:
+            for path, fd in procs:
+                try:
+                    os.write(fd, b"%d" % pid)
+                except OSError as exc:
+                    raise ConflictError(f"exec: join cgroup {path}: "
+                                        f"{os.strerror(exc.errno or 0).lower()}",
+                                        errno=exc.errno) from None
+        finally:
+            for _, fd in procs:
+                os.close(fd)
+            procs = []
+        try:
+            parent_ch.send("cgroup")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the process died: its error is queued
         # the process's execve closes its end: EOF means exec'd
         try:
             msg = parent_ch.recv()
@@ -587,7 +594,10 @@ def _exec_here(state: st.ContainerState, proc: dict, opts: ExecOptions) -> int:
     return _wait(pid, -1)
 
 
-def _process_main(s: "Setup", proc: dict, exec_process) -> None:
+def _process_main(s: "Setup", proc: dict, exec_process, ready=None) -> None:
+    """The process (berth:[4:PROC]): its terminal, environment and
+    executable, then the init's last steps (exec_process, which calls
+    `ready` before it confines the process)."""
     from berth.linux import libc
 
     ch = s.channel
@@ -608,7 +618,7 @@ def _process_main(s: "Setup", proc: dict, exec_process) -> None:
         step = "find executable"
         path = find_executable(proc["args"][0], env)
         step = "exec"
-        exec_process(s, proc, path, env, status="running")
+        exec_process(s, proc, path, env, status="running", ready=ready)
     except BaseException as exc:
         ch.send_error(step, exc)
         os._exit(1)

@@ -387,10 +387,13 @@ def _load_seccomp(s: "Setup", status: str) -> None:
         send_listener(s, fd, status)
 
 
-def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str], status: str = "creating") -> None:
+def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str], status: str = "creating",
+                 ready=None) -> None:
     """The last steps, shared by init and exec: rlimits, scheduling, fds,
     cwd, LSM labels, user and capabilities, no_new_privs, seccomp, execve.
-    Raises on failure.
+    Raises on failure. `ready` (if given) is called once the process is
+    ready to be confined: after the cwd check, before the LSM labels (an
+    exec waits there for its cgroup move, see exec._exec_here).
 
     The seccomp filter goes last, right before execve, when no_new_privs is
     set. Without no_new_privs loading it needs CAP_SYS_ADMIN, so it goes
@@ -415,6 +418,9 @@ def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str], status:
         p.close_fds(3 + s.preserve_fds, keep)
         step = "cwd"
         p.check_cwd(proc.get("cwd") or "/")
+        if ready is not None:
+            step = "join cgroup"
+            ready()
         if proc.get("apparmorProfile") or proc.get("selinuxLabel"):
             step = "lsm labels"
             from berth.runtime import lsm

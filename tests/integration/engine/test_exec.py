@@ -133,6 +133,16 @@ def test_served_by_the_zygotes_spare(berth_rt):
         assert _comm(_ppid(helper)) == "berth-zygote"
         # meanwhile the zygote has forked the next spare, which serves this
         assert b.out("exec", "sp", "echo", "again") == "again\n"
+        # the process is in every cgroup of the container (berth's helper
+        # moves it before it execs), with the container's confinement
+        out = b.out("exec", "sp", "sh", "-c", "cat /proc/1/cgroup; echo; cat /proc/self/cgroup; "
+                    "grep -E '^(CapEff|CapInh|CapAmb|Seccomp|NoNewPrivs):' /proc/self/status")
+        init, rest = out.split("\n\n")
+        mine = [line for line in rest.splitlines() if line[:1].isdigit()]
+        status = dict(line.split(":\t") for line in rest.splitlines() if not line[:1].isdigit())
+        assert sorted(init.splitlines()) == sorted(mine) and "/berth/" in init
+        assert status["CapInh"] == status["CapAmb"] == "0000000000000000"
+        assert status["Seccomp"] == "2" and status["CapEff"] != "000001ffffffffff"
     finally:
         cli.kill()
         cli.wait()
