@@ -497,10 +497,17 @@ class Engine:
             rt.delete(rec.id, force=True)  # a runtime record left by a killed monitor
         with ExitStack() as undo:
             if not is_mountpoint(rootfs):
-                from berth.image.snapshots import mount_all
+                from berth.image.snapshots import mount_all, volatile
 
                 mounts = self.images.snapshots.mounts(rec.id)
-                mount_all(mounts, rootfs)
+                if rec.host_config.get("AutoRemove"):
+                    # removed at its exit: its layer need not survive a crash
+                    try:
+                        mount_all(volatile(mounts), rootfs)
+                    except BerthError:  # a kernel without overlay's "volatile"
+                        mount_all(mounts, rootfs)
+                else:
+                    mount_all(mounts, rootfs)
                 undo.callback(_unmount, rootfs)
             hc = rec.host_config
             network = hc.get("NetworkMode") or "none"
