@@ -48,10 +48,6 @@ from berth.engine.health import Health
 from berth.engine.logwriter import JsonFileLog, Stream, write_all
 from berth.linux import libc
 
-TYPE_CHECKING = False  # typing is not imported here
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
 STATUS_FD = 3
 ATTACH_OUT_FD = 4
 ATTACH_ERR_FD = 5
@@ -86,7 +82,6 @@ class Monitor:
     # what Monitor.record would have written, for the CLI or, if it is gone
     # without doing so, for finish
     exit_record: "dict | None" = None
-    rootfs_unmounted = False
 
     def __init__(self, cfg: dict) -> None:
         self.cfg = cfg
@@ -280,17 +275,11 @@ class Monitor:
             if signaled:
                 code = 128 - code
             oom = _oom_kills(self.cid)
-            # no restart: the rootfs is unmounted (as finish would) in a thread
-            # while the runtime removes the cgroups, both mostly kernel work
-            last = self.cli_removes()
-            unmounted = _in_thread(self.unmount_rootfs) if last else None
             try:
                 self.rt.delete(self.cid, force=True)
             except BaseException as exc:
                 self.note(f"delete after exit: {exc}")
-            if unmounted is not None:
-                unmounted()
-            if last:
+            if self.cli_removes():
                 self.exit_record = {
                     "oom": oom, "finished_at": _now(),
                     "reason": _reason(code, signaled, oom, False),
@@ -750,8 +739,10 @@ class Monitor:
                 release_container(Paths(self.cfg["root"], self.cfg["state"]), self.cid)
             except Exception as exc:  # noted, never fatal to recording the exit
                 self.note(f"release networks: {exc}")
-        if not self.rootfs_unmounted:
-            self.unmount_rootfs()
+        try:
+            _unmount(os.path.join(self.bundle, "rootfs"))
+        except OSError as exc:
+            self.note(f"unmount rootfs: {exc}")
         if not self.cfg.get("auto_remove"):
             self.tell(exit=code)
             return
@@ -784,13 +775,6 @@ class Monitor:
                                     ("die", {"exitCode": code})])
             self.auto_remove()
         self.tell(exit=code)
-
-    def unmount_rootfs(self) -> None:
-        try:
-            _unmount(os.path.join(self.bundle, "rootfs"))
-        except OSError as exc:
-            self.note(f"unmount rootfs: {exc}")
-        self.rootfs_unmounted = True
 
     def auto_remove(self) -> None:
         try:
@@ -841,34 +825,6 @@ def _reap(pid: int) -> int | None:
         if wpid == pid:
             result = status
     return result
-
-
-def _in_thread(fn: "Callable[[], None]") -> "Callable[[], None]":
-    """Run fn() in a thread of its own (started now, _thread: threading is
-    not loaded); returns the function that waits for it to end. Without a
-    thread, fn runs here."""
-    import _thread
-
-    done = _thread.allocate_lock()
-    done.acquire()
-
-    def run() -> None:
-        try:
-            fn()
-        finally:
-            done.release()
-
-    try:
-        _thread.start_new_thread(run, ())
-    except RuntimeError:
-        done.release()
-        fn()
-
-    def wait() -> None:
-        done.acquire()
-        done.release()
-
-    return wait
 
 
 def _wait_helper(pid: int) -> None:
