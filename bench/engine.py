@@ -383,7 +383,9 @@ def bench_many(peers: list[Peer], many: int, env: dict) -> None:
                        env=env, check=True, stdout=subprocess.DEVNULL)
     berth_total = (time.perf_counter() - t0) * 1000
     base = os.path.dirname(env["BERTH_ROOT"])
-    mine = processes(lambda c, cmd: c in ("berth-monitor", "berth-zygote") and base in cmd)
+    # monitors, their zygote and its spare exec helper (berth-exec)
+    mine = processes(lambda c, cmd: c in ("berth-monitor", "berth-zygote", "berth-exec")
+                     and base in cmd)
     berth_pss = sum(pss_kb(p) for p in mine) / many
     print(f"  berth leaves {len(mine)} processes for {many} containers", flush=True)
     ids = subprocess.run([BERTH, "ps", "-aq", "--no-trunc"], env=env, capture_output=True,
