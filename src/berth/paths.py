@@ -6,13 +6,10 @@ berth builds a path from a module-level constant, so tests and several
 engines can run side by side in temporary roots.
 
 Imported on the runtime's start-up path: plain classes, no dataclasses;
-and by a plain `berth exec` for its defaults, which does not import `os`
-(imported here where a path is made).
+`os` imported where a path is made.
 """
 
-DEFAULT_ROOT = "/var/lib/berth"
-DEFAULT_STATE = "/run/berth"
-DEFAULT_RUNTIME_ROOT = "/run/berth-runtime"
+from berth import DEFAULT_ROOT, DEFAULT_RUNTIME_ROOT, DEFAULT_STATE
 
 
 class Paths:

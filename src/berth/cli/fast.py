@@ -14,7 +14,7 @@ The process leaves with _exit after flushing its output: interpreter
 teardown costs several ms and there is nothing for it to do.
 
 A plain `exec` imports neither `os` (~1.5 ms; posix suffices) nor the paths
-module: see engine/execd.py.
+module, nor the serving side of exec: see engine/execd.py.
 """
 
 import posix
@@ -145,8 +145,8 @@ def exec_by_monitor(root: str | None, state: str | None, kw: dict, args: list[st
             value = environ.get(v.encode("utf-8", "surrogateescape"))
             if value is not None:
                 env.append(f"{v}={value.decode('utf-8', 'surrogateescape')}")
+    from berth import DEFAULT_ROOT, DEFAULT_STATE
     from berth.engine import execd
-    from berth.paths import DEFAULT_ROOT, DEFAULT_STATE
 
     req = {"ref": args[0], "args": list(args[1:]), "env": env, "workdir": kw["workdir"],
            "user": kw["user"], "privileged": kw["privileged"], "detach": kw["detach"]}

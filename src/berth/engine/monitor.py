@@ -15,7 +15,7 @@ started by `containers.spawn_monitor` in a new session), it:
 - tells the CLI over fd 3 ``{"pid": N}`` once the container runs (or
   ``{"error": ...}``) and, at the end, ``{"exit": N}``;
 - serves `berth exec`: each request on its attach socket that starts with
-  ``exec`` is handled by a fork of it (engine/execd.py);
+  ``exec`` is handled by a fork of it (engine/execd.py, execserve.py);
 - resizes the container's terminal when a foreground `run -t` or `attach`
   says its own was resized (``wsiz ROWS COLS`` on the attach socket).
 
@@ -386,7 +386,7 @@ class Monitor:
                 if libc.fork_bare() == 0:
                     code = 1
                     try:
-                        from berth.engine.execd import serve
+                        from berth.engine.execserve import serve
 
                         code = serve(self, conn)
                     finally:

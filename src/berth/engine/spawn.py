@@ -112,7 +112,7 @@ def zygote_path(paths: Paths, networked: bool = False) -> str:
     here = os.path.dirname(os.path.abspath(__file__))
     runtime = os.path.join(os.path.dirname(here), "runtime")
     key = []
-    for d, files in ((here, ("monitor.py", "zygote.py", "runtimes.py", "execd.py")),
+    for d, files in ((here, ("monitor.py", "zygote.py", "runtimes.py", "execd.py", "execserve.py")),
                      (runtime, tuple(sorted(os.listdir(runtime))))):
         for name in files:
             if name.endswith(".py"):

@@ -32,7 +32,7 @@ helper (monitor.serve), and nothing loaded that --network none containers
 do not use.
 
 `berth exec`: the zygote that holds STATE/monitor/exec.sock (see _Spare)
-keeps a spare exec helper forked and waiting on it (execd.spare), its
+keeps a spare exec helper forked and waiting on it (execserve.spare), its
 database open; the spare takes one exec, tells the zygote on a pipe, and
 the zygote forks the next. One spare per engine, not per container.
 
@@ -57,7 +57,7 @@ def _preload() -> None:
 
     from berth import db, jsonio  # noqa: F401
     from berth.cgroups import open_manager
-    from berth.engine import execd, monitor, runtimes  # noqa: F401
+    from berth.engine import execd, execserve, monitor, runtimes  # noqa: F401
     from berth.linux import capabilities, libc, seccomp  # noqa: F401
     from berth.runtime import cgroup, container, exec, hooks, init, process, rootfs, state, sync  # noqa: F401
 
@@ -206,9 +206,9 @@ class _Spare:
                 os.close(self.notify_r)
                 os.close(self.lock)
                 os.set_blocking(self.notify_w, True)
-                from berth.engine import execd
+                from berth.engine import execserve
 
-                code = execd.spare(self.listener, self.notify_w, self.database)
+                code = execserve.spare(self.listener, self.notify_w, self.database)
             finally:
                 os._exit(code)
         self.pid = pid
