@@ -129,6 +129,20 @@ def dumps(obj: object, indent: int | None = None) -> str:
     return "".join(out)
 
 
+def _not_json(obj: object) -> object:
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
+
+
+def dumps_string_keyed(obj: object) -> str:
+    """dumps(obj), byte for byte, for a document whose objects have string
+    keys only (one read from JSON, or built from such: a container's
+    config.json, the runtime's state), by _json's C encoder: ~0.2 instead of
+    ~0.5-0.9 ms for a config with Docker's seccomp profile. (It would write a
+    number, bool or null key as a string, where dumps refuses it.)"""
+    enc = _json.make_encoder(None, _not_json, _enc, None, ":", ",", False, False, False)
+    return "".join(enc(obj, 0))
+
+
 def write_atomic(path: str, data: str | bytes, mode: int = 0o644, durable: bool = True) -> None:
     """Write `data` to `path` crash-safely: temporary name, fsync, rename.
     Readers see the old or the new content, never a part. durable=False

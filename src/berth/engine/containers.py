@@ -533,8 +533,8 @@ class Engine:
             cfg = spec.build(rec.id, rec.config, hc, rootfs, etc, user_mounts, joins=joins,
                              init_binary=init)
             # both made again at every start: no fsync (durable=False)
-            jsonio.write_atomic(os.path.join(bundle, "config.json"), jsonio.dumps(cfg), 0o600,
-                                durable=False)
+            jsonio.write_atomic(os.path.join(bundle, "config.json"),
+                                jsonio.dumps_string_keyed(cfg), 0o600, durable=False)
             opts = hc.get("LogConfig", {}).get("Config") or {}
             max_size = DEFAULT_LOG_MAX_SIZE
             if "max-size" in opts:

@@ -96,19 +96,9 @@ class Lock:
             self.fd = -1
 
 
-def _not_json(obj: object) -> object:
-    raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
-
-
-def _dumps(data: dict) -> str:
-    """jsonio.dumps(data), byte for byte, for state whose keys are strings
-    (the config comes from JSON), by _json's C encoder: ~0.2 instead of ~0.9
-    ms for a container with Docker's seccomp profile, at every create."""
-    import _json
-
-    enc = _json.make_encoder(None, _not_json, _json.encode_basestring_ascii, None, ":", ",",
-                             False, False, False)
-    return "".join(enc(data, 0))
+# the state's keys are strings (its config comes from JSON): _json's C
+# encoder, ~0.2 instead of ~0.9 ms with Docker's seccomp profile, at every create
+_dumps = jsonio.dumps_string_keyed
 
 
 class ContainerState:
