@@ -100,9 +100,13 @@ def _warm(db, database: str) -> None:
     they touch are copied now, before the request, and the database's
     statement is prepared (runtime.exec.warm). Best effort."""
     try:
-        row = db.execute("SELECT id FROM containers WHERE status = 'running' LIMIT 1").fetchone()
-        if row is None:
+        # fetchall: a statement left unfinished would keep its read
+        # transaction open while we wait, and no checkpoint could reset the
+        # WAL past it
+        rows = db.execute("SELECT id FROM containers WHERE status = 'running' LIMIT 1").fetchall()
+        if not rows:
             return
+        row = rows[0]
         import os
 
         from berth import jsonio
