@@ -100,9 +100,8 @@ def _warm(db, database: str) -> None:
     they touch are copied now, before the request, and the database's
     statement is prepared (runtime.exec.warm). Best effort."""
     try:
-        # fetchall: a statement left unfinished would keep its read
-        # transaction open while we wait, and no checkpoint could reset the
-        # WAL past it
+        # read to the end: no statement, so no read transaction, may stay
+        # open while we wait (no checkpoint could reset the WAL past it)
         rows = db.execute("SELECT id FROM containers WHERE status = 'running' LIMIT 1").fetchall()
         if not rows:
             return
