@@ -59,6 +59,11 @@ import posix
 HINTS = "names"
 SPARE = "monitor/exec.sock"  # under --state: the zygote's spare exec helper (execserve.spare)
 FIRST_REPLY_TIMEOUT_S = 1.0  # the monitor accepts at once unless it is in a restart back-off
+# a spare answers in well under a millisecond when one waits; when execs come
+# in parallel the next may still be in the making: the monitor's path then
+# (safe: nothing but ``exec`` has been sent, and a spare that finds the
+# connection closed does nothing)
+SPARE_REPLY_TIMEOUT_S = 0.05
 _S_IFDIR = 0o040000
 
 
@@ -160,7 +165,8 @@ def request(root: str, state: str, req: dict, stdin: int) -> tuple[int, str] | N
     `root` and `state` are absolute."""
     if not req.get("detach"):
         # a detached process is left to a subreaper: its container's monitor
-        result = _ask(state, SPARE, {**req, "database": f"{root}/berth.db"}, stdin)
+        result = _ask(state, SPARE, {**req, "database": f"{root}/berth.db"}, stdin,
+                      SPARE_REPLY_TIMEOUT_S)
         if result is not _PASS:
             # the spare answered, or looked in the database and found nothing
             # it runs: the monitor's path would not do better
@@ -175,7 +181,8 @@ def request(root: str, state: str, req: dict, stdin: int) -> tuple[int, str] | N
 _PASS = (-1, "pass")  # `_ask`: nothing done, and nothing known: ask the next one
 
 
-def _ask(directory: str, name: str, req: dict, stdin: int) -> tuple[int, str] | None:
+def _ask(directory: str, name: str, req: dict, stdin: int,
+         timeout: float = FIRST_REPLY_TIMEOUT_S) -> tuple[int, str] | None:
     """`req` through the socket DIRECTORY/NAME (see `request`): as
     `request`, or _PASS when nobody there serves it (no socket, no answer,
     another engine's spare)."""
@@ -185,7 +192,7 @@ def _ask(directory: str, name: str, req: dict, stdin: int) -> tuple[int, str] | 
     try:
         if not _connect(sock, directory, name):
             return _PASS
-        sock.settimeout(FIRST_REPLY_TIMEOUT_S)
+        sock.settimeout(timeout)
         try:
             sock.sendall(b"exec")
             first = _line(sock)

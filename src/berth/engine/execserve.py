@@ -69,17 +69,22 @@ def spare(listener, notify: int, database: str) -> int:
         db = _open_database(database)
     except Exception:  # not there yet, or unreadable: at the request
         db = None
-    else:
+    # a CLI already waiting is served at once, without the warm-up
+    listener.setblocking(False)
+    try:
+        cfd, _ = listener._accept()
+    except OSError:
+        cfd = -1
+    if cfd < 0 and db is not None:
         _warm(db, database)
     try:
         posix.setpriority(posix.PRIO_PROCESS, 0, 0)
     except OSError:
         pass
     listener.setblocking(True)
-    while True:
+    while cfd < 0:
         try:
             cfd, _ = listener._accept()
-            break
         except InterruptedError:
             continue
     import _socket
