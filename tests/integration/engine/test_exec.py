@@ -5,6 +5,7 @@ name hints it is found by, what it does when a hint is wrong, signals,
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 
 from berth.engine import execd
@@ -164,6 +165,15 @@ def test_served_by_the_zygotes_spare(berth_rt):
                              null) == (5, "")
     finally:
         os.close(null)
+
+
+def test_parallel_execs(berth):
+    berth.run("-d", "--name", "par", "--network", "none", "busybox", "sleep", "100", check=True)
+    clis = [berth.popen("exec", "par", "sh", "-c", f"echo {i}; exit {i % 7}",
+                        stdout=subprocess.PIPE, text=True) for i in range(12)]
+    for i, cli in enumerate(clis):
+        out, _ = cli.communicate(timeout=60)
+        assert (cli.returncode, out) == (i % 7, f"{i}\n")
 
 
 def _cmdline(pid: str) -> str:
