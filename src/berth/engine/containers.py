@@ -443,12 +443,14 @@ class Engine:
                                     "started")
             # a monitor that recorded the exit may still be unmounting the rootfs
             wait_gone(rec.monitor_pid, rec.monitor_start, 15)
-            # the zygote forks the monitor while the bundle is written
+            # the zygote forks the monitor while the bundle is written; its
+            # start helper sets the monitor up meanwhile (from monitor_cfg)
+            monitor_cfg = self._monitor_config(rec, attach)
             pending = spawn.begin(self.paths, self.bundle(rec.id), attach,
                                   networked=not _unnetworked(rec.host_config.get("NetworkMode")
-                                                             or ""))
+                                                             or ""), config=monitor_cfg)
             try:
-                self._prepare(rec, attach)
+                self._prepare(rec, attach, monitor_cfg)
             except BaseException:
                 pending.cancel()
                 raise
@@ -487,7 +489,8 @@ class Engine:
         except BerthError as exc:
             _warn("record event %s of %s: %s", action, rec.id, exc.message)
 
-    def _prepare(self, rec: ContainerRecord, attach: Attach | None = None) -> None:
+    def _prepare(self, rec: ContainerRecord, attach: Attach | None = None,
+                 monitor_cfg: dict[str, Any] | None = None) -> None:
         """Mount the rootfs (if not yet), write /etc files, config.json and
         monitor.json. Everything it makes is undone by `_teardown`."""
         bundle = self.bundle(rec.id)
@@ -535,40 +538,47 @@ class Engine:
             # both made again at every start: no fsync (durable=False)
             jsonio.write_atomic(os.path.join(bundle, "config.json"),
                                 jsonio.dumps_string_keyed(cfg), 0o600, durable=False)
-            opts = hc.get("LogConfig", {}).get("Config") or {}
-            max_size = DEFAULT_LOG_MAX_SIZE
-            if "max-size" in opts:
-                from berth.engine.options import parse_size
-
-                max_size = parse_size(opts["max-size"], "--log-opt max-size")
-            monitor_cfg = {
-                "id": rec.id,
-                "bundle": bundle,
-                "runtime": hc.get("Runtime") or "berth",
-                "runtime_state": os.path.join(self.paths.state, "runtimes"),
-                "runtime_log": os.path.join(bundle, "runtime.log"),
-                "log_path": self.log_path(rec.id),
-                "log_max_size": max_size,
-                "log_max_file": int(opts.get("max-file") or DEFAULT_LOG_MAX_FILE),
-                "database": self.paths.database,
-                "root": self.paths.root,
-                "state": self.paths.state,
-                "restart": hc.get("RestartPolicy") or {},
-                "tty": bool(rec.config.get("Tty")),
-                "image": rec.image,
-                "name": rec.name,
-                "healthcheck": _monitor_health(rec),
-                "auto_remove": bool(hc.get("AutoRemove")),
-                "restart_count": 0,
-                "sys_path": [p for p in sys.path if p],
-                "network": _network_request(rec),
-                **(spawn.attach_config(attach) if attach is not None else {}),
-            }
+            if monitor_cfg is None:
+                monitor_cfg = self._monitor_config(rec, attach)
             self.store.update(rec.id, stop_requested=0, error="", reason="", restart_count=0,
                               health="")
             jsonio.write_atomic(os.path.join(bundle, "monitor.json"), jsonio.dumps(monitor_cfg),
                                 0o600, durable=False)
             undo.pop_all()
+
+    def _monitor_config(self, rec: ContainerRecord, attach: Attach | None) -> dict[str, Any]:
+        """The container's monitor.json (engine/monitor.py)."""
+        bundle = self.bundle(rec.id)
+        hc = rec.host_config
+        opts = hc.get("LogConfig", {}).get("Config") or {}
+        max_size = DEFAULT_LOG_MAX_SIZE
+        if "max-size" in opts:
+            from berth.engine.options import parse_size
+
+            max_size = parse_size(opts["max-size"], "--log-opt max-size")
+        return {
+            "id": rec.id,
+            "bundle": bundle,
+            "runtime": hc.get("Runtime") or "berth",
+            "runtime_state": os.path.join(self.paths.state, "runtimes"),
+            "runtime_log": os.path.join(bundle, "runtime.log"),
+            "log_path": self.log_path(rec.id),
+            "log_max_size": max_size,
+            "log_max_file": int(opts.get("max-file") or DEFAULT_LOG_MAX_FILE),
+            "database": self.paths.database,
+            "root": self.paths.root,
+            "state": self.paths.state,
+            "restart": hc.get("RestartPolicy") or {},
+            "tty": bool(rec.config.get("Tty")),
+            "image": rec.image,
+            "name": rec.name,
+            "healthcheck": _monitor_health(rec),
+            "auto_remove": bool(hc.get("AutoRemove")),
+            "restart_count": 0,
+            "sys_path": [p for p in sys.path if p],
+            "network": _network_request(rec),
+            **(spawn.attach_config(attach) if attach is not None else {}),
+        }
 
     # stop, kill, restart ----------------------------------------------------------------
 

@@ -1052,6 +1052,33 @@ def serve(conn: object, note: "object") -> int:
     return _supervise(mon, (result, out_r, err_r))
 
 
+def _setup_monitor(cfg: dict | None, req: dict, pre: object, by_target: dict[int, int],
+                   monitor_pid: int, note: object) -> Monitor:
+    """The Monitor of serve's start helper, from `cfg` (else monitor.json),
+    its files open and its attach socket listening. Exits if it cannot be."""
+    from berth import jsonio
+
+    try:
+        if cfg is None:
+            cfg = jsonio.load_file(req["config"])  # type: ignore[assignment]
+        assert isinstance(cfg, dict)
+        mon = Monitor(cfg)
+        if pre is not None and req.get("database") == mon.database:
+            mon.conn = pre
+    except BaseException as exc:
+        note(f"monitor failed: {type(exc).__name__}: {exc}")  # type: ignore[operator]
+        os._exit(1)
+    mon.monitor_pid = monitor_pid
+    # the CLI's fds are at other numbers here than in the monitor
+    mon.status_fd = by_target.get(STATUS_FD, -1)
+    mon.stdin_fd = by_target.get(ATTACH_IN_FD, -1) if cfg.get("stdin") else -1
+    try:
+        mon.listen()
+    except OSError as exc:
+        mon.note(f"attach socket: {exc}")
+    return mon
+
+
 def _first_start(conn: object, to_monitor: object, monitor_pid: int, note: object) -> None:
     """The start helper of `serve` (a child of the monitor): the request
     received and answered, the monitor's files and attach socket made, the
@@ -1081,7 +1108,7 @@ def _first_start(conn: object, to_monitor: object, monitor_pid: int, note: objec
             note(f"request: {type(exc).__name__}: {exc}")  # type: ignore[operator]
         finally:
             os._exit(1)
-    pre = None
+    pre = mon = None
     try:
         # answered as the zygote did once it had forked the monitor; a CLI
         # killed meanwhile does not stop the start
@@ -1090,8 +1117,11 @@ def _first_start(conn: object, to_monitor: object, monitor_pid: int, note: objec
             # forked while the CLI writes the bundle (spawn.begin): it says
             # when monitor.json is there, or closes (nothing to start).
             # Meanwhile the database connection that records the start is
-            # opened and its schema read.
+            # opened and its schema read, and, with monitor.json's content
+            # in the request, the monitor is set up.
             pre = _connect_early(req.get("database"))
+            if isinstance(req.get("monitor"), dict):
+                mon = _setup_monitor(req["monitor"], req, pre, by_target, monitor_pid, note)
             conn.settimeout(None)  # type: ignore[attr-defined]
             if conn.recv(1) != b"g":  # type: ignore[attr-defined]
                 os._exit(1)
@@ -1099,24 +1129,10 @@ def _first_start(conn: object, to_monitor: object, monitor_pid: int, note: objec
         if req.get("wait"):
             os._exit(1)
     conn.close()  # type: ignore[attr-defined]
+    if mon is None:
+        mon = _setup_monitor(None, req, pre, by_target, monitor_pid, note)
+    cfg = mon.cfg
     try:
-        cfg = jsonio.load_file(req["config"])
-        assert isinstance(cfg, dict)
-        mon = Monitor(cfg)
-        if pre is not None and req.get("database") == mon.database:
-            mon.conn = pre
-    except BaseException as exc:
-        note(f"monitor failed: {type(exc).__name__}: {exc}")  # type: ignore[operator]
-        os._exit(1)
-    try:
-        mon.monitor_pid = monitor_pid
-        # the CLI's fds are at other numbers here than in the monitor
-        mon.status_fd = by_target.get(STATUS_FD, -1)
-        mon.stdin_fd = by_target.get(ATTACH_IN_FD, -1) if cfg.get("stdin") else -1
-        try:
-            mon.listen()
-        except OSError as exc:
-            mon.note(f"attach socket: {exc}")
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)

@@ -92,13 +92,15 @@ class Pending:
             os.close(self.r)
 
 
-def begin(paths: Paths, bundle: str, attach: Attach | None, networked: bool = False
-          ) -> Pending:
+def begin(paths: Paths, bundle: str, attach: Attach | None, networked: bool = False,
+          config: dict | None = None) -> Pending:
     """Have the zygote fork the container's monitor now, to be started by
-    `go()` once its monitor.json is written (or `cancel()`ed)."""
+    `go()` once its monitor.json is written (or `cancel()`ed). `config`:
+    what monitor.json will hold, sent along so that the start helper sets
+    the monitor up (its files, attach socket and pipes) meanwhile."""
     sock, r = None, -1
     if os.environ.get("BERTH_MONITOR_ZYGOTE", "1") != "0":
-        sock, r = _request(paths, bundle, attach, networked, wait=True)
+        sock, r = _request(paths, bundle, attach, networked, wait=True, config=config)
     return Pending(paths, bundle, attach, networked, sock, r)
 
 
@@ -144,12 +146,13 @@ def _spawn_by_zygote(paths: Paths, bundle: str, attach: Attach | None,
 
 
 def _request(paths: Paths, bundle: str, attach: Attach | None, networked: bool,
-             wait: bool = False) -> tuple:
+             wait: bool = False, config: dict | None = None) -> tuple:
     """Send the zygote a monitor's request: (the connection, on which its
     start helper answers, the read end of the status pipe), or (None, -1)
     when no zygote serves this engine and none could be started. With
     `wait`, the start helper then waits for a byte (``g``) on the
-    connection before it reads monitor.json, and leaves at end of file."""
+    connection before it reads monitor.json (with `config`, monitor.json's
+    content, it sets the monitor up meanwhile), and leaves at end of file."""
     import _socket
 
     path = zygote_path(paths, networked)
@@ -175,6 +178,8 @@ def _request(paths: Paths, bundle: str, attach: Attach | None, networked: bool,
         if wait:
             req["wait"] = True
             req["database"] = paths.database
+            if config is not None:
+                req["monitor"] = config
         try:
             # the fds as C ints, without `array` (its import brings collections)
             s.sendmsg([jsonio.dumps(req).encode()],
