@@ -145,7 +145,7 @@ class _Spare:
         self.failures = 0
         self.notify_r = self.notify_w = -1
 
-    def _take(self) -> bool:
+    def take(self) -> bool:
         """Hold the lock and listen on the socket, if free."""
         import _socket
         import fcntl
@@ -194,7 +194,7 @@ class _Spare:
         another zygote holds the socket)."""
         if not self.database or self.pid or self.failures >= self.MAX_FAILURES:
             return
-        if self.listener is None and not self._take():
+        if self.listener is None and not self.take():
             return
         from berth.linux import libc
 
@@ -294,12 +294,19 @@ def serve(path: str, idle: float = IDLE_S, database: str = "") -> int:
             probe.close()
     sock.listen(128)
     ino = os.stat(path).st_ino
+    network_loaded = False
+    children: set[int] = set()
+    # the spare's socket and pipe made before the pools are filled: what the
+    # zygote allocates after that lands on pages the monitors forked later
+    # share, and they copy them (~45 KB more per monitor when these came
+    # after the filling); the spare itself forked after the freezing (what
+    # the zygote writes after a fork becomes the child's alone: ~2 MB)
+    spare = _Spare(d, database)
+    if database:
+        spare.take()
     gc.collect()
     _fill_pools()
     gc.freeze()
-    network_loaded = False
-    children: set[int] = set()
-    spare = _Spare(d, database)
     idle_since = time.monotonic()
     while True:
         spare.taken(children)
