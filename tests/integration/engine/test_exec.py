@@ -122,11 +122,11 @@ def test_served_by_the_zygotes_spare(berth_rt):
     b.run("-d", "--name", "sp", "--network", "none", "busybox", "sleep", "100", check=True)
     sock = os.path.join(b.state, execd.SPARE)
     assert os.path.exists(sock)
-    cli = b.popen("exec", "sp", "sh", "-c", "touch /tmp/up; sleep 30")
+    cli = b.popen("exec", "sp", "sh", "-c", "touch /tmp/up; sleep 3017")
     try:
         until(lambda: b("exec", "sp", "test", "-e", "/tmp/up").returncode == 0)
         sleeping = [pid for pid in os.listdir("/proc") if pid.isdigit()
-                    and _cmdline(pid) == "sleep 30"]
+                    and _cmdline(pid) == "sleep 3017"]
         assert len(sleeping) == 1
         # the process's parent: the runtime's exec in the spare (berth) or runc
         parent = _ppid(sleeping[0])
