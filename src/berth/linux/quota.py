@@ -14,6 +14,7 @@ the filesystem instead, so nothing is made on disk. glibc 2.36 has no
 wrapper for it: the raw syscall, its number per architecture.
 """
 
+import errno
 import fcntl
 import os
 import struct
@@ -141,12 +142,16 @@ def set_project_limit(path: str, projid: int, size: int) -> None:
 
 def project_limit(path: str, projid: int) -> tuple[int, int]:
     """(hard limit, bytes used) of project `projid` on the filesystem of
-    `path` (Q_XGETQUOTA)."""
+    `path` (Q_XGETQUOTA); (0, 0) for a project the filesystem keeps no
+    record of (ENOENT: XFS drops the record of a project with neither a
+    limit nor a block in use)."""
     buf = _buffer()
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         _quotactl_fd(fd, Q_XGETQUOTA, projid, ctypes.byref(buf))
     except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return 0, 0
         raise OSError(exc.errno, f"get quota of project {projid} on {path}: "
                       f"{exc.strerror}", path) from None
     finally:

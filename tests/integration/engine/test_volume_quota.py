@@ -1,7 +1,9 @@
 """Volume `size` quotas (`volume create -o size=4m`, `--mount ...,volume-opt=size=4m`)
 on a filesystem with project quotas: a loop-mounted XFS or ext4
 (`-O quota,project`) mounted with `prjquota`, made by the test, holding the
-engine's --root. A container writing past the size gets EDQUOT. The kernel
+engine's --root. A container writing past the size gets EDQUOT on ext4 and
+ENOSPC on XFS, which reports a project's hard limit as a full filesystem
+(xfs_trans_dqresv), as it does under Docker. The kernel
 must have XFS quota support (CONFIG_XFS_QUOTA) or, for ext4, the quota
 format (CONFIG_QFMT_V2): where it cannot mount such a filesystem the test is
 skipped, with the kernel's reason. On a filesystem without project quotas
@@ -21,6 +23,8 @@ MKFS = {
     "xfs": (["mkfs.xfs", "-q", "-f"], 320 << 20),
     "ext4": (["mkfs.ext4", "-q", "-F", "-O", "quota,project", "-I", "256"], 96 << 20),
 }
+# what a write past a project's hard limit gets
+OVER_QUOTA = {"xfs": "No space left on device", "ext4": "Disk quota exceeded"}
 
 
 def _dmesg_tail() -> str:
@@ -31,8 +35,8 @@ def _dmesg_tail() -> str:
 @pytest.fixture(params=sorted(MKFS))
 def quota_fs(request, workdir):
     """A filesystem with project quotas enforced, mounted under the test's
-    workdir: its mount point. Unmounted, and its loop device detached, at
-    the end, whatever happened."""
+    workdir: (its mount point, the error of a write over quota). Unmounted,
+    and its loop device detached, at the end, whatever happened."""
     kind = request.param
     mkfs, size = MKFS[kind]
     if not shutil.which(mkfs[0]):
@@ -50,7 +54,7 @@ def quota_fs(request, workdir):
         if p.returncode != 0:
             pytest.skip(f"this kernel cannot mount {kind} with prjquota: {_dmesg_tail()}")
         try:
-            yield mnt
+            yield mnt, OVER_QUOTA[kind]
         finally:
             subprocess.run(["umount", mnt], check=True)
     finally:
@@ -59,9 +63,11 @@ def quota_fs(request, workdir):
 
 @pytest.fixture
 def quota_berth(quota_fs, workdir, busybox_template):
-    root = os.path.join(quota_fs, "root")
+    mnt, over_quota = quota_fs
+    root = os.path.join(mnt, "root")
     subprocess.run(["cp", "-a", busybox_template, root], check=True)
     b = Berth(root, os.path.join(workdir, "state"))
+    b.over_quota = over_quota
     yield b
     b.cleanup()
     for name in b("volume", "ls", "-q").stdout.split():
@@ -81,11 +87,11 @@ def test_volume_size_quota_stops_a_container_write(quota_berth):
     assert info["Options"] == {"size": "4m"}
     p = _write_8m(b, "-v", "qv:/data")
     assert p.returncode != 0
-    assert "Disk quota exceeded" in p.stderr, p.stderr
+    assert f"dd: error writing '/data/f': {b.over_quota}" in p.stderr, p.stderr
     assert int(p.stdout.split()[-1]) <= 4 << 20
     # the same through --mount's volume-opt, a volume of its own (its own project)
     p = _write_8m(b, "--mount", "type=volume,source=mq,target=/data,volume-opt=size=4m")
-    assert p.returncode != 0 and "Disk quota exceeded" in p.stderr, p.stderr
+    assert p.returncode != 0 and b.over_quota in p.stderr, p.stderr
     assert json.loads(b.out("volume", "inspect", "mq"))[0]["Options"] == {"size": "4m"}
     # a volume without a size is not limited
     p = _write_8m(b, "-v", "free:/data")
