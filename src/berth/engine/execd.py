@@ -10,10 +10,11 @@ request against the database, builds the process as `Engine.exec` does
 process's stdio. That process is, in order of preference:
 
 - the zygote's spare exec helper (STATE/monitor/exec.sock, execserve.spare):
-  forked by the zygote before it is needed, its database already open; it
-  serves one exec for any running container of its engine, and the zygote
-  forks the next. Not for a detached exec, nor when no zygote runs (the
-  socket then refuses the connection) or the request is another engine's;
+  forked by the zygote on demand and then ahead of need while execs come,
+  its database already open; it serves one exec for any running container
+  of its engine, and the zygote forks the next. Not for a detached exec,
+  nor when no zygote runs (the socket then refuses the connection) or the
+  request is another engine's;
 - the container's monitor (BUNDLE/attach.sock, see monitor.listen), found
   from a name hint: the monitor forks a short-lived helper for it (the
   monitor itself only peeks and forks: what it executes would become

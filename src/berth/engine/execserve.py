@@ -8,6 +8,9 @@ import posix
 
 from berth.engine.execd import _hex, build_process, process_file
 
+SPARE_IDLE_S = 5.0  # a spare that gets no request for this long leaves...
+SPARE_IDLE_EXIT = 75  # ...with this status (the zygote forks the next on demand)
+
 
 def serve(mon, conn) -> int:
     """The helper's work (a fork of the monitor `mon`) for the connection
@@ -81,10 +84,12 @@ def spare(listener, notify: int, database: str) -> int:
         posix.setpriority(posix.PRIO_PROCESS, 0, 0)
     except OSError:
         pass
-    listener.setblocking(True)
+    listener.settimeout(SPARE_IDLE_S)
     while cfd < 0:
         try:
             cfd, _ = listener._accept()
+        except TimeoutError:
+            return SPARE_IDLE_EXIT
         except InterruptedError:
             continue
     import _socket

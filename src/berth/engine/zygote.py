@@ -130,7 +130,13 @@ class _Spare:
     that the zygotes of an engine (the --network none one and the networked
     one) take turns without talking: a zygote that does not hold it tries
     again at each turn of its loop, and takes over when the holder has
-    left (or died: the kernel releases the lock)."""
+    left (or died: the kernel releases the lock).
+
+    The spare is made on demand: the first `berth exec` that connects wakes
+    the zygote, which forks one (it serves that CLI at once, without its
+    warm-up); after each exec the next spare is forked, and one that waits
+    SPARE_IDLE_S (execserve) for a request leaves. An engine that runs
+    containers but no exec keeps no spare (~1.8 MB)."""
 
     MAX_FAILURES = 3  # spares that died without taking a request, in a row
 
@@ -143,6 +149,7 @@ class _Spare:
         self.ino = 0
         self.pid = 0
         self.failures = 0
+        self.wanted = False  # a CLI came, and no spare has left idle since
         self.notify_r = self.notify_w = -1
 
     def take(self) -> bool:
@@ -190,11 +197,13 @@ class _Spare:
             self.lock = -1
 
     def ensure(self, zygote_sock) -> None:
-        """Fork a spare unless one waits (or spares keep failing, or
-        another zygote holds the socket)."""
+        """Fork a spare if one is wanted and none waits (unless spares keep
+        failing, or another zygote holds the socket)."""
         if not self.database or self.pid or self.failures >= self.MAX_FAILURES:
             return
         if self.listener is None and not self.take():
+            return
+        if not self.wanted:
             return
         from berth.linux import libc
 
@@ -214,7 +223,15 @@ class _Spare:
         self.pid = pid
 
     def waits(self, zygote_sock) -> list:
-        return [zygote_sock, self.notify_r] if self.listener is not None else [zygote_sock]
+        """What the zygote's select waits for: with no spare, a CLI on the
+        exec socket too (see `wake`)."""
+        if self.listener is None:
+            return [zygote_sock]
+        return [zygote_sock, self.notify_r] + ([] if self.pid else [self.listener])
+
+    def wake(self, ready: list) -> None:
+        if self.listener is not None and self.listener in ready:
+            self.wanted = True  # a CLI waits: ensure() forks the spare it needs
 
     def taken(self, children: set[int]) -> None:
         """Drain the pipe: the spare that wrote is now serving an exec (a
@@ -229,13 +246,20 @@ class _Spare:
             children.add(self.pid)
             self.pid = 0
             self.failures = 0
+            self.wanted = True
 
-    def reaped(self, pid: int) -> None:
-        if pid == self.pid:  # died waiting: not replaced forever
-            self.pid = 0
-            self.failures += 1
-            if self.failures >= self.MAX_FAILURES:
-                self.close()  # a socket nobody accepts on would keep CLIs waiting
+    def reaped(self, pid: int, status: int) -> None:
+        if pid != self.pid:
+            return
+        self.pid = 0
+        from berth.engine.execserve import SPARE_IDLE_EXIT
+
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == SPARE_IDLE_EXIT:
+            self.wanted = False  # no exec for a while: the next CLI asks again
+            return
+        self.failures += 1  # died waiting: not replaced forever
+        if self.failures >= self.MAX_FAILURES:
+            self.close()  # a socket nobody accepts on would keep CLIs waiting
 
     def close(self) -> None:
         if self.pid:
@@ -312,14 +336,14 @@ def serve(path: str, idle: float = IDLE_S, database: str = "") -> int:
         spare.taken(children)
         while children or spare.pid:
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 children.clear()
                 break
             if pid == 0:
                 break
             children.discard(pid)
-            spare.reaped(pid)
+            spare.reaped(pid, status)
         if not children and time.monotonic() - idle_since > idle:
             spare.close()
             try:
@@ -339,6 +363,7 @@ def serve(path: str, idle: float = IDLE_S, database: str = "") -> int:
             return 0
         spare.ensure(sock)
         ready, _, _ = select.select(spare.waits(sock), [], [], min(0.25, idle))
+        spare.wake(ready)
         if sock not in ready:
             continue
         try:

@@ -167,6 +167,30 @@ def test_served_by_the_zygotes_spare(berth_rt):
         os.close(null)
 
 
+def _spares(b) -> list[str]:
+    out = []
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and _comm(pid) == "berth-exec" and b.state in _cmdline(pid):
+                out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
+def test_spares_come_on_demand_and_leave_when_idle(berth):
+    from berth.engine import execserve
+
+    berth.run("-d", "--name", "od", "--network", "none", "busybox", "sleep", "100", check=True)
+    assert _spares(berth) == []  # no exec yet: no spare
+    assert berth.out("exec", "od", "echo", "1") == "1\n"  # the zygote forks one for it
+    until(lambda: len(_spares(berth)) == 1)  # and the next, warmed up
+    t0 = time.monotonic()
+    until(lambda: _spares(berth) == [], timeout=execserve.SPARE_IDLE_S + 5)
+    assert time.monotonic() - t0 > execserve.SPARE_IDLE_S - 1
+    assert berth.out("exec", "od", "echo", "2") == "2\n"
+
+
 def test_parallel_execs(berth):
     berth.run("-d", "--name", "par", "--network", "none", "busybox", "sleep", "100", check=True)
     clis = [berth.popen("exec", "par", "sh", "-c", f"echo {i}; exit {i % 7}",
