@@ -20,7 +20,6 @@ from berth.engine.options import RunOptions, parse_signal
 from berth.engine.procs import alive, wait_gone, wait_pid
 from berth.engine.runtimes import CliRuntime, InProcessRuntime, runtime_for
 from berth.engine.store import ZERO_TIME, ContainerRecord, Lock, Store
-from berth.engine.volumes import Volumes, copy_up, oci_mounts
 from berth.errors import (
     BerthError,
     ConflictError,
@@ -35,6 +34,8 @@ from berth.structs import dataclass
 TYPE_CHECKING = False  # typing is not imported on a container start's path
 if TYPE_CHECKING:
     from typing import Any
+
+    from berth.engine.volumes import Volumes
 
 
 def _warn(fmt: str, *args: object) -> None:
@@ -144,6 +145,9 @@ class Engine:
 
     @property
     def volumes(self) -> Volumes:
+        # imported when a container has volumes or mounts, not at every start
+        from berth.engine.volumes import Volumes
+
         return Volumes(self.store)
 
     # paths ------------------------------------------------------------------------------
@@ -518,10 +522,15 @@ class Engine:
                                        network)
             if network == "none":
                 spec.write_dns_options(etc, hc)
-            user_mounts = oci_mounts(self.volumes, hc.get("Mounts") or [])
-            for m in hc.get("Mounts") or []:
-                if m.get("Type") == "volume" and not (m.get("VolumeOptions") or {}).get("NoCopy"):
-                    copy_up(rootfs, m["Target"], self.volumes.path(m["Source"]))
+            user_mounts = []
+            if hc.get("Mounts"):
+                from berth.engine.volumes import copy_up, oci_mounts
+
+                user_mounts = oci_mounts(self.volumes, hc["Mounts"])
+                for m in hc["Mounts"]:
+                    if m.get("Type") == "volume" and not (m.get("VolumeOptions") or {}).get(
+                            "NoCopy"):
+                        copy_up(rootfs, m["Target"], self.volumes.path(m["Source"]))
             joins = {}
             for kind, key in spec.MODE_KEYS.items():
                 mode = hc.get(key) or ""
