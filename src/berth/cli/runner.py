@@ -286,7 +286,8 @@ def exec_(eng: Any, container: str, command: tuple[str, ...], kw: dict[str, Any]
     """`berth exec`: the exit code of the command run in the container."""
     from berth.engine import options as o
 
-    if kw["tty"] and kw["interactive"] and not os.isatty(0):
+    # as the Docker CLI: a detached exec (-dit) attaches nothing, so checks no terminal
+    if kw["tty"] and kw["interactive"] and not kw["detach"] and not os.isatty(0):
         _err("the input device is not a TTY")
         return 1
     envs: list[str] = []

@@ -43,6 +43,11 @@ def test_exec_detached_tty_runs_on_a_held_terminal(berth_rt):
     assert sorted(fds) == ["0", "1", "2"], fds
     assert os.readlink(f"/proc/{holder}/fd/0") in ("/dev/ptmx", "/dev/pts/ptmx")
     assert b.out("exec", cid, "cat", "/tmp/tty-ok") == "yes\n"
+    # -dit too, from no terminal: a detached exec attaches nothing (Docker's CLI
+    # checks for a terminal only when it attaches)
+    p = b("exec", "-dit", cid, "sh", "-c", "test -t 0 && echo dit > /tmp/dit-ok")
+    assert (p.returncode, p.stderr) == (0, ""), p.stderr
+    until(lambda: b("exec", cid, "cat", "/tmp/dit-ok").stdout == "dit\n")
     assert b.out("exec", cid, "cat", "/tmp/tty-name").startswith("/dev/pts/")
     until(lambda: b("exec", cid, "cat", "/tmp/after").stdout == "alive\n")
     # the process has exited: its holder saw the slave close and left
