@@ -333,7 +333,6 @@ def serve(path: str, idle: float = IDLE_S, database: str = "") -> int:
     gc.freeze()
     idle_since = time.monotonic()
     while True:
-        spare.taken(children)
         while children or spare.pid:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -364,6 +363,11 @@ def serve(path: str, idle: float = IDLE_S, database: str = "") -> int:
         spare.ensure(sock)
         ready, _, _ = select.select(spare.waits(sock), [], [], min(0.25, idle))
         spare.wake(ready)
+        if spare.notify_r in ready:
+            # read only when there is something: an exception each turn of
+            # the loop would churn the allocator's pools that monitors forked
+            # later share (and copy)
+            spare.taken(children)
         if sock not in ready:
             continue
         try:
