@@ -6,7 +6,8 @@ ENOSPC on XFS, which reports a project's hard limit as a full filesystem
 (xfs_trans_dqresv), as it does under Docker. The kernel
 must have XFS quota support (CONFIG_XFS_QUOTA) or, for ext4, the quota
 format (CONFIG_QFMT_V2): where it cannot mount such a filesystem the test is
-skipped, with the kernel's reason. On a filesystem without project quotas
+skipped, with the kernel's reason; `scripts/kernel-vm` runs this file in a
+VM on Debian's kernel, which has both. On a filesystem without project quotas
 the option is refused with Docker's message (test_volume_options.py)."""
 
 import json
