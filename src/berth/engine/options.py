@@ -321,7 +321,7 @@ def parse_mount(spec: str) -> MountSpec:
     import csv
 
     try:
-        fields = next(csv.reader([spec]), [])
+        fields = next(csv.reader([spec], strict=True), [])
     except csv.Error as exc:
         raise flag_error(spec, "--mount", str(exc)) from None
     kv: dict[str, str] = {}
