@@ -161,6 +161,14 @@ class Monitor:
             self.conn = db.connect(self.cfg["database"])
         return self.conn
 
+    def _open_db_meanwhile(self) -> None:
+        """db() with its schema read, for the start's record; a failure is
+        met again, and reported, by the record itself."""
+        try:
+            self.db().execute("SELECT 1 FROM containers LIMIT 0")
+        except Exception:  # see the docstring
+            self.close_db()
+
     def close_db(self) -> None:
         if self.conn is not None:
             self.conn.close()
@@ -550,8 +558,13 @@ class Monitor:
             # (host port picks in network attach)
             sys.modules["random"].seed()
         try:
+            kw = {}
+            if self.cfg["runtime"] in ("berth", "") and self.conn is None:
+                # the database that records the start is opened while the
+                # container's child makes its namespaces (the runtime waits)
+                kw["on_wait"] = self._open_db_meanwhile
             pid = self.rt.create(self.cid, self.bundle, stdio, console_socket=console_socket,
-                                 console_fd=console_fd)
+                                 console_fd=console_fd, **kw)
             if self.cfg.get("network"):
                 # the monitor starts without site-packages (pyroute2 lives there)
                 sys.path.extend(p for p in self.cfg.get("sys_path") or [] if p not in sys.path)
@@ -1119,9 +1132,12 @@ def _first_start(conn: object, to_monitor: object, monitor_pid: int, note: objec
             # Meanwhile the database connection that records the start is
             # opened and its schema read, and, with monitor.json's content
             # in the request, the monitor is set up.
-            pre = _connect_early(req.get("database"))
-            if isinstance(req.get("monitor"), dict):
-                mon = _setup_monitor(req["monitor"], req, pre, by_target, monitor_pid, note)
+            early = req.get("monitor") if isinstance(req.get("monitor"), dict) else None
+            if early is None or early.get("runtime") not in ("berth", ""):
+                # (with berth's runtime, during its create: _open_db_meanwhile)
+                pre = _connect_early(req.get("database"))
+            if early is not None:
+                mon = _setup_monitor(early, req, pre, by_target, monitor_pid, note)
             conn.settimeout(None)  # type: ignore[attr-defined]
             if conn.recv(1) != b"g":  # type: ignore[attr-defined]
                 os._exit(1)

@@ -13,6 +13,10 @@ import os
 
 from berth.errors import BerthError, ConflictError, InternalError, NotFoundError
 
+TYPE_CHECKING = False  # typing is not imported on a container start's path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 def runtime_for(name: str, state_dir: str, log_path: str) -> "InProcessRuntime | CliRuntime":
     """`name` is berth (in-process), a binary on PATH or a path; its state
@@ -51,12 +55,13 @@ class InProcessRuntime:
         return Log(self.log_path, "json")
 
     def create(self, cid: str, bundle: str, stdio: tuple[int, int, int],
-               console_socket: str | None = None, console_fd: int = -1) -> int:
+               console_socket: str | None = None, console_fd: int = -1,
+               on_wait: "Callable[[], None] | None" = None) -> int:
         """Create the container with `stdio` as its fds 0, 1, 2; return the
         pid of its init. The init is forked from this process: its stdio is
         ours for the duration of the call. With a terminal, the pty's master
         is sent over `console_fd` (one end of a socket pair) or to
-        `console_socket`."""
+        `console_socket`. `on_wait`: see berth.runtime.container.create."""
         from berth.runtime import container
 
         saved = [os.dup(fd) for fd in (0, 1, 2)]
@@ -65,7 +70,7 @@ class InProcessRuntime:
                 os.dup2(fd, target)
             opts = container.CreateOptions(bundle=bundle, console_socket=console_socket)
             opts.console_fd = console_fd
-            state, ch = container.create(self.paths, self._log(), cid, opts)
+            state, ch = container.create(self.paths, self._log(), cid, opts, on_wait=on_wait)
             # kept until start: the init reports a failed exec on it
             self._channels[cid] = ch
         finally:

@@ -24,6 +24,10 @@ from berth.runtime.init import Setup, child_main
 from berth.runtime.log import Log
 from berth.runtime.sync import Channel, ChannelClosed
 
+TYPE_CHECKING = False  # typing is not imported on a container start's path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 class CreateOptions:
     __slots__ = ("bundle", "console_fd", "console_socket", "detach", "no_new_keyring", "no_pivot",
@@ -175,9 +179,13 @@ def _reap(pid: int, timeout: float = 5.0) -> None:
 
 
 def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bool = False,
-           config: dict | None = None) -> tuple[st.ContainerState, Channel]:
+           config: dict | None = None, on_wait: "Callable[[], None] | None" = None
+           ) -> tuple[st.ContainerState, Channel]:
     """Create container `cid`; return its state and the parent's end of the
-    sync channel (closed by the init's execve)."""
+    sync channel (closed by the init's execve). `on_wait`: called once the
+    child is on its own (making the namespaces, forking the init, which
+    mounts the rootfs), where this process would only wait for them: the
+    caller's work that can overlap theirs. It must not fork or raise."""
     rcu.start()
     bundle = os.path.abspath(opts.bundle)
     st.check_id(cid)
@@ -281,6 +289,8 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
         os.close(s.fifo_fd)
         if console is not None:
             console.close()
+        if on_wait is not None:
+            on_wait()
         init_pid = 0
         while True:
             try:
