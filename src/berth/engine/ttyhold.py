@@ -5,11 +5,12 @@ returns; dockerd keeps the pty's master (and drains it) for the process's
 lifetime. A pty whose master is closed hangs up its slave: the process would
 get SIGHUP and EIO on its terminal. berth has no daemon, so the master goes
 to a holder: a small process of its own (this file run as a script, named
-`berth-tty-hold`, with the container's id in its command line) that reads and discards what the
-process writes (so a chatty process never blocks on a full pty buffer) and
-exits when the read fails with EIO, which the kernel gives once every fd of
-the slave is closed: when the process and whatever inherited its terminal
-have exited, or were killed with the container (`stop`, `kill`, `rm -f`).
+`berth-tty-hold`, the container's id in its command line; ~3 MB of PSS)
+that reads and discards what the process writes (so a chatty process never
+blocks on a full pty buffer) and exits when the read fails with EIO, which
+the kernel gives once every fd of the slave is closed: when the process and
+whatever inherited its terminal have exited, or were killed with the
+container (`stop`, `kill`, `rm -f`).
 
 Both runtimes take the same route, runc's `exec --detach --console-socket`:
 the runtime sends the master over a unix socket in a private (0700)
