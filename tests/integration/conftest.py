@@ -318,5 +318,14 @@ def live_processes(match) -> list[int]:
     return out
 
 
+def until(cond, timeout: float = 10.0) -> None:
+    """Wait until cond() is true (checked every 50 ms), or fail."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
 def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"

@@ -298,10 +298,7 @@ def _parent(state: st.ContainerState, opts: ExecOptions, ch: Channel, child: int
             done.acquire()
         if failed:
             raise failed[0]
-        try:
-            ch.send("cgroup")
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the child died: its error is queued
+        _send_cgroup(ch)
         try:
             msg = ch.recv()
         except ChannelClosed:
@@ -320,15 +317,7 @@ def _parent(state: st.ContainerState, opts: ExecOptions, ch: Channel, child: int
 
             master, _ = recv_fd(relay)
             relay.close()
-        # the process's execve closes its end: EOF means exec'd
-        try:
-            msg = ch.recv()
-        except ChannelClosed:
-            msg = None
-        if msg is not None:
-            from berth.runtime.sync import error_from_message
-
-            raise error_from_message(msg)
+        _until_exec(ch)
     except BaseException:
         for p in (child, pid):
             if p:
@@ -341,6 +330,27 @@ def _parent(state: st.ContainerState, opts: ExecOptions, ch: Channel, child: int
     if opts.detach:
         return 0
     return _wait(pid, master)
+
+
+def _send_cgroup(ch: Channel) -> None:
+    """Tell the other end it is in the container's cgroups."""
+    try:
+        ch.send("cgroup")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # it died: its error is queued
+
+
+def _until_exec(ch: Channel) -> None:
+    """Wait for the process's execve, which closes its end of `ch` (end of
+    file); a message before that is its error, raised here."""
+    try:
+        msg = ch.recv()
+    except ChannelClosed:
+        return
+    if msg is not None:
+        from berth.runtime.sync import error_from_message
+
+        raise error_from_message(msg)
 
 
 def _wait(pid: int, master: int) -> int:
@@ -531,7 +541,7 @@ def _exec_here(state: st.ContainerState, proc: dict, opts: ExecOptions) -> int:
     from berth.linux import libc
     from berth.linux.signals import forward_to  # noqa: F401  (for _wait: imported while we can)
     from berth.runtime.init import exec_process
-    from berth.runtime.sync import error_for, error_from_message
+    from berth.runtime.sync import error_for
 
     parent_ch, child_ch = Channel.pair()
     procs: list[tuple[str, int]] = []
@@ -571,17 +581,8 @@ def _exec_here(state: st.ContainerState, proc: dict, opts: ExecOptions) -> int:
             for _, fd in procs:
                 os.close(fd)
             procs = []
-        try:
-            parent_ch.send("cgroup")
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the process died: its error is queued
-        # the process's execve closes its end: EOF means exec'd
-        try:
-            msg = parent_ch.recv()
-        except ChannelClosed:
-            msg = None
-        if msg is not None:
-            raise error_from_message(msg)
+        _send_cgroup(parent_ch)
+        _until_exec(parent_ch)
     except BaseException:
         if pid:
             _kill_and_reap(pid)

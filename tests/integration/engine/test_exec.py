@@ -9,14 +9,7 @@ import subprocess
 import time
 
 from berth.engine import execd
-
-
-def until(cond, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
+from tests.integration.conftest import until
 
 
 def hint(berth, name: str) -> str | None:

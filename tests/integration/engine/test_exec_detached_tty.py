@@ -4,23 +4,15 @@ master open for the process's lifetime and is gone once the process is,
 also when the container is removed under it."""
 
 import os
-import time
+from pathlib import Path
 
-from tests.integration.conftest import live_processes
+from tests.integration.conftest import live_processes, until
 
 
 def holders(cid: str) -> list[int]:
     """By command line: the holder names itself (comm) only once started."""
     return live_processes(lambda argv, _comm: any(a.endswith(b"/ttyhold.py") for a in argv)
                           and cid.encode() in argv)
-
-
-def until(cond, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def test_exec_detached_tty_runs_on_a_held_terminal(berth_rt):
@@ -34,7 +26,7 @@ def test_exec_detached_tty_runs_on_a_held_terminal(berth_rt):
           "for i in $(seq 200); do echo chatter-$i; done; test -t 1 && echo alive > /tmp/after")
     assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
     (holder,) = holders(cid)
-    until(lambda: open(f"/proc/{holder}/comm").read() == "berth-tty-hold\n")
+    until(lambda: Path(f"/proc/{holder}/comm").read_text() == "berth-tty-hold\n")
     with open(f"/proc/{holder}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # a session of its own, without a controlling terminal
