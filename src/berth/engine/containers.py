@@ -459,6 +459,13 @@ class Engine:
                 pending.cancel()
                 raise
             r = pending.go()
+            from berth.engine.execd import write_hint
+
+            # berth exec's way to the monitor (under the lock, as renames),
+            # written while the container starts rather than after: best
+            # effort, and an exec that finds it before the monitor listens,
+            # or after a failed start, takes the engine's path
+            write_hint(self.paths.state, rec.name, rec.id)
             msg = _read_message(r)
             # the container's processes are in its cgroup: the launcher's
             # warming of the cgroup-move lock (berth.runtime.rcu) has served,
@@ -467,11 +474,6 @@ class Engine:
             from berth.runtime import rcu
 
             rcu.stop()
-            if "pid" in msg:
-                from berth.engine.execd import write_hint
-
-                # berth exec's way to the monitor (under the lock, as renames)
-                write_hint(self.paths.state, rec.name, rec.id)
         if "pid" not in msg:
             os.close(r)
             text = msg.get("error") or "the monitor exited before the container started"
