@@ -165,9 +165,20 @@ class CgroupV1(CgroupManager):
 
 def _inherit_cpuset(created: list[str]) -> None:
     """A new v1 cpuset cgroup starts with empty cpus and mems, and takes no
-    process until they are set: copy them down from the parent."""
+    process until they are set (ENOSPC): copy them down from the parent."""
     for d in created:
-        parent = os.path.dirname(d)
         for name in ("cpuset.cpus", "cpuset.mems"):
             if fs.read(d, name) == "":
-                fs.write(d, name, fs.read(parent, name))
+                fs.write(d, name, _cpuset_of(os.path.dirname(d), name))
+
+
+def _cpuset_of(d: str, name: str) -> str:
+    """`d`'s cpuset value, filled in from its ancestors first when it is
+    still empty: a shared parent (berth's /berth) that another container's
+    create has just made, but not yet filled in, is empty for a moment, and
+    a child made under it then would copy nothing."""
+    value = fs.read(d, name)
+    if value == "" and os.path.isfile(os.path.join(os.path.dirname(d), name)):
+        value = _cpuset_of(os.path.dirname(d), name)
+        fs.write(d, name, value)
+    return value
