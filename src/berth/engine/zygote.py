@@ -185,16 +185,15 @@ class _Spare:
         return True
 
     def forget(self) -> None:
-        """In a process forked by the zygote: none of this is its own (the
-        lock especially: a monitor holding it would keep it past the zygote)."""
-        if self.listener is not None:
-            os.close(self.listener.detach())
-            os.close(self.notify_r)
-            os.close(self.notify_w)
-            self.listener = None
-        if self.lock >= 0:
-            os.close(self.lock)
-            self.lock = -1
+        """In a monitor forked by the zygote: none of this is its own (the
+        lock especially: a monitor holding it would keep it past the zygote).
+        Only the fds are closed: the objects are left as they are (never
+        used again, and never finalised: the monitor leaves with _exit),
+        because each object written here is a page the monitor copies."""
+        fds = (self.listener.fileno(), self.notify_r, self.notify_w) if self.listener else ()
+        for fd in (*fds, self.lock):
+            if fd >= 0:
+                os.close(fd)
 
     def ensure(self, zygote_sock) -> None:
         """Fork a spare if one is wanted and none waits (unless spares keep
