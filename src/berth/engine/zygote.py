@@ -378,8 +378,11 @@ def serve(path: str, idle: float = IDLE_S, database: str = "") -> int:
         try:
             conn.settimeout(5)
             # a peek, without the fds: the forked monitor receives the
-            # request itself (see monitor.serve)
-            msg = conn.recv(65536, _socket.MSG_PEEK)
+            # request itself (see monitor.serve). Its head only ("network"
+            # comes early, see spawn._request): a 64 KB buffer, shrunk, left
+            # a free stretch in the malloc heap the monitors share, and their
+            # own allocations there copied its pages (~30 KB per monitor)
+            msg = conn.recv(4096, _socket.MSG_PEEK)
             if not msg:
                 continue  # a probe (spawn._answers) or a client that gave up
             if b'"network":true' in msg and not network_loaded:
