@@ -5,9 +5,10 @@
 berth builds a path from a module-level constant, so tests and several
 engines can run side by side in temporary roots.
 
-Imported on the runtime's start-up path: plain classes, no dataclasses;
-`os` imported where a path is made.
+Imported on the runtime's start-up path: plain classes, no dataclasses.
 """
+
+import os
 
 from berth import DEFAULT_ROOT, DEFAULT_RUNTIME_ROOT, DEFAULT_STATE
 
@@ -18,8 +19,6 @@ class Paths:
     __slots__ = ("root", "state")
 
     def __init__(self, root: str | None = None, state: str | None = None) -> None:
-        import os
-
         self.root = os.path.abspath(root or os.environ.get("BERTH_ROOT") or DEFAULT_ROOT)
         self.state = os.path.abspath(state or os.environ.get("BERTH_STATE") or DEFAULT_STATE)
 
@@ -78,8 +77,6 @@ class RuntimePaths:
     __slots__ = ("root",)
 
     def __init__(self, root: str | None = None) -> None:
-        import os
-
         self.root = os.path.abspath(root or DEFAULT_RUNTIME_ROOT)
 
     def __repr__(self) -> str:

@@ -80,7 +80,7 @@ def fast(argv: list[str]) -> int | None:
         parsed = parse(EXEC_FLAGS, argv[i + 1:], 2)
         if parsed is None:
             return None
-        code = exec_by_monitor(root, state, *parsed)
+        code = exec_by_helper(root, state, *parsed)
         if code is not None:
             return code
     from berth.cli import runner
@@ -127,11 +127,11 @@ def fast(argv: list[str]) -> int | None:
     # committed is in the WAL already.
 
 
-def exec_by_monitor(root: str | None, state: str | None, kw: dict, args: list[str]
-                    ) -> int | None:
-    """`berth exec` served by the container's monitor (engine/execd.py),
-    without the engine in this process: the exit code, or None when the
-    engine's path must run it (nothing was done)."""
+def exec_by_helper(root: str | None, state: str | None, kw: dict, args: list[str]
+                   ) -> int | None:
+    """`berth exec` served by the zygote's spare or the container's monitor
+    (engine/execd.py), without the engine in this process: the exit code,
+    or None when the engine's path must run it (nothing was done)."""
     if kw["tty"] or kw["env_file"]:
         return None
     environ = posix.environ  # bytes, as the kernel gave them
