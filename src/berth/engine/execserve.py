@@ -99,9 +99,15 @@ def spare(listener, notify: int, database: str) -> int:
         posix.write(notify, b"x")
     except OSError:
         pass
-    posix.close(notify)
     conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, cfd)
-    return serve_spare(conn, db, database)
+    try:
+        return serve_spare(conn, db, database)
+    finally:
+        # answered (the CLI may be gone): the zygote forks the next spare now
+        try:
+            posix.write(notify, b"d%d\n" % posix.getpid())
+        except OSError:
+            pass
 
 
 def _warm(db, database: str) -> None:

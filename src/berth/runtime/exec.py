@@ -540,6 +540,7 @@ def _exec_here(state: st.ContainerState, proc: dict, opts: ExecOptions) -> int:
     setns would refuse."""
     from berth.linux import libc
     from berth.linux.signals import forward_to  # noqa: F401  (for _wait: imported while we can)
+    from berth.runtime import process as p
     from berth.runtime.init import exec_process
     from berth.runtime.sync import error_for
 
@@ -550,6 +551,7 @@ def _exec_here(state: st.ContainerState, proc: dict, opts: ExecOptions) -> int:
     try:
         try:
             libc.prctl(libc.PR_SET_DUMPABLE, 0)
+            runtime = os.stat("/proc/self/exe")  # the host's /proc: ours is not the container's
             s, nss = _prepare_join(child_ch, -1, state, proc, opts)
             step = "join cgroup"
             try:
@@ -561,12 +563,26 @@ def _exec_here(state: st.ContainerState, proc: dict, opts: ExecOptions) -> int:
             _join(joining)
         except _Failed as f:
             raise error_for(f.step, f.exc) from None
+        # what the process would find for itself, found here in the same
+        # root (the container's, since the join): the fork's child then does
+        # less while it writes to pages it shares with us (each write to one
+        # is a copy, ~6 us here)
+        step = "environment"
+        try:
+            env = p.environ(proc)
+            step = "find executable"
+            path = p.find_executable(proc["args"][0], env)
+            step = "exec"
+            p.refuse_runtime_executable(path, runtime)
+        except BaseException as exc:
+            raise error_for(step, exc) from None
         pid = os.fork()
         if pid == 0:
             parent_ch.close()
             for _, fd in procs:
                 os.close(fd)
-            _process_main(s, proc, exec_process, ready=lambda: child_ch.expect("cgroup"))
+            _process_main(s, proc, exec_process, ready=lambda: child_ch.expect("cgroup"),
+                          found=(env, path))
             os._exit(1)
         child_ch.close()
         try:
@@ -595,10 +611,12 @@ def _exec_here(state: st.ContainerState, proc: dict, opts: ExecOptions) -> int:
     return _wait(pid, -1)
 
 
-def _process_main(s: "Setup", proc: dict, exec_process, ready=None) -> None:
+def _process_main(s: "Setup", proc: dict, exec_process, ready=None,
+                  found: "tuple[dict[str, str], str] | None" = None) -> None:
     """The process (berth:[4:PROC]): its terminal, environment and
-    executable, then the init's last steps (exec_process, which calls
-    `ready` before it confines the process)."""
+    executable (unless `found`: both, and the executable checked, by the
+    parent in the same root), then the init's last steps (exec_process,
+    which calls `ready` before it confines the process)."""
     from berth.linux import libc
 
     ch = s.channel
@@ -612,14 +630,17 @@ def _process_main(s: "Setup", proc: dict, exec_process, ready=None) -> None:
             setup_console(s.console_fd, proc.get("consoleSize"), bind_console=False)
         elif s.console_fd >= 0:
             os.close(s.console_fd)
-        from berth.runtime.process import environ, find_executable
+        if found is None:
+            from berth.runtime.process import environ, find_executable
 
-        step = "environment"
-        env = environ(proc)
-        step = "find executable"
-        path = find_executable(proc["args"][0], env)
+            step = "environment"
+            env = environ(proc)
+            step = "find executable"
+            path = find_executable(proc["args"][0], env)
+        else:
+            env, path = found
         step = "exec"
-        exec_process(s, proc, path, env, status="running", ready=ready)
+        exec_process(s, proc, path, env, status="running", ready=ready, checked=found is not None)
     except BaseException as exc:
         ch.send_error(step, exc)
         os._exit(1)

@@ -388,12 +388,13 @@ def _load_seccomp(s: "Setup", status: str) -> None:
 
 
 def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str], status: str = "creating",
-                 ready=None) -> None:
+                 ready=None, checked: bool = False) -> None:
     """The last steps, shared by init and exec: rlimits, scheduling, fds,
     cwd, LSM labels, user and capabilities, no_new_privs, seccomp, execve.
     Raises on failure. `ready` (if given) is called once the process is
     ready to be confined: after the cwd check, before the LSM labels (an
-    exec waits there for its cgroup move, see exec._exec_here).
+    exec waits there for its cgroup move, see exec._exec_here). `checked`:
+    the caller has made sure `path` is not the runtime's executable.
 
     The seccomp filter goes last, right before execve, when no_new_privs is
     set. Without no_new_privs loading it needs CAP_SYS_ADMIN, so it goes
@@ -458,7 +459,8 @@ def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str], status:
             step = "seccomp"
             _load_seccomp(s, status)
         step = f"exec {path}"
-        p.refuse_runtime_executable(path)
+        if not checked:
+            p.refuse_runtime_executable(path)
         os.execve(path, proc["args"], env)
     except BaseException as exc:
         if isinstance(exc, OSError) and not (exc.strerror and ": " in exc.strerror):

@@ -168,15 +168,16 @@ def check_cwd(cwd: str) -> None:
         raise PermissionDeniedError(f"chdir to cwd ({cwd}): outside the container's root")
 
 
-def refuse_runtime_executable(path: str) -> None:
+def refuse_runtime_executable(path: str, runtime: "os.stat_result | None" = None) -> None:
     """CVE-2019-5736: the runtime's own executable (the host's Python, reached
     as /proc/self/exe, a symlink to it, or a script's #! line) must never run
     as a container process, where the container could keep a handle to it
     and rewrite it once it exits. Checked by device and inode, one #! level
     deep (runc 1.1 runs from a sealed memfd copy instead, which costs a
-    re-exec berth's start-up cannot afford)."""
+    re-exec berth's start-up cannot afford). `runtime`: the executable's
+    stat, taken by a caller that has since left the host's /proc."""
     try:
-        me = os.stat("/proc/self/exe")
+        me = runtime or os.stat("/proc/self/exe")
         targets = [path]
         try:
             with open(path, "rb") as f:
