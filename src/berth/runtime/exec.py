@@ -538,10 +538,10 @@ def _exec_here(state: st.ContainerState, proc: dict, opts: ExecOptions) -> int:
     the process and returns its exit status. The caller's rcu thread (the
     CLI's) keeps the cgroup lock warm: no thread of our own here, which
     setns would refuse."""
-    from berth.linux import libc
+    from berth.linux import capabilities, libc
     from berth.linux.signals import forward_to  # noqa: F401  (for _wait: imported while we can)
     from berth.runtime import process as p
-    from berth.runtime.init import exec_process
+    from berth.runtime.init import exec_process, process_capabilities
     from berth.runtime.sync import error_for
 
     parent_ch, child_ch = Channel.pair()
@@ -574,6 +574,10 @@ def _exec_here(state: st.ContainerState, proc: dict, opts: ExecOptions) -> int:
             path = p.find_executable(proc["args"][0], env)
             step = "exec"
             p.refuse_runtime_executable(path, runtime)
+            # ours is the process's bounding set (we exec nothing ourselves)
+            step = "capabilities and user"
+            s.cap_sets = capabilities.parse_config(process_capabilities(proc))
+            capabilities.drop_bounding(s.cap_sets["bounding"])
         except BaseException as exc:
             raise error_for(step, exc) from None
         pid = os.fork()

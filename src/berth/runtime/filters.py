@@ -23,18 +23,21 @@ def compile_seccomp(paths: RuntimePaths, cfg: dict, entry: str | None = None):
     runtime's root (0700): libseccomp takes ~20 ms for Docker's profile.
     None without linux.seccomp. `entry`: the cache entry `create` recorded
     for this very config (`recorded_entry`), read first; absent or torn, the
-    filter is found (or compiled) as without it."""
+    filter is found (or compiled) as without it. Returned prepared
+    (Filter.prepare) for the process the caller forks to load it."""
     sc = (cfg.get("linux") or {}).get("seccomp")
     if not sc:
         return None
     from berth.linux import seccomp
 
+    flt = None
     if entry and "/" not in entry and entry.endswith(".bpf") and not entry.startswith("."):
         flt = seccomp.read_cached(f"{seccomp_cache_dir(paths)}/{entry}")
-        if flt is not None:
-            return flt
-    os.makedirs(paths.root, mode=0o700, exist_ok=True)
-    return seccomp.compile(sc, cache_dir=seccomp_cache_dir(paths))
+    if flt is None:
+        os.makedirs(paths.root, mode=0o700, exist_ok=True)
+        flt = seccomp.compile(sc, cache_dir=seccomp_cache_dir(paths))
+    flt.prepare()  # here, before the fork (Filter.prepare)
+    return flt
 
 
 def recorded_entry(flt) -> str | None:

@@ -21,7 +21,7 @@ JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 class Setup:
     """Everything the child and init need, built by the parent before fork."""
 
-    __slots__ = ("bundle", "cgroup_paths", "channel", "config", "console_fd", "container_id", "fifo_fd", "host_pid",
+    __slots__ = ("bundle", "cap_sets", "cgroup_paths", "channel", "config", "console_fd", "container_id", "fifo_fd", "host_pid",
                  "idmap_fds", "listener", "log", "namespaces", "no_new_keyring", "no_pivot", "parent_fds", "preserve_fds", "rootfs", "seccomp", "state")
 
     def __init__(self) -> None:
@@ -44,6 +44,9 @@ class Setup:
         self.listener = None  # socket connected to linux.seccomp.listenerPath
         self.host_pid = 0  # the container process's pid as the runtime sees it
         self.idmap_fds: dict[int, int] = {}  # mounts[i] -> user namespace fd of its id mapping
+        # process.capabilities parsed by a parent (process_capabilities), and
+        # the bounding set already dropped to them: see exec._exec_here
+        self.cap_sets: dict[str, int] | None = None
 
 
 def child_main(s: "Setup") -> None:
@@ -387,6 +390,18 @@ def _load_seccomp(s: "Setup", status: str) -> None:
         send_listener(s, fd, status)
 
 
+def process_capabilities(proc: dict) -> dict | None:
+    """process.capabilities as applied: the kernel raises an ambient
+    capability only if it is permitted and inheritable; runc warns and skips
+    the others (runc spec's default config asks for ambient caps with no
+    inheritable set)."""
+    caps = proc.get("capabilities")
+    if caps and caps.get("ambient"):
+        allowed = set(caps.get("inheritable") or ()) & set(caps.get("permitted") or ())
+        caps = {**caps, "ambient": [c for c in caps["ambient"] if c in allowed]}
+    return caps
+
+
 def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str], status: str = "creating",
                  ready=None, checked: bool = False) -> None:
     """The last steps, shared by init and exec: rlimits, scheduling, fds,
@@ -435,14 +450,10 @@ def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str], status:
         step = "capabilities and user"
         from berth.linux import capabilities
 
-        caps = proc.get("capabilities")
-        if caps and caps.get("ambient"):
-            # the kernel raises an ambient capability only if it is permitted
-            # and inheritable; runc warns and skips the others (runc spec's
-            # default config asks for ambient caps with no inheritable set)
-            allowed = set(caps.get("inheritable") or ()) & set(caps.get("permitted") or ())
-            caps = {**caps, "ambient": [c for c in caps["ambient"] if c in allowed]}
-        capabilities.apply(caps, lambda: p.switch_user(user))
+        if s.cap_sets is not None:
+            capabilities.apply_sets(s.cap_sets, lambda: p.switch_user(user), bounding_dropped=True)
+        else:
+            capabilities.apply(process_capabilities(proc), lambda: p.switch_user(user))
         if "umask" in user:
             os.umask(user["umask"])
         if nnp:
