@@ -8,8 +8,9 @@ from its .pth file) and carry a long docstring and shell lines: a script run
 as a program is compiled on every start (no bytecode cache), ~0.5 ms, and the
 search costs ~0.2 ms more, on every `berth` and `berth-runtime` command. The
 installed copies get what _add_paths would find written in (computed here by
-running that very function), the interpreter and `-IS` on their #! line, and
-no docstring: the same statements otherwise, in the same order.
+running that very function; an editable install's source directory first,
+see path_statement), the interpreter and `-IS` on their #! line, and no
+docstring: the same statements otherwise, in the same order.
 
     .venv/bin/python scripts/make_launchers.py
 """
@@ -39,10 +40,22 @@ def installed(name: str) -> str:
             continue
         if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
                 and isinstance(node.value.func, ast.Name) and node.value.func.id == "_add_paths"):
-            out.append(f"sys.path += {search_path(tree, target)!r}")
+            out.append(path_statement(search_path(tree, target)))
             continue
         out.append(ast.get_source_segment(src, node, padded=True))
     return "\n".join(out) + "\n"
+
+
+def path_statement(added: list[str]) -> str:
+    """The statement that puts `added` (search_path's) on sys.path: an
+    editable install's source directory (which holds berth alone) first, so
+    that `import berth` looks in no other directory (~0.25 ms: a listing of
+    each directory it would look in first); the environment's site-packages
+    last, as the script puts it (it must not shadow the standard library)."""
+    site, sources = added[:1], added[1:]
+    if not sources:
+        return f"sys.path += {site!r}"
+    return f"sys.path[:0] = {sources!r}; sys.path += {site!r}"
 
 
 def search_path(tree: ast.Module, target: str) -> list[str]:

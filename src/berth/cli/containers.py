@@ -363,7 +363,7 @@ def attach(ctx: click.Context, container: str, no_stdin: bool, detach_keys: str,
     if sig_proxy and not tty:
         _proxy_signals(eng, rec.id)
     if tty and os.isatty(0):
-        from berth.engine.execd import follow_window_size, send_window_size
+        from berth.execclient import follow_window_size, send_window_size
 
         size = os.get_terminal_size(0)
         send_window_size(eng.bundle(rec.id), size.lines, size.columns)

@@ -14,7 +14,7 @@ The process leaves with _exit after flushing its output: interpreter
 teardown costs several ms and there is nothing for it to do.
 
 A plain `exec` imports neither `os` (~1.5 ms; posix suffices) nor the paths
-module, nor the serving side of exec: see engine/execd.py.
+module, nor the engine's package: see berth/execclient.py.
 """
 
 import posix
@@ -130,7 +130,7 @@ def fast(argv: list[str]) -> int | None:
 def exec_by_helper(root: str | None, state: str | None, kw: dict, args: list[str]
                    ) -> int | None:
     """`berth exec` served by the zygote's spare or the container's monitor
-    (engine/execd.py), without the engine in this process: the exit code,
+    (berth/execclient.py), without the engine in this process: the exit code,
     or None when the engine's path must run it (nothing was done)."""
     if kw["tty"] or kw["env_file"]:
         return None
@@ -145,19 +145,18 @@ def exec_by_helper(root: str | None, state: str | None, kw: dict, args: list[str
             value = environ.get(v.encode("utf-8", "surrogateescape"))
             if value is not None:
                 env.append(f"{v}={value.decode('utf-8', 'surrogateescape')}")
-    from berth import DEFAULT_ROOT, DEFAULT_STATE
-    from berth.engine import execd
+    from berth import DEFAULT_ROOT, DEFAULT_STATE, execclient
 
     req = {"ref": args[0], "args": list(args[1:]), "env": env, "workdir": kw["workdir"],
            "user": kw["user"], "privileged": kw["privileged"], "detach": kw["detach"]}
     # as Paths (which imports os): flag, environment, default
-    root = execd.absolute(root or (environ.get(b"BERTH_ROOT") or b"").decode() or DEFAULT_ROOT)
-    state = execd.absolute(state or (environ.get(b"BERTH_STATE") or b"").decode()
+    root = execclient.absolute(root or (environ.get(b"BERTH_ROOT") or b"").decode() or DEFAULT_ROOT)
+    state = execclient.absolute(state or (environ.get(b"BERTH_STATE") or b"").decode()
                            or DEFAULT_STATE)
     stdin = 0 if kw["interactive"] else posix.open("/dev/null", posix.O_RDONLY | posix.O_CLOEXEC)
     try:
         sys.stdout.flush()
-        result = execd.request(root, state, req, stdin)
+        result = execclient.request(root, state, req, stdin)
     finally:
         if stdin:
             posix.close(stdin)

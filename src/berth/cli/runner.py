@@ -269,7 +269,7 @@ def run(engine: Callable[[], Any], image: str, command: tuple[str, ...], detach:
         if not kw["tty"]:
             _proxy_signals(eng, rec.id)
         elif os.isatty(0):
-            from berth.engine.execd import follow_window_size
+            from berth.execclient import follow_window_size
 
             follow_window_size(eng.bundle(rec.id))
         code = started.wait_exit(eng)

@@ -468,10 +468,10 @@ class Engine:
             write_hint(self.paths.state, rec.name, rec.id)
             msg = _read_message(r)
             # the container's processes are in its cgroup: the launcher's
-            # warming of the cgroup-move lock (berth.runtime.rcu) has served,
+            # warming of the cgroup-move lock (berth.rcu) has served,
             # and its writes would now only contend with the container's
             # forks and exits and its monitor's cgroup removal
-            from berth.runtime import rcu
+            from berth import rcu
 
             rcu.stop()
         if "pid" not in msg:

@@ -1,4 +1,4 @@
-"""The serving side of `berth exec` (see engine/execd.py, which the CLI
+"""The serving side of `berth exec` (see berth/execclient.py, which the CLI
 imports alone, for the ways and the protocol): the helper a monitor forks
 for an exec (`serve`) and the zygote's spare exec helper (`spare`).
 Imported by the monitor zygote, never by the CLI."""
@@ -157,7 +157,7 @@ def serve_spare(conn, db, database: str) -> int:
     if got is None:
         return 1
     req, fds = got
-    # the CLI's --root, absolute but not normalised (execd.absolute)
+    # the CLI's --root, absolute but not normalised (execclient.absolute)
     if os.path.normpath(str(req.get("database", ""))) != database:
         conn.sendall(b"pass\n")  # another engine's: its monitors may serve it
         return 0

@@ -112,9 +112,11 @@ def zygote_path(paths: Paths, networked: bool = False) -> str:
     others are forked from one that never does (each would have more
     private pages, ~0.03 MiB with 100 containers)."""
     here = os.path.dirname(os.path.abspath(__file__))
-    runtime = os.path.join(os.path.dirname(here), "runtime")
+    top = os.path.dirname(here)
+    runtime = os.path.join(top, "runtime")
     key = []
     for d, files in ((here, ("monitor.py", "zygote.py", "runtimes.py", "execd.py", "execserve.py")),
+                     (top, ("execclient.py", "rcu.py")),
                      (runtime, tuple(sorted(os.listdir(runtime))))):
         for name in files:
             if name.endswith(".py"):

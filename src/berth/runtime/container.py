@@ -12,11 +12,10 @@ the cgroup and state directory removed.
 import os
 import time
 
-from berth import jsonio
+from berth import jsonio, rcu
 from berth.errors import BerthError, ConflictError, InvalidArgumentError, NotFoundError
 from berth.oci import runtime as spec
 from berth.paths import RuntimePaths
-from berth.runtime import rcu
 from berth.runtime import state as st
 from berth.runtime.filters import STATE_KEY as FILTER_KEY
 from berth.runtime.filters import compile_seccomp, recorded_entry
@@ -284,7 +283,7 @@ def create(paths: RuntimePaths, log: Log, cid: str, opts: CreateOptions, run: bo
         if not new_userns:
             # into the cgroup while the child makes its namespaces: the first
             # cgroup.procs write in a while waits for an RCU grace period
-            # (see berth.runtime.rcu); the init it forks next is born there
+            # (see berth.rcu); the init it forks next is born there
             _move_child(cgroup, child, parent_ch)
         os.close(s.fifo_fd)
         if console is not None:

@@ -29,9 +29,9 @@ signals and returns the process's exit status (128+n for signal n).
 
 import os
 
+from berth import rcu
 from berth.errors import ConflictError, InvalidArgumentError, NotFoundError
 from berth.paths import RuntimePaths
-from berth.runtime import rcu
 from berth.runtime import state as st
 from berth.runtime.log import Log
 from berth.runtime.sync import Channel, ChannelClosed
@@ -166,7 +166,7 @@ def enter_cgroup(state: st.ContainerState, pid: int) -> None:
     """Move `pid` into the container's cgroups. CgroupManager.add_process
     does the same; written here to keep the cgroups package (1.5 ms of
     imports) off exec's path. On v1 the first write in a while waits a full
-    RCU grace period (see berth.runtime.rcu): the child works meanwhile."""
+    RCU grace period (see berth.rcu): the child works meanwhile."""
     rec = state.data.get("cgroup") or {}
     for path in (rec.get("paths") or {}).values():
         try:

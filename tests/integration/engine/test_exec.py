@@ -1,4 +1,4 @@
-"""`berth exec` served by the container's monitor (engine/execd.py): the
+"""`berth exec` served by the container's monitor (berth/execclient.py): the
 name hints it is found by, what it does when a hint is wrong, signals,
 --detach, and the engine's own path behind it."""
 
@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import time
 
-from berth.engine import execd
+from berth import execclient as execd
 from tests.integration.conftest import until
 
 
