@@ -119,6 +119,216 @@ def absolute(path: str) -> str:
     return path if path.startswith("/") else f"{posix.getcwd()}/{path}"
 
 
+# the command line -----------------------------------------------------------------------
+
+# `berth exec`'s flags (runner.RUN_FLAGS explains the table): here, so that a
+# plain `berth exec` does not import cli/runner.py
+EXEC_FLAGS: list[tuple] = [
+    (("-d", "--detach"), "detach", "flag", False),
+    (("-i", "--interactive"), "interactive", "flag", False),
+    (("-t", "--tty"), "tty", "flag", False),
+    (("-e", "--env"), "env", "multi", ()),
+    (("--env-file",), "env_file", "multi", ()),
+    (("-u", "--user"), "user", "str", ""),
+    (("-w", "--workdir"), "workdir", "str", ""),
+    (("--privileged",), "privileged", "flag", False),
+]
+
+
+def global_options(argv: list[str]) -> tuple[str | None, str | None, int] | None:
+    """The CLI group's own options (--root, --state) at the head of `argv`:
+    (root, state, index of the command), or None if they are malformed."""
+    root = state = None
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        name, eq, value = a.partition("=")
+        if name not in ("--root", "--state"):
+            break
+        if not eq:
+            if i + 1 >= len(argv):
+                return None
+            value = argv[i + 1]
+            i += 1
+        if name == "--root":
+            root = value
+        else:
+            state = value
+        i += 1
+    return root, state, i
+
+
+def main() -> None:
+    """The launcher's `berth exec`, before the CLI's modules are imported:
+    run by a spare or a monitor (exec_by_helper), or else handed to
+    cli/fast.py with nothing done (the engine's path, or click for a
+    usage error)."""
+    import sys
+
+    argv = sys.argv[1:]
+    found = global_options(argv)
+    if found is not None:
+        root, state, i = found
+        if i < len(argv) and argv[i] == "exec":
+            parsed = parse(EXEC_FLAGS, argv[i + 1:], 2)
+            if parsed is not None:
+                code = exec_by_helper(root, state, *parsed)
+                if code is not None:
+                    _leave(code)
+    from berth.cli.fast import main as cli_main
+
+    cli_main(exec_tried=True)
+
+
+def exec_by_helper(root: str | None, state: str | None, kw: dict, args: list[str]
+                   ) -> int | None:
+    """`berth exec` served by the zygote's spare or the container's monitor
+    (berth/execclient.py), without the engine in this process: the exit code,
+    or None when the engine's path must run it (nothing was done)."""
+    if kw["tty"] or kw["env_file"]:
+        return None
+    environ = posix.environ  # bytes, as the kernel gave them
+    env = []
+    for v in kw["env"]:  # options.parse_env
+        if "=" in v:
+            if v.startswith("="):
+                return None  # the engine's path reports it
+            env.append(v)
+        else:
+            value = environ.get(v.encode("utf-8", "surrogateescape"))
+            if value is not None:
+                env.append(f"{v}={value.decode('utf-8', 'surrogateescape')}")
+    import sys
+
+    from berth import DEFAULT_ROOT, DEFAULT_STATE
+
+    req = {"ref": args[0], "args": list(args[1:]), "env": env, "workdir": kw["workdir"],
+           "user": kw["user"], "privileged": kw["privileged"], "detach": kw["detach"]}
+    # as Paths (which imports os): flag, environment, default
+    root = absolute(root or (environ.get(b"BERTH_ROOT") or b"").decode() or DEFAULT_ROOT)
+    state = absolute(state or (environ.get(b"BERTH_STATE") or b"").decode()
+                           or DEFAULT_STATE)
+    stdin = 0 if kw["interactive"] else posix.open("/dev/null", posix.O_RDONLY | posix.O_CLOEXEC)
+    try:
+        sys.stdout.flush()
+        result = request(root, state, req, stdin)
+    finally:
+        if stdin:
+            posix.close(stdin)
+    if result is None:
+        return None
+    code, error = result
+    if error:
+        from berth.cli.runner import error_message
+        from berth.errors import BerthError
+
+        sys.stderr.write(error_message("exec", BerthError(error)) + "\n")
+    return code
+
+
+def _leave(code: int) -> None:
+    """Flush and leave at once: interpreter teardown costs several ms and
+    there is nothing for it to do."""
+    import sys
+
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError):
+            pass
+    posix._exit(code)
+
+
+def parse(flags: list, args: list[str], min_args: int) -> tuple[dict, list[str]] | None:
+    """Options (`flags`, see runner.RUN_FLAGS) up to the first positional
+    argument, as click parses a command with allow_interspersed_args=False:
+    (values by parameter name, positional arguments), or None where click
+    would fail or do something this parser does not (help, an unknown flag,
+    a bad value, fewer than `min_args` positional arguments)."""
+    by_decl = {}
+    kw: dict = {}
+    for decls, name, kind, default in flags:
+        for d in decls:
+            by_decl[d] = (name, kind)
+        kw[name] = default
+    multi: dict[str, list[str]] = {}
+    i = 0
+    n = len(args)
+
+    def take(name: str, kind: str, value: str) -> bool:
+        if kind == "multi":
+            multi.setdefault(name, []).append(value)
+        elif kind == "int":
+            try:
+                kw[name] = int(value)
+            except ValueError:
+                return False
+        elif kind.startswith("choice:"):
+            if value not in kind[7:].split("|"):
+                return False
+            kw[name] = value
+        else:
+            kw[name] = value
+        return True
+
+    while i < n:
+        a = args[i]
+        if a == "--":
+            i += 1
+            break
+        if a[:1] != "-" or a == "-":
+            break
+        if a.startswith("--"):
+            name_, eq, value = a.partition("=")
+            spec = by_decl.get(name_)
+            if spec is None:
+                return None
+            name, kind = spec
+            if kind == "flag":
+                if eq:
+                    return None  # click: "does not take a value"
+                kw[name] = True
+            else:
+                if not eq:
+                    if i + 1 >= n:
+                        return None
+                    i += 1
+                    value = args[i]
+                if not take(name, kind, value):
+                    return None
+            i += 1
+            continue
+        # one or more short options: -it, -e X, -eX (and -e=X is "=X", as
+        # click reads it: berth has no single-dash long options)
+        j = 1
+        while j < len(a):
+            spec = by_decl.get("-" + a[j])
+            if spec is None:
+                return None
+            name, kind = spec
+            if kind == "flag":
+                kw[name] = True
+                j += 1
+                continue
+            if j + 1 < len(a):
+                value = a[j + 1:]
+            else:
+                if i + 1 >= n:
+                    return None
+                i += 1
+                value = args[i]
+            if not take(name, kind, value):
+                return None
+            break
+        i += 1
+    for name, values in multi.items():
+        kw[name] = tuple(values)
+    rest = args[i:]
+    if len(rest) < min_args:
+        return None
+    return kw, rest
+
+
 # the CLI's side -------------------------------------------------------------------------
 
 def request(root: str, state: str, req: dict, stdin: int) -> tuple[int, str] | None:

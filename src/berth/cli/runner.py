@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
-from berth.cli.fast import EXEC_FLAGS  # noqa: F401 (in fast.py: `berth exec` never imports this)
 from berth.errors import BerthError
+from berth.execclient import EXEC_FLAGS  # noqa: F401 (there: `berth exec` never imports this module)
 
 TYPE_CHECKING = False  # typing is not imported on a container start's path
 if TYPE_CHECKING:
