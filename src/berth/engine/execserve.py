@@ -10,6 +10,7 @@ from berth.engine.execd import _hex, build_process, process_file
 
 SPARE_IDLE_S = 5.0  # a spare that gets no request for this long leaves...
 SPARE_IDLE_EXIT = 75  # ...with this status (the zygote forks the next on demand)
+LAST = "exec.last"  # beside the spare's socket: the container the last spare served
 
 
 def serve(mon, conn) -> int:
@@ -78,8 +79,10 @@ def spare(listener, notify: int, database: str) -> int:
         cfd, _ = listener._accept()
     except OSError:
         cfd = -1
+    last = f"{listener.getsockname().rpartition('/')[0]}/{LAST}"
+    warmed = None
     if cfd < 0 and db is not None:
-        _warm(db, database)
+        warmed = _warm(db, database, last)
     try:
         posix.setpriority(posix.PRIO_PROCESS, 0, 0)
     except OSError:
@@ -101,7 +104,7 @@ def spare(listener, notify: int, database: str) -> int:
         pass
     conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, cfd)
     try:
-        return serve_spare(conn, db, database)
+        return serve_spare(conn, db, database, warmed, last)
     finally:
         # answered (the CLI may be gone): the zygote forks the next spare now
         try:
@@ -110,31 +113,35 @@ def spare(listener, notify: int, database: str) -> int:
             pass
 
 
-def _warm(db, database: str) -> None:
+def _warm(db, database: str, last: str) -> tuple | None:
     """An exec's steps up to the container's namespaces, done on a running
-    container of the engine (if any) without running anything: the pages
-    they touch are copied now, before the request, and the database's
-    statement is prepared (runtime.exec.warm). Best effort."""
+    container of the engine (the last one a spare served, if it still runs,
+    else any) without running anything: the pages they touch are copied
+    now, before the request, and the database's statement is prepared
+    (runtime.exec.warm). What was loaded for it, (id, runtime, its state,
+    config), for `serve_spare` to use if the request names it; None if
+    nothing was. Best effort."""
     try:
+        try:
+            hint = posix.readlink(last)
+        except OSError:
+            hint = ""
         # read to the end: no statement, so no read transaction, may stay
         # open while we wait (no checkpoint could reset the WAL past it)
-        rows = db.execute("SELECT id FROM containers WHERE status = 'running' LIMIT 1").fetchall()
+        rows = db.execute("SELECT id FROM containers WHERE status = 'running'"
+                          " ORDER BY id = ? DESC LIMIT 1", (hint,)).fetchall()
         if not rows:
-            return
+            return None
         row = rows[0]
         import os
-
-        from berth import jsonio
-        from berth.engine.runtimes import runtime_for
 
         cid = row[0]
         _resolve(db, cid)
         bundle = f"{os.path.dirname(database)}/containers/{cid}"
-        cfg = jsonio.load_file(f"{bundle}/monitor.json")
-        rt = runtime_for(cfg["runtime"], cfg["runtime_state"], cfg["runtime_log"])
-        state, config = _load(rt, cid, bundle)
+        rt, state, config = _runtime_and_config(cid, bundle)
         if config is None:
-            return
+            return None
+        warmed = (cid, rt, state, config)
         proc = _build(config, bundle, {"args": ["true"], "env": ["A=1"]})
         if rt.name == "berth":
             from berth.runtime.exec import warm
@@ -144,11 +151,27 @@ def _warm(db, database: str) -> None:
             os.close(process_file(proc)[1])
         marshal.loads(marshal.dumps({"ref": cid, "args": ["true"], "env": [], "workdir": "",
                                      "user": "", "privileged": False, "detach": False}))
+        return warmed
     except Exception:
-        pass
+        return None
 
 
-def serve_spare(conn, db, database: str) -> int:
+def _runtime_and_config(cid: str, bundle: str) -> tuple:
+    """(the runtime the container runs with, its state (berth's runtime) or
+    None, its config or None)."""
+    from berth import jsonio
+    from berth.engine.runtimes import runtime_for
+
+    cfg = jsonio.load_file(f"{bundle}/monitor.json")
+    rt = runtime_for(cfg["runtime"], cfg["runtime_state"], cfg["runtime_log"])
+    return (rt, *_load(rt, cid, bundle))
+
+
+def serve_spare(conn, db, database: str, warmed: tuple | None = None, last: str = "") -> int:
+    """The spare's exec (see `spare`); `warmed`: what `_warm` loaded, used
+    if the request names that container and its init is still the one the
+    state names (else loaded again). The container served is noted in
+    `last` for the next spare's warm-up."""
     import os
 
     if not _greet(conn):
@@ -169,12 +192,11 @@ def serve_spare(conn, db, database: str) -> int:
         if row is not None and row[1] == "running":
             cid = row[0]
             bundle = f"{os.path.dirname(database)}/containers/{cid}"
-            from berth import jsonio
-            from berth.engine.runtimes import runtime_for
-
-            cfg = jsonio.load_file(f"{bundle}/monitor.json")
-            rt = runtime_for(cfg["runtime"], cfg["runtime_state"], cfg["runtime_log"])
-            state, config = _load(rt, cid, bundle)
+            if (warmed is not None and warmed[0] == cid
+                    and (warmed[2] is None or warmed[2].is_alive())):
+                rt, state, config = warmed[1:]
+            else:
+                rt, state, config = _runtime_and_config(cid, bundle)
             if config is not None:
                 proc = _build(config, bundle, req)
     except Exception:  # nothing done yet: the monitor's or the engine's path answers
@@ -182,7 +204,22 @@ def serve_spare(conn, db, database: str) -> int:
     finally:
         if db is not None:
             db.close()
+    if proc is not None and last:
+        _note_last(last, cid)  # now: the exec may leave the host's mount namespace
     return _run(conn, rt, cid, req, fds, proc, state)
+
+
+def _note_last(path: str, cid: str) -> None:
+    """`path` -> `cid` (a symbolic link, replaced atomically); best effort."""
+    tmp = f"{path}.{posix.getpid()}"
+    try:
+        posix.symlink(cid, tmp)
+        posix.rename(tmp, path)
+    except OSError:
+        try:
+            posix.unlink(tmp)
+        except OSError:
+            pass
 
 
 def _greet(conn) -> bool:

@@ -17,6 +17,14 @@ from berth.paths import RuntimePaths
 STATE_KEY = "seccomp_entry"
 
 
+# cache entries this process has read, by name, with the file's identity
+# then: the same name and an unchanged file are the same filter (an
+# engine's spare exec helper reads the entry while it warms up, then again
+# for the request); a file replaced since (a torn entry repaired) is read
+# again
+_READ: dict = {}
+
+
 def compile_seccomp(paths: RuntimePaths, cfg: dict, entry: str | None = None):
     """linux.seccomp compiled in the runtime process, before any fork (a bad
     profile fails here, with nothing to undo), through a cache under the
@@ -32,7 +40,20 @@ def compile_seccomp(paths: RuntimePaths, cfg: dict, entry: str | None = None):
 
     flt = None
     if entry and "/" not in entry and entry.endswith(".bpf") and not entry.startswith("."):
-        flt = seccomp.read_cached(f"{seccomp_cache_dir(paths)}/{entry}")
+        path = f"{seccomp_cache_dir(paths)}/{entry}"
+        try:
+            st = os.stat(path)
+            seen = (path, st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            seen = None
+        read = _READ.get(entry)
+        if read is not None and read[0] == seen:
+            flt = read[1]
+        else:
+            flt = seccomp.read_cached(path)
+            if flt is not None and seen is not None:
+                flt.prepare()
+                _READ[entry] = (seen, flt)
     if flt is None:
         os.makedirs(paths.root, mode=0o700, exist_ok=True)
         flt = seccomp.compile(sc, cache_dir=seccomp_cache_dir(paths))

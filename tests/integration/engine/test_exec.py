@@ -184,6 +184,28 @@ def test_spares_come_on_demand_and_leave_when_idle(berth):
     assert berth.out("exec", "od", "echo", "2") == "2\n"
 
 
+def test_a_spare_warms_up_on_the_last_container_served_and_checks_it_at_the_request(berth):
+    from berth.engine import execserve
+
+    berth.run("-d", "--name", "wa", "--network", "none", "busybox", "sleep", "100", check=True)
+    wb = berth.run("-d", "--name", "wb", "--network", "none", "busybox", "sleep", "100",
+                   check=True).stdout.strip()
+    assert berth.out("exec", "wb", "true") == ""
+    last = os.path.join(berth.state, "monitor", execserve.LAST)
+    assert os.readlink(last) == wb
+    until(lambda: len(_spares(berth)) == 1)  # the next spare, warmed up on wb
+    time.sleep(0.5)
+    # wb's init is another process now: what the spare loaded names the old one
+    old = berth.out("inspect", "-f", "{{.State.Pid}}", "wb")
+    berth.out("restart", "-t", "0", "wb")
+    new = berth.out("inspect", "-f", "{{.State.Pid}}", "wb")
+    assert new != old
+    # served (by the spare: no other CLI came), in the new init's container
+    assert berth.out("exec", "wb", "readlink", "/proc/1/ns/pid") == \
+        os.readlink(f"/proc/{new.strip()}/ns/pid") + "\n"
+    assert berth.out("exec", "wa", "hostname") == berth.out("inspect", "-f", "{{.Config.Hostname}}", "wa")
+
+
 def test_parallel_execs(berth):
     berth.run("-d", "--name", "par", "--network", "none", "busybox", "sleep", "100", check=True)
     clis = [berth.popen("exec", "par", "sh", "-c", f"echo {i}; exit {i % 7}",
