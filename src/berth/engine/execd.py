@@ -13,21 +13,26 @@ from berth.execclient import _hex, _hint_path  # noqa: F401  (_hex: for execserv
 def write_hint(state: str, name: str, cid: str) -> None:
     """STATE/names/NAME -> CID (best effort: a missing hint only makes
     `berth exec` take the engine's path)."""
+    path = _hint_path(state, name)
+    if path is not None:
+        link(path, cid)
+
+
+def link(path: str, target: str) -> None:
+    """`path` -> `target`: a symbolic link made, or replaced, at once (its
+    directory made if missing); best effort."""
     import os
 
-    path = _hint_path(state, name)
-    if path is None:
-        return
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         try:
-            os.symlink(cid, tmp)
+            os.symlink(target, tmp)
         except FileNotFoundError:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            os.symlink(cid, tmp)
+            os.symlink(target, tmp)
         except FileExistsError:
             os.unlink(tmp)
-            os.symlink(cid, tmp)
+            os.symlink(target, tmp)
         os.rename(tmp, path)
     except OSError:
         try:

@@ -6,7 +6,7 @@ Imported by the monitor zygote, never by the CLI."""
 import marshal
 import posix
 
-from berth.engine.execd import _hex, build_process, process_file
+from berth.engine.execd import _hex, build_process, link, process_file
 
 SPARE_IDLE_S = 5.0  # a spare that gets no request for this long leaves...
 SPARE_IDLE_EXIT = 75  # ...with this status (the zygote forks the next on demand)
@@ -205,21 +205,8 @@ def serve_spare(conn, db, database: str, warmed: tuple | None = None, last: str 
         if db is not None:
             db.close()
     if proc is not None and last:
-        _note_last(last, cid)  # now: the exec may leave the host's mount namespace
+        link(last, cid)  # now: the exec may leave the host's mount namespace
     return _run(conn, rt, cid, req, fds, proc, state)
-
-
-def _note_last(path: str, cid: str) -> None:
-    """`path` -> `cid` (a symbolic link, replaced atomically); best effort."""
-    tmp = f"{path}.{posix.getpid()}"
-    try:
-        posix.symlink(cid, tmp)
-        posix.rename(tmp, path)
-    except OSError:
-        try:
-            posix.unlink(tmp)
-        except OSError:
-            pass
 
 
 def _greet(conn) -> bool:
