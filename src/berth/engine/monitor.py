@@ -979,6 +979,58 @@ def _supervise(mon: Monitor, started: "tuple[dict, int, int] | None") -> int:
     return 0
 
 
+_SERVED = ("cid", "bundle", "cfg_path", "database", "status_fd", "attach_out", "attach_err",
+           "stdin_fd", "restart_count", "conn", "listener", "monitor_pid", "pid_told", "log",
+           "diag", "health", "sessions")
+
+
+def warm_type_cache() -> None:
+    """In the zygote, before it freezes: the attribute lookups a forked
+    monitor makes while its container runs, made once here. CPython keeps
+    a cache of (type, name) lookups in the interpreter's static data (4096
+    entries, ~100 KB: every `os.setsid`, `self.diag` or `sock.fileno`
+    goes through it) and each miss writes an entry and the reference
+    counts of the name it stores and of the name it evicts: in a monitor,
+    a page of that table and up to two pages of strings copied per miss
+    (~60 misses: ~0.1 MB per monitor). Best effort: a lookup that does not
+    hit the same entry costs what it did."""
+    mods = [os, fcntl, _socket, select, marshal, time, gc, sys, contextlib, libc]
+    codes = [serve.__code__, _supervise.__code__, Monitor.run.__code__,
+             Monitor.pump.__code__, _reap.__code__, _wait_helper.__code__,
+             _set_name.__code__, _is_open.__code__, Stream.__init__.__code__,
+             Stream.read.__code__, write_all.__code__]
+    names = [n for c in codes for n in c.co_names]
+    for n in names:  # module attributes (one cache key for every module)
+        for m in mods:
+            if n in m.__dict__:
+                getattr(m, n)
+                break
+    sock = _socket.socket.__new__(_socket.socket)
+    mon = Monitor.__new__(Monitor)
+    log = JsonFileLog.__new__(JsonFileLog)
+    lazy = {k for k, v in vars(Monitor).items() if isinstance(v, _Lazy)}
+    for obj in (sock, select.poll(), [], {}, memoryview(b""), log):
+        for n in names:
+            if hasattr(type(obj), n):
+                getattr(obj, n, None)
+    # the monitor's methods and attributes (serve's), not other names: an
+    # entry made for nothing can evict one that is used
+    for n in names:
+        if n not in lazy and (n in vars(Monitor) or n in _SERVED):
+            getattr(mon, n, None)
+    for obj in (mon, log):
+        for n in ("__new__", "__dict__"):
+            getattr(type(obj) if n == "__new__" else obj, n)
+    st = Stream("stdout", -1, log, -1)
+    for n in Stream.read.__code__.co_names:
+        if hasattr(st, n):
+            getattr(st, n)
+    for n in ("fd", "size", "path", "max_size", "max_file"):
+        getattr(log, n, None)
+    with contextlib.suppress(ChildProcessError):
+        pass
+
+
 def serve(conn: object, note: "object") -> int:
     """The monitor forked by the zygote for the request on `conn` (the
     CLI's ``{"config": PATH, "fds": [3, ...]}`` and those fds, SCM_RIGHTS);

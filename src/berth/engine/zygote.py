@@ -341,6 +341,12 @@ def serve(path: str, idle: float = IDLE_S, database: str = "") -> int:
     spare = _Spare(d, database)
     if database:
         spare.take()
+    # the attribute lookups a monitor makes cached once here, before the
+    # freezing (see monitor.warm_type_cache), those of spare.forget with them
+    monitor.warm_type_cache()
+    for n in ("forget", *_Spare.forget.__code__.co_names):
+        if hasattr(spare, n):
+            getattr(spare, n)
     gc.collect()
     _fill_pools()
     gc.freeze()
