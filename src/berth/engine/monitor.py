@@ -15,7 +15,7 @@ started by `containers.spawn_monitor` in a new session), it:
 - tells the CLI over fd 3 ``{"pid": N}`` once the container runs (or
   ``{"error": ...}``) and, at the end, ``{"exit": N}``;
 - serves `berth exec`: each request on its attach socket that starts with
-  ``exec`` is handled by a fork of it (engine/execd.py, execserve.py);
+  ``exec`` is handled by a fork of it (berth/execclient.py, engine/execserve.py);
 - resizes the container's terminal when a foreground `run -t` or `attach`
   says its own was resized (``wsiz ROWS COLS`` on the attach socket).
 
@@ -378,7 +378,7 @@ class Monitor:
             head = conn.recv(4, _socket.MSG_PEEK)
             if head == b"wsiz":
                 # a foreground CLI's terminal was resized: "wsiz ROWS COLS\n"
-                # (execd.send_window_size); the container's terminal follows
+                # (execclient.send_window_size); the container's terminal follows
                 # (the kernel sends SIGWINCH to its foreground process group)
                 words = conn.recv(64).split()
                 conn.close()
@@ -389,7 +389,7 @@ class Monitor:
                         fcntl.ioctl(master, 0x5414, size)  # TIOCSWINSZ
                 return -1
             if head == b"exec":
-                # a `berth exec`: served by a fork (engine/execd.py), which
+                # a `berth exec`: served by a fork (berth/execclient.py), which
                 # this process reaps with its container's orphans (_reap)
                 if libc.fork_bare() == 0:
                     code = 1
