@@ -177,7 +177,7 @@ def main() -> None:
                     _leave(code)
     from berth.cli.fast import main as cli_main
 
-    cli_main(exec_tried=True)
+    cli_main()
 
 
 def exec_by_helper(root: str | None, state: str | None, kw: dict, args: list[str]

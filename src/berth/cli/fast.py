@@ -21,12 +21,11 @@ or the engine's package; what that declines comes here.
 
 import sys
 
-from berth.execclient import EXEC_FLAGS, _leave, exec_by_helper, global_options, parse
+from berth.execclient import EXEC_FLAGS, _leave, global_options, parse
 
 
-def main(exec_tried: bool = False) -> None:
-    """`exec_tried`: berth.execclient.main has tried the exec's helpers."""
-    code = fast(sys.argv[1:], exec_tried)
+def main() -> None:
+    code = fast(sys.argv[1:])
     if code is None:
         from berth.cli.main import main as click_main
 
@@ -35,12 +34,11 @@ def main(exec_tried: bool = False) -> None:
     _leave(code)
 
 
-
-
-def fast(argv: list[str], exec_tried: bool = False) -> int | None:
+def fast(argv: list[str]) -> int | None:
     """Run `argv` (without the program name) if it is a `run` or `exec` this
-    module handles: the exit code; None to hand it to click. An exec goes
-    to a helper first (execclient.exec_by_helper) unless `exec_tried`."""
+    module handles: the exit code; None to hand it to click. An exec comes
+    here only when execclient.main has found no helper to serve it: it
+    runs on the engine's path."""
     found = global_options(argv)
     if found is None:
         return None
@@ -48,13 +46,6 @@ def fast(argv: list[str], exec_tried: bool = False) -> int | None:
     if i >= len(argv) or argv[i] not in ("run", "exec"):
         return None
     command = argv[i]
-    if command == "exec" and not exec_tried:
-        parsed = parse(EXEC_FLAGS, argv[i + 1:], 2)
-        if parsed is None:
-            return None
-        code = exec_by_helper(root, state, *parsed)
-        if code is not None:
-            return code
     from berth.cli import runner
 
     if command == "run":

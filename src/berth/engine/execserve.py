@@ -99,7 +99,7 @@ def spare(listener, notify: int, database: str) -> int:
 
     listener.close()
     try:
-        posix.write(notify, b"x")
+        posix.write(notify, b"x\n")
     except OSError:
         pass
     conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, cfd)

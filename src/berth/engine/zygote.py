@@ -241,7 +241,7 @@ class _Spare:
             self.wanted = True  # a CLI waits: ensure() forks the spare it needs
 
     def taken(self, children: set[int]) -> None:
-        """Drain the pipe: b"x" from the spare that now serves an exec (a
+        """Drain the pipe: b"x\n" from the spare that now serves an exec (a
         child like a monitor: the zygote stays until it is done), b"d<pid>\n"
         from one that has answered its CLI (execserve.spare)."""
         if self.listener is None:
@@ -250,7 +250,7 @@ class _Spare:
             got = os.read(self.notify_r, 256)
         except OSError:
             return
-        for msg in got.replace(b"x", b"x\n").split(b"\n"):
+        for msg in got.split(b"\n"):
             if msg == b"x" and self.pid:
                 children.add(self.pid)
                 self.serving.add(self.pid)

@@ -567,26 +567,25 @@ def _exec_here(state: st.ContainerState, proc: dict, opts: ExecOptions) -> int:
         # root (the container's, since the join): the fork's child then does
         # less while it writes to pages it shares with us (each write to one
         # is a copy, ~6 us here)
-        step = "environment"
         try:
-            env = p.environ(proc)
-            step = "find executable"
-            path = p.find_executable(proc["args"][0], env)
+            s.found = _environment_and_executable(proc)
             step = "exec"
-            p.refuse_runtime_executable(path, runtime)
-            # ours is the process's bounding set (we exec nothing ourselves)
-            step = "capabilities and user"
-            s.cap_sets = capabilities.parse_config(process_capabilities(proc))
-            capabilities.drop_bounding(s.cap_sets["bounding"])
-        except BaseException as exc:
-            raise error_for(step, exc) from None
+            try:
+                p.refuse_runtime_executable(s.found[1], runtime)
+                # ours is the process's bounding set (we exec nothing ourselves)
+                step = "capabilities and user"
+                s.cap_sets = capabilities.parse_config(process_capabilities(proc))
+                capabilities.drop_bounding(s.cap_sets["bounding"])
+            except BaseException as exc:
+                raise _Failed(step, exc) from None
+        except _Failed as f:
+            raise error_for(f.step, f.exc) from None
         pid = os.fork()
         if pid == 0:
             parent_ch.close()
             for _, fd in procs:
                 os.close(fd)
-            _process_main(s, proc, exec_process, ready=lambda: child_ch.expect("cgroup"),
-                          found=(env, path))
+            _process_main(s, proc, exec_process, ready=lambda: child_ch.expect("cgroup"))
             os._exit(1)
         child_ch.close()
         try:
@@ -615,12 +614,25 @@ def _exec_here(state: st.ContainerState, proc: dict, opts: ExecOptions) -> int:
     return _wait(pid, -1)
 
 
-def _process_main(s: "Setup", proc: dict, exec_process, ready=None,
-                  found: "tuple[dict[str, str], str] | None" = None) -> None:
+def _environment_and_executable(proc: dict) -> tuple[dict[str, str], str]:
+    """The process's environment and executable, as found in this process's
+    root (the container's). Raises _Failed."""
+    from berth.runtime.process import environ, find_executable
+
+    step = "environment"
+    try:
+        env = environ(proc)
+        step = "find executable"
+        return env, find_executable(proc["args"][0], env)
+    except BaseException as exc:
+        raise _Failed(step, exc) from None
+
+
+def _process_main(s: "Setup", proc: dict, exec_process, ready=None) -> None:
     """The process (berth:[4:PROC]): its terminal, environment and
-    executable (unless `found`: both, and the executable checked, by the
-    parent in the same root), then the init's last steps (exec_process,
-    which calls `ready` before it confines the process)."""
+    executable (unless its parent found them, s.found), then the init's
+    last steps (exec_process, which calls `ready` before it confines the
+    process)."""
     from berth.linux import libc
 
     ch = s.channel
@@ -634,17 +646,12 @@ def _process_main(s: "Setup", proc: dict, exec_process, ready=None,
             setup_console(s.console_fd, proc.get("consoleSize"), bind_console=False)
         elif s.console_fd >= 0:
             os.close(s.console_fd)
-        if found is None:
-            from berth.runtime.process import environ, find_executable
-
-            step = "environment"
-            env = environ(proc)
-            step = "find executable"
-            path = find_executable(proc["args"][0], env)
-        else:
-            env, path = found
+        env, path = s.found or _environment_and_executable(proc)
         step = "exec"
-        exec_process(s, proc, path, env, status="running", ready=ready, checked=found is not None)
+        exec_process(s, proc, path, env, status="running", ready=ready)
+    except _Failed as f:
+        ch.send_error(f.step, f.exc)
+        os._exit(1)
     except BaseException as exc:
         ch.send_error(step, exc)
         os._exit(1)

@@ -17,8 +17,8 @@ from berth.paths import RuntimePaths
 STATE_KEY = "seccomp_entry"
 
 
-# cache entries this process has read, by name, with the file's identity
-# then: the same name and an unchanged file are the same filter (an
+# cache entries this process has read, by path, with the file's identity
+# then: the same entry, unchanged, is the same filter (an
 # engine's spare exec helper reads the entry while it warms up, then again
 # for the request); a file replaced since (a torn entry repaired) is read
 # again
@@ -43,17 +43,16 @@ def compile_seccomp(paths: RuntimePaths, cfg: dict, entry: str | None = None):
         path = f"{seccomp_cache_dir(paths)}/{entry}"
         try:
             st = os.stat(path)
-            seen = (path, st.st_ino, st.st_mtime_ns, st.st_size)
+            seen = (st.st_ino, st.st_mtime_ns, st.st_size)
         except OSError:
             seen = None
-        read = _READ.get(entry)
+        read = _READ.get(path)
         if read is not None and read[0] == seen:
             flt = read[1]
         else:
             flt = seccomp.read_cached(path)
             if flt is not None and seen is not None:
-                flt.prepare()
-                _READ[entry] = (seen, flt)
+                _READ[path] = (seen, flt)
     if flt is None:
         os.makedirs(paths.root, mode=0o700, exist_ok=True)
         flt = seccomp.compile(sc, cache_dir=seccomp_cache_dir(paths))

@@ -21,7 +21,7 @@ JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 class Setup:
     """Everything the child and init need, built by the parent before fork."""
 
-    __slots__ = ("bundle", "cap_sets", "cgroup_paths", "channel", "config", "console_fd", "container_id", "fifo_fd", "host_pid",
+    __slots__ = ("bundle", "cap_sets", "cgroup_paths", "channel", "config", "console_fd", "container_id", "fifo_fd", "found", "host_pid",
                  "idmap_fds", "listener", "log", "namespaces", "no_new_keyring", "no_pivot", "parent_fds", "preserve_fds", "rootfs", "seccomp", "state")
 
     def __init__(self) -> None:
@@ -44,8 +44,11 @@ class Setup:
         self.listener = None  # socket connected to linux.seccomp.listenerPath
         self.host_pid = 0  # the container process's pid as the runtime sees it
         self.idmap_fds: dict[int, int] = {}  # mounts[i] -> user namespace fd of its id mapping
-        # process.capabilities parsed by a parent (process_capabilities), and
-        # the bounding set already dropped to them: see exec._exec_here
+        # what a parent found for the process (see exec._exec_here): its
+        # environment and executable (checked: not the runtime's own), and
+        # process.capabilities parsed (process_capabilities), the bounding
+        # set already dropped to them
+        self.found: tuple[dict[str, str], str] | None = None
         self.cap_sets: dict[str, int] | None = None
 
 
@@ -403,13 +406,12 @@ def process_capabilities(proc: dict) -> dict | None:
 
 
 def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str], status: str = "creating",
-                 ready=None, checked: bool = False) -> None:
+                 ready=None) -> None:
     """The last steps, shared by init and exec: rlimits, scheduling, fds,
     cwd, LSM labels, user and capabilities, no_new_privs, seccomp, execve.
     Raises on failure. `ready` (if given) is called once the process is
     ready to be confined: after the cwd check, before the LSM labels (an
-    exec waits there for its cgroup move, see exec._exec_here). `checked`:
-    the caller has made sure `path` is not the runtime's executable.
+    exec waits there for its cgroup move, see exec._exec_here).
 
     The seccomp filter goes last, right before execve, when no_new_privs is
     set. Without no_new_privs loading it needs CAP_SYS_ADMIN, so it goes
@@ -470,7 +472,7 @@ def exec_process(s: "Setup", proc: dict, path: str, env: dict[str, str], status:
             step = "seccomp"
             _load_seccomp(s, status)
         step = f"exec {path}"
-        if not checked:
+        if s.found is None:  # else checked by the parent that found it
             p.refuse_runtime_executable(path)
         os.execve(path, proc["args"], env)
     except BaseException as exc:
